@@ -1,0 +1,34 @@
+import type { Writable } from 'node:stream';
+
+/**
+ * Everything a command may touch outside its own arguments. Commands never
+ * reach for `process` themselves, so tests run them in-process with their own
+ * streams, environment and clock.
+ */
+export interface Context {
+  stdout: Writable;
+  stderr: Writable;
+  stdin: NodeJS.ReadableStream & { isTTY?: boolean };
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  now: () => Date;
+  /** Set by `--debug`: internal errors print their stack. */
+  debug: boolean;
+}
+
+export function processContext(): Context {
+  return {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    stdin: process.stdin,
+    env: process.env,
+    cwd: process.cwd(),
+    now: () => new Date(),
+    debug: false,
+  };
+}
+
+/** Writes one line to a stream. */
+export function say(stream: Writable, line = ''): void {
+  stream.write(`${line}\n`);
+}

