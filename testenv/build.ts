@@ -171,7 +171,7 @@ async function ensureKube(log: Log): Promise<Omit<Binaries, 'bao'>> {
     await writeFile(logFile, '');
     log(
       `testenv: building etcd, kube-apiserver, kube-controller-manager, kubectl ${KUBE_VERSION} ` +
-        `with ${goVersion} (first run only; 15-25 min on 2 cores; log: ${logFile})`,
+        `with ${goVersion} (first run only; about 10 min on 2 cores; log: ${logFile})`,
     );
     const started = Date.now();
     const ver = 'k8s.io/component-base/version';

@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { BuildError, ensureBinaries } from './build.js';
 import { personalSandboxDir, projectRoot } from './paths.js';
-import { startSandbox, stopGroups, type SandboxInfo } from './sandbox.js';
+import { groupAlive, startSandbox, stopGroups, type SandboxInfo } from './sandbox.js';
 
 const stateFile = join(personalSandboxDir, 'state.json');
 const log = (line: string): void => {
@@ -18,15 +18,6 @@ async function readState(): Promise<SandboxInfo | undefined> {
   return JSON.parse(await readFile(stateFile, 'utf8')) as SandboxInfo;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(-pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function main(cmd: string | undefined): Promise<number> {
   switch (cmd) {
     case 'build': {
@@ -36,7 +27,7 @@ async function main(cmd: string | undefined): Promise<number> {
     }
     case 'up': {
       const state = await readState();
-      if (state?.pids.every(alive)) {
+      if (state?.pids.every(groupAlive)) {
         log(`sandbox already up; source ${relative(process.cwd(), state.envFile)}`);
         return 0;
       }
@@ -60,7 +51,7 @@ async function main(cmd: string | undefined): Promise<number> {
     }
     case 'status': {
       const state = await readState();
-      const up = state?.pids.every(alive) ?? false;
+      const up = state?.pids.every(groupAlive) ?? false;
       console.log(up ? `up (${state?.apiServer ?? ''}, ${state?.baoAddr ?? ''})` : 'down');
       return up ? 0 : 1;
     }

@@ -8,7 +8,14 @@
 // temporary directory, so no orphan survives its owner.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { existsSync, openSync, closeSync } from 'node:fs';
+import {
+  appendFileSync,
+  closeSync,
+  existsSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+} from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -120,19 +127,41 @@ function killGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-function groupAlive(pid: number): boolean {
+/**
+ * True while any non-zombie process is in the group. `kill(-pgid, 0)` alone
+ * also counts zombies, which an init that reaps slowly can leave around for
+ * seconds after the servers have really stopped.
+ */
+export function groupAlive(pgid: number): boolean {
   try {
-    process.kill(-pid, 0);
-    return true;
+    process.kill(-pgid, 0);
   } catch {
     return false;
   }
+  if (!existsSync('/proc/self/stat')) return true;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    // Fields after the parenthesised command: state, ppid, pgrp, ...
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(rest[2]) === pgid && rest[0] !== 'Z') return true;
+  }
+  return false;
 }
 
-/** Stops the given process groups (TERM, then KILL) and removes the directory. */
+/**
+ * Stops the given process groups and removes the directory. The sandbox's
+ * data is thrown away, so a short grace after SIGTERM is enough: the API
+ * server's own graceful drain takes over ten seconds and protects nothing here.
+ */
 export async function stopGroups(pids: readonly number[], dir?: string): Promise<void> {
   for (const pid of pids) killGroup(pid, 'SIGTERM');
-  const deadline = Date.now() + 10_000;
+  const deadline = Date.now() + 2_000;
   while (pids.some(groupAlive) && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -140,19 +169,23 @@ export async function stopGroups(pids: readonly number[], dir?: string): Promise
   if (dir) await rm(dir, { recursive: true, force: true });
 }
 
-function startWatchdog(ownerPid: number, pids: number[], dir: string): number {
-  // POSIX sh keeps this independent of Node: it must survive the owner.
-  const groups = pids.map((p) => `-${p}`).join(' ');
+/**
+ * A POSIX sh process, independent of Node, that outlives the owner: once the
+ * owner is gone it stops every group listed in `pidsFile` (appended to as
+ * servers start, so a kill during start-up is covered too) and removes `dir`.
+ */
+function startWatchdog(ownerPid: number, pidsFile: string, dir: string): ChildProcess {
   const script = [
     `while kill -0 ${ownerPid} 2>/dev/null; do sleep 0.5; done`,
-    `kill -TERM ${groups} 2>/dev/null`,
-    `i=0; while [ $i -lt 20 ] && kill -0 ${groups} 2>/dev/null; do sleep 0.5; i=$((i+1)); done`,
-    `kill -KILL ${groups} 2>/dev/null`,
+    `groups=$(sed 's/^/-/' '${pidsFile}' 2>/dev/null)`,
+    `[ -n "$groups" ] && kill -TERM $groups 2>/dev/null`,
+    `i=0; while [ $i -lt 4 ] && [ -n "$groups" ] && kill -0 $groups 2>/dev/null; do sleep 0.5; i=$((i+1)); done`,
+    `[ -n "$groups" ] && kill -KILL $groups 2>/dev/null`,
     `rm -rf '${dir}'`,
   ].join('\n');
   const child = spawn('sh', ['-c', script], { detached: true, stdio: 'ignore' });
   child.unref();
-  return child.pid ?? 0;
+  return child;
 }
 
 /** Brings up the whole sandbox; throws (after cleaning up) if any part fails. */
@@ -164,15 +197,25 @@ export async function startSandbox(opts: StartOptions = {}): Promise<Sandbox> {
   await mkdir(join(dir, 'logs'), { recursive: true });
   await mkdir(join(dir, 'pki'), { recursive: true });
   const procs: Proc[] = [];
-  const ownerPid = opts.ownerPid === undefined ? process.pid : opts.ownerPid;
-  let watchdog = 0;
+  const pidsFile = join(dir, 'pids');
+  await writeFile(pidsFile, '');
+  // Guards start-up even for a detached sandbox: if this process dies before
+  // the sandbox is up, nothing is left behind. A detached sandbox dismisses
+  // it once up.
+  const watchdog = startWatchdog(opts.ownerPid ?? process.pid, pidsFile, dir);
+  const start = (name: string, bin: string, args: string[]): Proc => {
+    const proc = startProc(name, bin, args, dir);
+    if (proc.child.pid) appendFileSync(pidsFile, `${proc.child.pid}\n`);
+    procs.push(proc);
+    return proc;
+  };
 
   const cleanup = async (): Promise<void> => {
     await stopGroups(
       procs.map((p) => p.child.pid ?? 0).filter((p) => p > 0),
       dir,
     );
-    if (watchdog) killGroup(watchdog, 'SIGKILL');
+    watchdog.kill('SIGKILL');
   };
 
   try {
@@ -196,40 +239,28 @@ export async function startSandbox(opts: StartOptions = {}): Promise<Sandbox> {
     });
 
     // --- etcd
-    const etcd = startProc(
-      'etcd',
-      binaries.etcd,
-      [
-        '--name=sandbox',
-        `--data-dir=${join(dir, 'etcd')}`,
-        `--listen-client-urls=http://127.0.0.1:${etcdPort}`,
-        `--advertise-client-urls=http://127.0.0.1:${etcdPort}`,
-        `--listen-peer-urls=http://127.0.0.1:${etcdPeer}`,
-        `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeer}`,
-        `--initial-cluster=sandbox=http://127.0.0.1:${etcdPeer}`,
-        '--unsafe-no-fsync',
-        '--log-level=warn',
-      ],
-      dir,
-    );
-    procs.push(etcd);
+    const etcd = start('etcd', binaries.etcd, [
+      '--name=sandbox',
+      `--data-dir=${join(dir, 'etcd')}`,
+      `--listen-client-urls=http://127.0.0.1:${etcdPort}`,
+      `--advertise-client-urls=http://127.0.0.1:${etcdPort}`,
+      `--listen-peer-urls=http://127.0.0.1:${etcdPeer}`,
+      `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeer}`,
+      `--initial-cluster=sandbox=http://127.0.0.1:${etcdPeer}`,
+      '--unsafe-no-fsync',
+      '--log-level=warn',
+    ]);
 
     // --- OpenBao (independent of Kubernetes, so it boots in parallel)
     const baoAddr = `http://127.0.0.1:${baoPort}`;
-    const bao = startProc(
-      'openbao',
-      binaries.bao,
-      [
-        'server',
-        '-dev',
-        `-dev-root-token-id=${baoToken}`,
-        `-dev-listen-address=127.0.0.1:${baoPort}`,
-        '-dev-no-store-token',
-        '-log-level=warn',
-      ],
-      dir,
-    );
-    procs.push(bao);
+    const bao = start('openbao', binaries.bao, [
+      'server',
+      '-dev',
+      `-dev-root-token-id=${baoToken}`,
+      `-dev-listen-address=127.0.0.1:${baoPort}`,
+      '-dev-no-store-token',
+      '-log-level=warn',
+    ]);
 
     await waitFor(
       'etcd',
@@ -244,26 +275,20 @@ export async function startSandbox(opts: StartOptions = {}): Promise<Sandbox> {
     // --- kube-apiserver
     const certDir = join(dir, 'pki', 'apiserver');
     const apiServer = `https://127.0.0.1:${apiPort}`;
-    const apiserver = startProc(
-      'kube-apiserver',
-      binaries.kubeApiserver,
-      [
-        `--etcd-servers=http://127.0.0.1:${etcdPort}`,
-        '--bind-address=127.0.0.1',
-        `--secure-port=${apiPort}`,
-        `--cert-dir=${certDir}`,
-        '--service-cluster-ip-range=10.0.0.0/24',
-        `--service-account-issuer=${apiServer}`,
-        `--service-account-key-file=${saPub}`,
-        `--service-account-signing-key-file=${saKey}`,
-        `--token-auth-file=${tokensFile}`,
-        '--authorization-mode=RBAC',
-        '--allow-privileged=true',
-        '--v=0',
-      ],
-      dir,
-    );
-    procs.push(apiserver);
+    const apiserver = start('kube-apiserver', binaries.kubeApiserver, [
+      `--etcd-servers=http://127.0.0.1:${etcdPort}`,
+      '--bind-address=127.0.0.1',
+      `--secure-port=${apiPort}`,
+      `--cert-dir=${certDir}`,
+      '--service-cluster-ip-range=10.0.0.0/24',
+      `--service-account-issuer=${apiServer}`,
+      `--service-account-key-file=${saPub}`,
+      `--service-account-signing-key-file=${saKey}`,
+      `--token-auth-file=${tokensFile}`,
+      '--authorization-mode=RBAC',
+      '--allow-privileged=true',
+      '--v=0',
+    ]);
     const caFile = join(certDir, 'apiserver.crt');
     await waitFor(
       'kube-apiserver certificate',
@@ -307,28 +332,22 @@ export async function startSandbox(opts: StartOptions = {}): Promise<Sandbox> {
     );
 
     // --- kube-controller-manager (Deployments → ReplicaSets → Pods, service accounts, GC)
-    const kcm = startProc(
-      'kube-controller-manager',
-      binaries.kubeControllerManager,
-      [
-        `--kubeconfig=${kubeconfig}`,
-        `--authentication-kubeconfig=${kubeconfig}`,
-        `--authorization-kubeconfig=${kubeconfig}`,
-        '--leader-elect=false',
-        '--bind-address=127.0.0.1',
-        '--secure-port=0',
-        `--root-ca-file=${caFile}`,
-        `--service-account-private-key-file=${saKey}`,
-        '--controllers=*',
-        '--concurrent-deployment-syncs=10',
-        '--concurrent-replicaset-syncs=10',
-        '--kube-api-qps=500',
-        '--kube-api-burst=1000',
-        '--v=0',
-      ],
-      dir,
-    );
-    procs.push(kcm);
+    const kcm = start('kube-controller-manager', binaries.kubeControllerManager, [
+      `--kubeconfig=${kubeconfig}`,
+      `--authentication-kubeconfig=${kubeconfig}`,
+      `--authorization-kubeconfig=${kubeconfig}`,
+      '--leader-elect=false',
+      '--bind-address=127.0.0.1',
+      '--secure-port=0',
+      `--root-ca-file=${caFile}`,
+      `--service-account-private-key-file=${saKey}`,
+      '--controllers=*',
+      '--concurrent-deployment-syncs=10',
+      '--concurrent-replicaset-syncs=10',
+      '--kube-api-qps=500',
+      '--kube-api-burst=1000',
+      '--v=0',
+    ]);
 
     await waitFor(
       'OpenBao',
@@ -371,7 +390,7 @@ export async function startSandbox(opts: StartOptions = {}): Promise<Sandbox> {
     );
 
     const pids = procs.map((p) => p.child.pid ?? 0);
-    if (ownerPid !== null) watchdog = startWatchdog(ownerPid, pids, dir);
+    if (opts.ownerPid === null) watchdog.kill('SIGKILL');
     const info: SandboxInfo = {
       dir,
       kubeconfig,

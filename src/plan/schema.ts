@@ -1,0 +1,166 @@
+// The MigrationPlan schema: one zod definition from which the TypeScript
+// types, the runtime validation and the published JSON Schema all derive.
+import { z } from 'zod';
+
+export const PLAN_API_VERSION = 'cloudtaser.io/v1';
+export const PLAN_KIND = 'MigrationPlan';
+/** Where editors find the schema; `cloudtaser plan schema` prints the same document. */
+export const PLAN_SCHEMA_URL = 'https://cloudtaser.io/schemas/migration-plan-v1.json';
+
+export const WORKLOAD_KINDS = ['Deployment', 'StatefulSet', 'DaemonSet'] as const;
+export const WORKLOAD_STATUSES = ['pending', 'migrated', 'skipped'] as const;
+
+// Names end up in Kubernetes objects, vault policy and role names, and in the
+// comma/colon/equals separated annotation formats, so they are held to the
+// strictest rule any of those places has.
+const dnsLabel = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const dnsSubdomain = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+const tenantName = /^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$/;
+const pathSegment = '(?!\\.{1,2}(?:/|$))[A-Za-z0-9_.-]+';
+/** `<mount>/data/<path>`: the KV v2 API path the wrapper reads and the policy grants. */
+export const KV2_DATA_PATH = new RegExp(
+  `^${pathSegment}(?:/${pathSegment})*?/data/${pathSegment}(?:/${pathSegment})*$`,
+);
+/** Secret keys as Kubernetes allows them; also safe inside the env-map annotation. */
+export const FIELD_NAME = /^[-._a-zA-Z0-9]+$/;
+/** A POSIX-portable environment variable name. */
+export const ENV_VAR_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const SOURCE = /^(k8s-secret|vault-agent)\/[-._a-zA-Z0-9]+$/;
+
+const text = (what: string) => z.string({ error: `${what} must be a string` });
+
+export const SecretRefSchema = z
+  .strictObject({
+    source: text('source').regex(SOURCE, {
+      error: 'source must be "k8s-secret/<secret-name>" or "vault-agent/<file-name>"',
+    }),
+    vaultPath: text('vaultPath').regex(KV2_DATA_PATH, {
+      error: 'vaultPath must be a KV v2 data path "<mount>/data/<path>" (no globs, no "..")',
+    }),
+    fields: z
+      .record(
+        text('field name').regex(FIELD_NAME, {
+          error: 'field name may contain only letters, digits, "-", "_" and "."',
+        }),
+        text('env var name').regex(ENV_VAR_NAME, {
+          error:
+            'not a valid environment variable name (letters, digits, "_"; not starting with a digit)',
+        }),
+        { error: 'fields must be a map of vault field to environment variable name' },
+      )
+      .default({}),
+  })
+  .describe('One Secret (or Vault Agent file) a workload reads, and where it lives in vault.');
+
+export const WorkloadSchema = z
+  .strictObject({
+    kind: z.enum(WORKLOAD_KINDS, { error: `kind must be one of ${WORKLOAD_KINDS.join(', ')}` }),
+    name: text('name').regex(dnsSubdomain, { error: 'name must be a Kubernetes object name' }),
+    replicas: z.number().int().nonnegative().optional().describe('informational'),
+    serviceAccount: text('serviceAccount')
+      .regex(dnsSubdomain, { error: 'serviceAccount must be a Kubernetes object name' })
+      .default('default')
+      .describe("the pod template's service account"),
+    status: z
+      .enum(WORKLOAD_STATUSES, {
+        error: `status must be one of ${WORKLOAD_STATUSES.join(', ')}`,
+      })
+      .default('pending'),
+    secrets: z.array(SecretRefSchema, { error: 'secrets must be a list' }).default([]),
+  })
+  .describe('A Deployment, StatefulSet or DaemonSet to migrate.');
+
+export const TenantSchema = z
+  .strictObject({
+    name: text('name').regex(tenantName, {
+      error:
+        'tenant name must be lower-case letters, digits, "-", "_" or "." (it names a policy and a role)',
+    }),
+    namespace: text('namespace').regex(dnsLabel, {
+      error: 'namespace must be a Kubernetes namespace name',
+    }),
+    workloads: z.array(WorkloadSchema, { error: 'workloads must be a list' }).default([]),
+  })
+  .describe('One namespace: one vault policy <name>-read and one role <name>-role.');
+
+export const MetadataSchema = z.strictObject({
+  name: text('metadata.name').min(1, { error: 'metadata.name must not be empty' }),
+  cluster: text('metadata.cluster').optional(),
+  createdAt: text('metadata.createdAt').optional(),
+  createdBy: text('metadata.createdBy').optional(),
+  annotations: z
+    .record(z.string(), z.string())
+    .optional()
+    .describe('free-form notes for reviewers'),
+});
+
+export const MigrationPlanSchema = z
+  .strictObject({
+    apiVersion: z.literal(PLAN_API_VERSION, { error: `apiVersion must be "${PLAN_API_VERSION}"` }),
+    kind: z.literal(PLAN_KIND, { error: `kind must be "${PLAN_KIND}"` }),
+    metadata: MetadataSchema,
+    tenants: z.array(TenantSchema, { error: 'tenants must be a list' }).default([]),
+  })
+  .superRefine((plan, ctx) => {
+    const tenantNames = new Map<string, number>();
+    const workloadKeys = new Map<string, string>();
+    plan.tenants.forEach((tenant, ti) => {
+      const first = tenantNames.get(tenant.name);
+      if (first !== undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['tenants', ti, 'name'],
+          message: `duplicate tenant name "${tenant.name}" (also tenant #${first + 1})`,
+        });
+      } else tenantNames.set(tenant.name, ti);
+
+      tenant.workloads.forEach((w, wi) => {
+        const key = `${tenant.namespace}/${w.kind}/${w.name}`;
+        const seen = workloadKeys.get(key);
+        if (seen !== undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['tenants', ti, 'workloads', wi, 'name'],
+            message: `duplicate workload ${w.kind} ${tenant.namespace}/${w.name} (also in tenant "${seen}")`,
+          });
+        } else workloadKeys.set(key, tenant.name);
+
+        const envOwner = new Map<string, string>();
+        const sources = new Set<string>();
+        w.secrets.forEach((s, si) => {
+          if (sources.has(s.source)) {
+            ctx.addIssue({
+              code: 'custom',
+              path: ['tenants', ti, 'workloads', wi, 'secrets', si, 'source'],
+              message: `duplicate source "${s.source}" in workload ${w.name}`,
+            });
+          }
+          sources.add(s.source);
+          for (const [field, env] of Object.entries(s.fields)) {
+            const owner = envOwner.get(env);
+            if (owner !== undefined) {
+              ctx.addIssue({
+                code: 'custom',
+                path: ['tenants', ti, 'workloads', wi, 'secrets', si, 'fields', field],
+                message: `env var ${env} is already mapped from ${owner} in workload ${w.name}`,
+              });
+            } else envOwner.set(env, `${s.vaultPath}:${field}`);
+          }
+        });
+      });
+    });
+  })
+  .describe('A reviewable plan for moving workloads from Kubernetes Secrets to OpenBao/Vault.');
+
+export type MigrationPlan = z.output<typeof MigrationPlanSchema>;
+export type Tenant = MigrationPlan['tenants'][number];
+export type PlanWorkload = Tenant['workloads'][number];
+export type SecretRef = PlanWorkload['secrets'][number];
+export type WorkloadKind = (typeof WORKLOAD_KINDS)[number];
+export type WorkloadStatus = (typeof WORKLOAD_STATUSES)[number];
+
+/** The JSON Schema editors and CI use to check a plan file (input form: defaults optional). */
+export function planJsonSchema(): Record<string, unknown> {
+  const schema = z.toJSONSchema(MigrationPlanSchema, { io: 'input', unrepresentable: 'any' });
+  return { ...schema, $id: PLAN_SCHEMA_URL, title: 'cloudtaser MigrationPlan' };
+}
