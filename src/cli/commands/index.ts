@@ -1,13 +1,18 @@
 import type { Command } from '@commander-js/extra-typings';
 import type { Context } from '../../core/context.js';
+import { registerPlanCommands } from './plan.js';
+import { registerTargetDiscover } from './target-discover.js';
 
 /**
  * Registers every command under its noun: `target` talks to the Kubernetes
  * cluster, `source` to the OpenBao/Vault server, `plan` to plan files alone.
  */
-export function registerCommands(program: Command, _ctx: Context): void {
-  program
+export function registerCommands(program: Command, ctx: Context): void {
+  const target = program
     .command('target')
     .description('commands that talk to the Kubernetes cluster (kubeconfig)');
+  registerTargetDiscover(target, ctx);
   program.command('source').description('commands that talk to the OpenBao/Vault server');
+  const plan = program.command('plan').description('work with MigrationPlan files');
+  registerPlanCommands(plan, ctx);
 }

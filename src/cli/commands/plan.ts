@@ -1,0 +1,23 @@
+import type { Command } from '@commander-js/extra-typings';
+import { say, type Context } from '../../core/context.js';
+import { planJsonSchema } from '../../plan/schema.js';
+import { readPlan } from '../../plan/read.js';
+import { resolve } from 'node:path';
+
+export function registerPlanCommands(plan: Command, ctx: Context): void {
+  plan
+    .command('schema')
+    .description('print the MigrationPlan JSON Schema')
+    .action(() => {
+      ctx.stdout.write(`${JSON.stringify(planJsonSchema(), null, 2)}\n`);
+    });
+  plan
+    .command('validate')
+    .description('check a plan file; every problem is reported as FILE:LINE:COL')
+    .argument('<file>', 'plan file')
+    .action(async (file) => {
+      const { plan: p } = await readPlan(resolve(ctx.cwd, file), file);
+      const workloads = p.tenants.reduce((n, t) => n + t.workloads.length, 0);
+      say(ctx.stdout, `${file}: valid (${p.tenants.length} tenant(s), ${workloads} workload(s))`);
+    });
+}

@@ -1,0 +1,28 @@
+import { Option, type Command } from '@commander-js/extra-typings';
+import type { Context } from '../../core/context.js';
+import { runDiscover } from '../../discovery/run.js';
+
+export function registerTargetDiscover(target: Command, ctx: Context): void {
+  target
+    .command('discover')
+    .description(
+      'scan Deployments, StatefulSets and DaemonSets that read Secrets (or Vault Agent annotations) and write a MigrationPlan',
+    )
+    .option('-o, --output-plan <file>', 'write a MigrationPlan to this file ("-" for stdout)')
+    .option('-n, --namespace <namespace>', 'scan only this namespace')
+    .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)')
+    .option('--context <name>', 'kubeconfig context to use')
+    .option('--kv-mount <path>', 'KV v2 mount for suggested vault paths', 'secret')
+    .option('--name <name>', 'plan name (metadata.name)', 'migration-plan')
+    .option('--created-by <who>', 'metadata.createdBy (default: the OS user)')
+    .option('--force', 'overwrite an existing plan file')
+    .addOption(
+      new Option('--vault-address <url>', 'vault address for SecretMapping output (without -o)'),
+    )
+    .addOption(
+      new Option('--vault-role <role>', 'vault role for SecretMapping output (without -o)'),
+    )
+    .action(async (opts) => {
+      await runDiscover(opts, ctx);
+    });
+}

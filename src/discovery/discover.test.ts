@@ -1,0 +1,98 @@
+import { describe, expect, it } from 'vitest';
+import { parsePlan } from '../plan/read.js';
+import { renderPlan } from '../plan/write.js';
+import { discover, envNameFromKey, templateFields, type WorkloadObject } from './discover.js';
+
+const opts = {
+  kvMount: 'secret',
+  planName: 'p',
+  cluster: 'https://k8s',
+  createdAt: '2026-04-01T10:00:00Z',
+  createdBy: 'me',
+};
+
+function deployment(
+  name: string,
+  spec: NonNullable<NonNullable<WorkloadObject['spec']>['template']>['spec'],
+  annotations?: Record<string, string>,
+): WorkloadObject {
+  return {
+    kind: 'Deployment',
+    metadata: { name, namespace: 'ns' },
+    spec: {
+      template: {
+        ...(annotations ? { metadata: { annotations } } : {}),
+        ...(spec ? { spec } : {}),
+      },
+    },
+  };
+}
+
+describe('discover (pure)', () => {
+  it('derives env var names from keys', () => {
+    expect(envNameFromKey('tls.crt')).toBe('TLS_CRT');
+    expect(envNameFromKey('1st-key')).toBe('_1ST_KEY');
+    expect(envNameFromKey('already_OK')).toBe('ALREADY_OK');
+  });
+
+  it('reads fields from Vault Agent templates', () => {
+    expect(
+      templateFields(
+        '{{ .Data.data.user }}:{{ index .Data.data "pass-word" }} {{ .Data.data.user }}',
+      ),
+    ).toEqual(['pass-word', 'user']);
+  });
+
+  it('keeps one mapping per env var across secrets and flags the dropped one', () => {
+    const w = deployment('web', {
+      containers: [
+        {
+          name: 'a',
+          env: [{ name: 'PASS', valueFrom: { secretKeyRef: { name: 'one', key: 'p' } } }],
+        },
+        {
+          name: 'b',
+          env: [{ name: 'PASS', valueFrom: { secretKeyRef: { name: 'two', key: 'q' } } }],
+        },
+      ],
+    });
+    const secrets = [
+      { namespace: 'ns', name: 'one', keys: ['p'] },
+      { namespace: 'ns', name: 'two', keys: ['q'] },
+    ];
+    const { plan, notes } = discover([w], secrets, opts);
+    const refs = plan.tenants[0]?.workloads[0]?.secrets;
+    expect(refs?.map((s) => s.fields)).toEqual([{ p: 'PASS' }, {}]);
+    expect(notes[0]?.text).toContain(
+      'q → PASS dropped: PASS is already mapped from k8s-secret/one:p.',
+    );
+    // The plan it writes must pass its own validation.
+    expect(() => parsePlan(renderPlan(plan, notes), 'p.yaml')).not.toThrow();
+  });
+
+  it('converts a KV v1-style Vault Agent path and says so', () => {
+    const w = deployment(
+      'agent',
+      { containers: [{ name: 'c' }] },
+      {
+        'openbao.openbao.org/agent-inject-secret-db': 'kv/app/db',
+      },
+    );
+    const { plan, notes } = discover([w], [], opts);
+    expect(plan.tenants[0]?.workloads[0]?.secrets[0]?.vaultPath).toBe('kv/data/app/db');
+    expect(notes[0]?.text).toContain('converted to the KV v2 API form');
+    expect(notes[0]?.text).toContain('the agent rendered the whole secret');
+  });
+
+  it('uses --kv-mount for suggested paths and sorts everything', () => {
+    const ws: WorkloadObject[] = ['b', 'a'].map((n) =>
+      deployment(n, { containers: [{ name: 'c', envFrom: [{ secretRef: { name: `s-${n}` } }] }] }),
+    );
+    const secrets = ['a', 'b'].map((n) => ({ namespace: 'ns', name: `s-${n}`, keys: ['Z', 'A'] }));
+    const { plan } = discover(ws, secrets, { ...opts, kvMount: 'kv/prod' });
+    const wl = plan.tenants[0]?.workloads ?? [];
+    expect(wl.map((w) => w.name)).toEqual(['a', 'b']);
+    expect(wl[0]?.secrets[0]?.vaultPath).toBe('kv/prod/data/ns/s-a');
+    expect(Object.keys(wl[0]?.secrets[0]?.fields ?? {})).toEqual(['A', 'Z']);
+  });
+});

@@ -1,0 +1,380 @@
+// Discovery: workloads + secret key names → MigrationPlan. Pure: no I/O, no
+// clock, no secret values (the input carries key names only), and the output
+// is sorted so an unchanged cluster always yields the same plan.
+import type { V1Container, V1PodSpec } from '@kubernetes/client-node';
+import type { PlanNote } from '../plan/write.js';
+import {
+  ENV_VAR_NAME,
+  PLAN_API_VERSION,
+  PLAN_KIND,
+  WORKLOAD_KINDS,
+  type MigrationPlan,
+  type PlanWorkload,
+  type SecretRef,
+  type Tenant,
+  type WorkloadKind,
+} from '../plan/schema.js';
+
+export const SYSTEM_NAMESPACES: ReadonlySet<string> = new Set([
+  'kube-system',
+  'kube-public',
+  'kube-node-lease',
+]);
+export const INJECT_ANNOTATION = 'cloudtaser.io/inject';
+/** Vault Agent Injector annotation prefixes: HashiCorp's and OpenBao's fork. */
+export const AGENT_PREFIXES = ['vault.hashicorp.com/', 'openbao.openbao.org/'] as const;
+
+/** The parts of a Deployment/StatefulSet/DaemonSet discovery reads. */
+export interface WorkloadObject {
+  kind: WorkloadKind;
+  metadata: { name: string; namespace: string };
+  spec?: {
+    replicas?: number;
+    template?: {
+      metadata?: { annotations?: Record<string, string> };
+      spec?: V1PodSpec;
+    };
+  };
+}
+
+/** A Secret as discovery sees it: its key names, never its values. */
+export interface SecretKeys {
+  namespace: string;
+  name: string;
+  type?: string;
+  keys: readonly string[];
+}
+
+export interface DiscoverOptions {
+  kvMount: string;
+  planName: string;
+  cluster: string;
+  createdAt: string;
+  createdBy: string;
+}
+
+export type SkipReason = 'system-namespace' | 'already-injected' | 'no-secret-references';
+
+export interface DiscoverySummary {
+  namespaces: number;
+  workloadsFound: number;
+  workloadsPlanned: number;
+  skipped: { namespace: string; kind: WorkloadKind; name: string; reason: SkipReason }[];
+  secretsMapped: number;
+  missingSecrets: number;
+}
+
+export interface DiscoveryResult {
+  plan: MigrationPlan;
+  notes: PlanNote[];
+  summary: DiscoverySummary;
+}
+
+const SA_TOKEN_TYPE = 'kubernetes.io/service-account-token';
+
+/** Upper-cases a key and replaces what an env var name cannot hold. */
+export function envNameFromKey(key: string): string {
+  const up = key.toUpperCase().replace(/[^A-Z0-9_]/g, '_');
+  return /^[0-9]/.test(up) ? `_${up}` : up;
+}
+
+interface SecretAcc {
+  source: string;
+  vaultPath: string;
+  /** field → env var, first mapping wins. */
+  fields: Map<string, string>;
+  notes: string[];
+}
+
+function kindOrder(kind: WorkloadKind): number {
+  return WORKLOAD_KINDS.indexOf(kind);
+}
+
+const byString = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Converts a Vault Agent path to the KV v2 API form where it is not already. */
+function agentVaultPath(path: string): { path: string; converted: boolean } {
+  const clean = path.replace(/^\/+|\/+$/g, '');
+  if (/^[^/]+(\/[^/]+)*?\/data\/.+/.test(clean)) return { path: clean, converted: false };
+  const [mount, ...rest] = clean.split('/');
+  return { path: `${mount ?? ''}/data/${rest.join('/')}`, converted: true };
+}
+
+/** Field names a Vault Agent template reads: `.Data.data.x` and `index .Data.data "x"`. */
+export function templateFields(template: string): string[] {
+  const out = new Set<string>();
+  for (const m of template.matchAll(/\.Data\.data\.([A-Za-z_][A-Za-z0-9_]*)/g)) out.add(m[1] ?? '');
+  for (const m of template.matchAll(/index\s+\.Data\.data\s+"([^"]+)"/g)) out.add(m[1] ?? '');
+  out.delete('');
+  return [...out].sort(byString);
+}
+
+function planWorkload(
+  w: WorkloadObject,
+  secrets: ReadonlyMap<string, SecretKeys>,
+  opts: DiscoverOptions,
+): { workload: PlanWorkload; notes: Map<string, string[]>; missing: number } {
+  const ns = w.metadata.namespace;
+  const podSpec = w.spec?.template?.spec;
+  const annotations = w.spec?.template?.metadata?.annotations ?? {};
+  const accs = new Map<string, SecretAcc>();
+  let missing = 0;
+
+  const secretAcc = (name: string, optional: boolean | undefined): SecretAcc | undefined => {
+    const known = secrets.get(`${ns}/${name}`);
+    // Service-account token Secrets are cluster credentials, not app secrets.
+    if (known?.type === SA_TOKEN_TYPE) return undefined;
+    const source = `k8s-secret/${name}`;
+    let acc = accs.get(source);
+    if (!acc) {
+      acc = {
+        source,
+        vaultPath: `${opts.kvMount}/data/${ns}/${name}`,
+        fields: new Map(),
+        notes: [],
+      };
+      if (!known) {
+        missing++;
+        acc.notes.push(
+          `Secret ${name} does not exist in namespace ${ns}${optional ? ' (referenced with optional: true)' : ''}; only the keys the workload names are listed.`,
+        );
+      }
+      accs.set(source, acc);
+    }
+    return acc;
+  };
+  const addField = (acc: SecretAcc, field: string, env: string): void => {
+    const prev = acc.fields.get(field);
+    if (prev === undefined) acc.fields.set(field, env);
+    else if (prev !== env) {
+      acc.notes.push(`key ${field} is also read as ${env}; only ${prev} is mapped.`);
+    }
+  };
+
+  const containers: V1Container[] = [
+    ...(podSpec?.initContainers ?? []),
+    ...(podSpec?.containers ?? []),
+  ];
+  for (const c of containers) {
+    for (const e of c.env ?? []) {
+      const ref = e.valueFrom?.secretKeyRef;
+      if (!ref?.name) continue;
+      const acc = secretAcc(ref.name, ref.optional);
+      if (acc) addField(acc, ref.key, e.name);
+    }
+    for (const ef of c.envFrom ?? []) {
+      const ref = ef.secretRef;
+      if (!ref?.name) continue;
+      const acc = secretAcc(ref.name, ref.optional);
+      if (!acc) continue;
+      const keys = secrets.get(`${ns}/${ref.name}`)?.keys ?? [];
+      const prefix = ef.prefix ?? '';
+      const invalid: string[] = [];
+      for (const key of keys) {
+        const env = `${prefix}${key}`;
+        if (ENV_VAR_NAME.test(env)) addField(acc, key, env);
+        else invalid.push(key);
+      }
+      if (invalid.length > 0) {
+        acc.notes.push(
+          `envFrom skips keys that are not valid env var names: ${invalid.sort(byString).join(', ')}.`,
+        );
+      }
+      if (keys.length === 0 && !secrets.has(`${ns}/${ref.name}`)) {
+        acc.notes.push('envFrom: key names unknown until the Secret exists; add fields by hand.');
+      }
+    }
+  }
+
+  // Secret volumes, plain or projected. Which containers mount them, and where,
+  // goes into the note: the app read these values from files.
+  for (const v of podSpec?.volumes ?? []) {
+    const sources: { name: string; items?: { key: string }[]; optional?: boolean }[] = [];
+    if (v.secret?.secretName) {
+      sources.push({
+        name: v.secret.secretName,
+        items: v.secret.items,
+        optional: v.secret.optional,
+      });
+    }
+    for (const p of v.projected?.sources ?? []) {
+      if (p.secret?.name) {
+        sources.push({ name: p.secret.name, items: p.secret.items, optional: p.secret.optional });
+      }
+    }
+    if (sources.length === 0) continue;
+    const mounts = containers
+      .flatMap((c) =>
+        (c.volumeMounts ?? []).filter((m) => m.name === v.name).map((m) => m.mountPath),
+      )
+      .sort(byString);
+    for (const s of sources) {
+      const acc = secretAcc(s.name, s.optional);
+      if (!acc) continue;
+      const keys = s.items?.map((i) => i.key) ?? secrets.get(`${ns}/${s.name}`)?.keys ?? [];
+      for (const key of keys) addField(acc, key, envNameFromKey(key));
+      const where = mounts.length > 0 ? ` at ${mounts.join(', ')}` : '';
+      acc.notes.push(
+        `mounted as files${where} (volume ${v.name}): the app read these from files; fields are named after the keys, upper-cased.`,
+      );
+    }
+  }
+
+  // Vault Agent Injector: the secret already lives in vault.
+  for (const prefix of AGENT_PREFIXES) {
+    const secretPrefix = `${prefix}agent-inject-secret-`;
+    for (const [key, value] of Object.entries(annotations)) {
+      if (!key.startsWith(secretPrefix) || !value) continue;
+      const file = key.slice(secretPrefix.length);
+      if (!/^[-._a-zA-Z0-9]+$/.test(file)) continue;
+      const { path, converted } = agentVaultPath(value);
+      const acc: SecretAcc = {
+        source: `vault-agent/${file}`,
+        vaultPath: path,
+        fields: new Map(),
+        notes: [],
+      };
+      if (converted) {
+        acc.notes.push(
+          `Vault Agent path ${value} converted to the KV v2 API form; check the mount.`,
+        );
+      }
+      const template = annotations[`${prefix}agent-inject-template-${file}`];
+      const fields = template ? templateFields(template) : [];
+      for (const f of fields) addField(acc, f, envNameFromKey(f));
+      acc.notes.push(
+        fields.length > 0
+          ? `from Vault Agent file ${file}; fields read from its template.`
+          : `from Vault Agent file ${file}; the agent rendered the whole secret, so list the fields the app needs.`,
+      );
+      accs.set(acc.source, acc);
+    }
+  }
+
+  // One env var, one source, across the whole pod: first mapping (in sorted
+  // order) wins, the rest are flagged for the reviewer.
+  const envOwner = new Map<string, string>();
+  const secretsOut: SecretRef[] = [];
+  const notes = new Map<string, string[]>();
+  for (const acc of [...accs.values()].sort((a, b) => byString(a.source, b.source))) {
+    const fields: Record<string, string> = {};
+    for (const [field, env] of [...acc.fields].sort((a, b) => byString(a[0], b[0]))) {
+      const owner = envOwner.get(env);
+      if (owner !== undefined) {
+        acc.notes.push(`${field} → ${env} dropped: ${env} is already mapped from ${owner}.`);
+        continue;
+      }
+      envOwner.set(env, `${acc.source}:${field}`);
+      fields[field] = env;
+    }
+    secretsOut.push({ source: acc.source, vaultPath: acc.vaultPath, fields });
+    if (acc.notes.length > 0) notes.set(acc.source, [...new Set(acc.notes)]);
+  }
+
+  const workload: PlanWorkload = {
+    kind: w.kind,
+    name: w.metadata.name,
+    ...(w.kind === 'DaemonSet' ? {} : { replicas: w.spec?.replicas ?? 1 }),
+    serviceAccount: podSpec?.serviceAccountName ?? podSpec?.serviceAccount ?? 'default',
+    status: 'pending',
+    secrets: secretsOut,
+  };
+  return { workload, notes, missing };
+}
+
+/**
+ * Builds a plan from the cluster's workloads and Secrets' key names.
+ * `namespaces` lists the namespaces that were scanned (for the summary).
+ */
+export function discover(
+  workloads: readonly WorkloadObject[],
+  secrets: readonly SecretKeys[],
+  opts: DiscoverOptions,
+  namespaces?: readonly string[],
+): DiscoveryResult {
+  const secretIndex = new Map(secrets.map((s) => [`${s.namespace}/${s.name}`, s]));
+  const summary: DiscoverySummary = {
+    namespaces: 0,
+    workloadsFound: 0,
+    workloadsPlanned: 0,
+    skipped: [],
+    secretsMapped: 0,
+    missingSecrets: 0,
+  };
+  const byNamespace = new Map<string, { workload: PlanWorkload; notes: Map<string, string[]> }[]>();
+
+  const sorted = [...workloads].sort(
+    (a, b) =>
+      byString(a.metadata.namespace, b.metadata.namespace) ||
+      kindOrder(a.kind) - kindOrder(b.kind) ||
+      byString(a.metadata.name, b.metadata.name),
+  );
+  for (const w of sorted) {
+    const ns = w.metadata.namespace;
+    const skip = (reason: SkipReason): void => {
+      summary.skipped.push({ namespace: ns, kind: w.kind, name: w.metadata.name, reason });
+    };
+    if (SYSTEM_NAMESPACES.has(ns)) {
+      skip('system-namespace');
+      continue;
+    }
+    summary.workloadsFound++;
+    if (w.spec?.template?.metadata?.annotations?.[INJECT_ANNOTATION] === 'true') {
+      skip('already-injected');
+      continue;
+    }
+    const { workload, notes, missing } = planWorkload(w, secretIndex, opts);
+    if (workload.secrets.length === 0) {
+      skip('no-secret-references');
+      continue;
+    }
+    summary.workloadsPlanned++;
+    summary.secretsMapped += workload.secrets.length;
+    summary.missingSecrets += missing;
+    const list = byNamespace.get(ns) ?? [];
+    list.push({ workload, notes });
+    byNamespace.set(ns, list);
+  }
+
+  const scanned = new Set(
+    (
+      namespaces ?? [
+        ...workloads.map((w) => w.metadata.namespace),
+        ...secrets.map((s) => s.namespace),
+      ]
+    ).filter((n) => !SYSTEM_NAMESPACES.has(n)),
+  );
+  summary.namespaces = scanned.size;
+
+  const tenants: Tenant[] = [];
+  const notes: PlanNote[] = [];
+  for (const ns of [...byNamespace.keys()].sort(byString)) {
+    const entries = byNamespace.get(ns) ?? [];
+    const ti = tenants.length;
+    tenants.push({ name: ns, namespace: ns, workloads: entries.map((e) => e.workload) });
+    entries.forEach((e, wi) => {
+      e.workload.secrets.forEach((s, si) => {
+        const text = e.notes.get(s.source);
+        if (text) {
+          notes.push({
+            path: ['tenants', ti, 'workloads', wi, 'secrets', si],
+            text: text.join('\n'),
+          });
+        }
+      });
+    });
+  }
+
+  const plan: MigrationPlan = {
+    apiVersion: PLAN_API_VERSION,
+    kind: PLAN_KIND,
+    metadata: {
+      name: opts.planName,
+      cluster: opts.cluster,
+      createdAt: opts.createdAt,
+      createdBy: opts.createdBy,
+    },
+    tenants,
+  };
+  return { plan, notes, summary };
+}

@@ -1,0 +1,147 @@
+// `target discover`: read the cluster → discover (pure) → write the plan.
+import { constants, existsSync } from 'node:fs';
+import { access } from 'node:fs/promises';
+import { userInfo } from 'node:os';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { say, type Context } from '../core/context.js';
+import { UserError } from '../core/errors.js';
+import { loadKube } from '../kube/config.js';
+import { scanCluster } from '../kube/scan.js';
+import { renderPlan, writeFileAtomic } from '../plan/write.js';
+import { discover, type DiscoverySummary } from './discover.js';
+import { renderSecretMappings, secretMappings } from './secret-mapping.js';
+
+export interface DiscoverCommandOptions {
+  outputPlan?: string | undefined;
+  namespace?: string | undefined;
+  kubeconfig?: string | undefined;
+  context?: string | undefined;
+  kvMount: string;
+  name: string;
+  createdBy?: string | undefined;
+  vaultAddress?: string | undefined;
+  vaultRole?: string | undefined;
+  force?: boolean | undefined;
+}
+
+const KV_MOUNT = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;
+const NAMESPACE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+function osUser(env: NodeJS.ProcessEnv): string {
+  if (env.USER) return env.USER;
+  try {
+    return userInfo().username;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** RFC 3339 to the second, as the guide's example shows it. */
+function timestamp(d: Date): string {
+  return d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+function summaryLines(s: DiscoverySummary): string[] {
+  const count = (reason: string): number => s.skipped.filter((k) => k.reason === reason).length;
+  const injected = count('already-injected');
+  const noRefs = count('no-secret-references');
+  const system = count('system-namespace');
+  const skippedParts = [
+    injected ? `${injected} already annotated cloudtaser.io/inject` : '',
+    noRefs ? `${noRefs} without secret references` : '',
+  ].filter(Boolean);
+  const lines = [
+    `Scanned ${s.namespaces} namespace(s): ${s.workloadsFound} workload(s) found, ` +
+      `${s.workloadsPlanned} planned, ${injected + noRefs} skipped` +
+      (skippedParts.length ? ` (${skippedParts.join(', ')})` : '') +
+      `; ${s.secretsMapped} secret reference(s) mapped` +
+      (s.missingSecrets ? `, ${s.missingSecrets} to Secrets that do not exist` : '') +
+      '.',
+  ];
+  if (system) lines.push(`Excluded ${system} workload(s) in system namespaces.`);
+  for (const k of s.skipped.filter((x) => x.reason === 'already-injected')) {
+    lines.push(
+      `  skipped ${k.kind} ${k.namespace}/${k.name}: already annotated cloudtaser.io/inject`,
+    );
+  }
+  return lines;
+}
+
+/** Fails before the scan, not after it, when the plan could not be written. */
+async function checkWritable(file: string, display: string): Promise<void> {
+  try {
+    await access(dirname(file), constants.W_OK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'its directory does not exist' : 'permission denied';
+    throw new UserError(`cannot write ${display}: ${why}`);
+  }
+}
+
+export async function runDiscover(o: DiscoverCommandOptions, ctx: Context): Promise<void> {
+  const kvMount = o.kvMount.replace(/^\/+|\/+$/g, '');
+  if (!KV_MOUNT.test(kvMount)) {
+    throw new UserError(`--kv-mount "${o.kvMount}" is not a valid mount path`);
+  }
+  if (o.namespace !== undefined && !NAMESPACE.test(o.namespace)) {
+    throw new UserError(`--namespace "${o.namespace}" is not a valid namespace name`);
+  }
+  if (o.outputPlan === undefined && (!o.vaultAddress || !o.vaultRole)) {
+    throw new UserError(
+      'without --output-plan, discover prints SecretMapping resources and needs --vault-address and --vault-role',
+      'to write a MigrationPlan instead: cloudtaser target discover -o plan.yaml',
+    );
+  }
+  if (o.vaultAddress !== undefined && !/^https?:\/\/\S+$/.test(o.vaultAddress)) {
+    throw new UserError(`--vault-address "${o.vaultAddress}" must be an http(s) URL`);
+  }
+  const toStdout = o.outputPlan === '-';
+  const outFile =
+    o.outputPlan && !toStdout
+      ? isAbsolute(o.outputPlan)
+        ? o.outputPlan
+        : resolve(ctx.cwd, o.outputPlan)
+      : undefined;
+  // A plan is edited by people; never overwrite their work silently.
+  if (outFile && existsSync(outFile) && !o.force) {
+    throw new UserError(
+      `${o.outputPlan ?? outFile} already exists; it may hold reviewed edits`,
+      'pass --force to overwrite it, or choose another -o path',
+    );
+  }
+
+  if (outFile) await checkWritable(outFile, o.outputPlan ?? outFile);
+
+  const target = loadKube({ kubeconfig: o.kubeconfig, context: o.context }, ctx.env, ctx.cwd);
+  const scan = await scanCluster(target, o.namespace);
+  const result = discover(
+    scan.workloads,
+    scan.secrets,
+    {
+      kvMount,
+      planName: o.name,
+      cluster: target.server,
+      createdAt: timestamp(ctx.now()),
+      createdBy: o.createdBy ?? osUser(ctx.env),
+    },
+    scan.namespaces,
+  );
+  for (const line of summaryLines(result.summary)) say(ctx.stderr, line);
+
+  if (o.outputPlan === undefined) {
+    ctx.stdout.write(
+      renderSecretMappings(secretMappings(result.plan, o.vaultAddress ?? '', o.vaultRole ?? '')),
+    );
+    return;
+  }
+  const text = renderPlan(result.plan, result.notes);
+  if (toStdout) {
+    ctx.stdout.write(text);
+    return;
+  }
+  await writeFileAtomic(outFile ?? '', text);
+  say(
+    ctx.stderr,
+    `Wrote ${o.outputPlan} (${result.plan.tenants.length} tenant(s)). Review it, then: cloudtaser source apply-plan ${o.outputPlan} --dry-run`,
+  );
+}

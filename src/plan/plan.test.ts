@@ -1,0 +1,261 @@
+import fc from 'fast-check';
+import { mkdtemp, readdir, readFile, writeFile, chmod } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { UserError } from '../core/errors.js';
+import { parsePlan, PlanError } from './read.js';
+import { planJsonSchema, type MigrationPlan } from './schema.js';
+import { PlanEditor, renderPlan, writeFileAtomic } from './write.js';
+
+const GUIDE_PLAN = `apiVersion: cloudtaser.io/v1
+kind: MigrationPlan
+metadata:
+  name: migration-plan
+  cluster: https://k8s.prod.example.com
+  createdAt: "2026-04-01T10:00:00Z"
+  createdBy: platform-team
+tenants:
+  - name: payments
+    namespace: payments
+    workloads:
+      - kind: Deployment
+        name: payment-api
+        replicas: 3
+        secrets:
+          - source: k8s-secret/db-credentials
+            vaultPath: secret/data/payments/db-credentials
+            fields:
+              username: DB_USER
+              password: DB_PASS
+        status: pending
+`;
+
+function issuesOf(text: string): string[] {
+  try {
+    parsePlan(text, 'plan.yaml');
+  } catch (e) {
+    if (e instanceof PlanError) return e.issues.map((i) => `${i.line}:${i.col}: ${i.message}`);
+    throw e;
+  }
+  return [];
+}
+
+describe('plan reader', () => {
+  it("accepts the guide's plan and fills defaults", () => {
+    const { plan } = parsePlan(GUIDE_PLAN, 'plan.yaml');
+    const w = plan.tenants[0]?.workloads[0];
+    expect(w?.serviceAccount).toBe('default');
+    expect(w?.status).toBe('pending');
+    expect(w?.secrets[0]?.fields).toEqual({ username: 'DB_USER', password: 'DB_PASS' });
+  });
+
+  it('reports every problem with its line and column, not just the first', () => {
+    const bad = GUIDE_PLAN.replace('status: pending', 'status: done')
+      .replace('secret/data/payments/db-credentials', 'secret/payments/db-credentials')
+      .replace('password: DB_PASS', 'password: 9PASS')
+      .replace('replicas: 3', 'replicas: 3\n        colour: blue');
+    expect(issuesOf(bad)).toEqual([
+      '15:9: unknown key "colour" in tenants[0].workloads[0]',
+      '18:24: tenants[0].workloads[0].secrets[0].vaultPath: vaultPath must be a KV v2 data path "<mount>/data/<path>" (no globs, no "..")',
+      '21:25: tenants[0].workloads[0].secrets[0].fields.password: not a valid environment variable name (letters, digits, "_"; not starting with a digit)',
+      '22:17: tenants[0].workloads[0].status: status must be one of pending, migrated, skipped',
+    ]);
+  });
+
+  it('rejects duplicate tenants, duplicate workloads and env vars mapped twice', () => {
+    const text = `apiVersion: cloudtaser.io/v1
+kind: MigrationPlan
+metadata: {name: p}
+tenants:
+  - name: a
+    namespace: a
+    workloads:
+      - kind: Deployment
+        name: web
+        secrets:
+          - source: k8s-secret/one
+            vaultPath: secret/data/a/one
+            fields: {user: DB_USER}
+          - source: k8s-secret/two
+            vaultPath: secret/data/a/two
+            fields: {login: DB_USER}
+      - kind: Deployment
+        name: web
+  - name: a
+    namespace: b
+`;
+    expect(issuesOf(text)).toEqual([
+      '16:29: tenants[0].workloads[0].secrets[1].fields.login: env var DB_USER is already mapped from secret/data/a/one:user in workload web',
+      '18:15: tenants[0].workloads[1].name: duplicate workload Deployment a/web (also in tenant "a")',
+      '19:11: tenants[1].name: duplicate tenant name "a" (also tenant #1)',
+    ]);
+  });
+
+  it('names missing keys, wrong apiVersion/kind, YAML syntax errors and empty files', () => {
+    expect(issuesOf('apiVersion: v1\nkind: Plan\n')).toEqual([
+      '1:1: metadata: required key is missing',
+      '1:13: apiVersion: apiVersion must be "cloudtaser.io/v1"',
+      '2:7: kind: kind must be "MigrationPlan"',
+    ]);
+    expect(issuesOf('tenants: [\n')[0]).toMatch(/^2:1: invalid YAML: /);
+    expect(issuesOf('')).toEqual(['1:1: the file is empty; expected a MigrationPlan']);
+    expect(issuesOf('a: 1\na: 2\n')[0]).toMatch(/^2:1: invalid YAML: Map keys must be unique/);
+  });
+
+  it('rejects vault paths that would widen a policy', () => {
+    for (const p of [
+      'secret/data/a/*',
+      'secret/data/+/x',
+      'secret/data/../x',
+      '/secret/data/x',
+      'secret/data/',
+    ]) {
+      const text = GUIDE_PLAN.replace('secret/data/payments/db-credentials', p);
+      expect(issuesOf(text).join('\n'), p).toMatch(/vaultPath must be a KV v2 data path/);
+    }
+    expect(
+      issuesOf(GUIDE_PLAN.replace('secret/data/payments/db-credentials', 'kv/prod/data/a/b')),
+    ).toEqual([]);
+  });
+
+  it('never throws anything but a positioned PlanError for random input (property)', () => {
+    const yamlish = fc.oneof(
+      fc.string(),
+      fc.jsonValue().map((v) => stringify(v)),
+      // Mutations of a valid plan: truncation, insertion, character swaps.
+      fc
+        .tuple(fc.nat(GUIDE_PLAN.length), fc.string({ maxLength: 8 }))
+        .map(([i, s]) => GUIDE_PLAN.slice(0, i) + s + GUIDE_PLAN.slice(i)),
+      fc.nat(GUIDE_PLAN.length).map((i) => GUIDE_PLAN.slice(0, i)),
+      fc.constantFrom(
+        '&a [*a]',
+        '!!binary aGk=',
+        '? [a]\n: b',
+        '- - -',
+        '%YAML 1.1\n---\na: b',
+        '{a: 1}\n---\n{b: 2}',
+      ),
+    );
+    fc.assert(
+      fc.property(yamlish, (text) => {
+        try {
+          parsePlan(text, 'plan.yaml');
+        } catch (e) {
+          if (!(e instanceof PlanError)) return false;
+          const lines = text.split('\n').length + 1;
+          return (
+            e.issues.length > 0 &&
+            e.issues.every((i) => i.line >= 1 && i.line <= lines && i.col >= 1) &&
+            e.message.split('\n').every((l) => /^plan\.yaml:\d+:\d+: /.test(l))
+          );
+        }
+        return true;
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
+
+describe('plan writer', () => {
+  const plan: MigrationPlan = parsePlan(GUIDE_PLAN, 'p').plan;
+
+  it('renders a plan that reads back equal, with the schema modeline and notes as comments', () => {
+    const text = renderPlan(plan, [
+      { path: ['tenants', 0, 'workloads', 0, 'secrets', 0], text: 'read from files' },
+    ]);
+    expect(text.split('\n')[0]).toBe(
+      '# yaml-language-server: $schema=https://cloudtaser.io/schemas/migration-plan-v1.json',
+    );
+    expect(text).toContain('createdAt: "2026-04-01T10:00:00Z"');
+    expect(text).toMatch(/# read from files\n\s+- source: k8s-secret\/db-credentials/);
+    expect(parsePlan(text, 'p').plan).toEqual(plan);
+  });
+
+  it('changes only the status value, keeping comments, order, quoting and layout', () => {
+    const human = `# reviewed by security 2026-04-02
+apiVersion: cloudtaser.io/v1
+kind: MigrationPlan
+metadata:
+  name: migration-plan   # keep this name
+tenants:
+- namespace: payments    # sequences not indented, keys reordered
+  name: payments
+  workloads:
+  - status: "pending"    # quoted on purpose
+    name: payment-api
+    kind: Deployment
+    secrets: []
+
+  - {kind: StatefulSet, name: ledger, status: pending}
+`;
+    const editor = new PlanEditor(parsePlan(human, 'p'));
+    expect(
+      editor.setStatus(
+        { namespace: 'payments', kind: 'Deployment', name: 'payment-api' },
+        'migrated',
+      ),
+    ).toBe(true);
+    expect(
+      editor.setStatus({ namespace: 'payments', kind: 'StatefulSet', name: 'ledger' }, 'skipped'),
+    ).toBe(true);
+    expect(
+      editor.setStatus({ namespace: 'payments', kind: 'DaemonSet', name: 'nope' }, 'skipped'),
+    ).toBe(false);
+    const expected = human
+      .replace('status: "pending"', 'status: "migrated"')
+      .replace('status: pending}', 'status: skipped}');
+    expect(editor.toString()).toBe(expected);
+    // Later edits still land in the right place after earlier ones moved text.
+    editor.setStatus({ namespace: 'payments', kind: 'Deployment', name: 'payment-api' }, 'pending');
+    editor.setStatus({ namespace: 'payments', kind: 'StatefulSet', name: 'ledger' }, 'migrated');
+    const { plan: after } = parsePlan(editor.toString(), 'p');
+    expect(after.tenants[0]?.workloads.map((w) => w.status)).toEqual(['pending', 'migrated']);
+  });
+
+  it('adds a status key where the human left it out', () => {
+    const text = GUIDE_PLAN.replace('        status: pending\n', '').replace(
+      '  - name: payments\n',
+      '  # payments team signed off\n  - name: payments\n',
+    );
+    const editor = new PlanEditor(parsePlan(text, 'p'));
+    editor.setStatus(
+      { namespace: 'payments', kind: 'Deployment', name: 'payment-api' },
+      'migrated',
+    );
+    expect(parsePlan(editor.toString(), 'p').plan.tenants[0]?.workloads[0]?.status).toBe(
+      'migrated',
+    );
+    expect(editor.toString()).toContain('# payments team signed off\n');
+  });
+});
+
+describe('atomic write', () => {
+  it('replaces the file whole and leaves no temp file behind', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ct-plan-'));
+    const file = join(dir, 'plan.yaml');
+    await writeFile(file, 'old');
+    await chmod(file, 0o600);
+    await writeFileAtomic(file, 'new content');
+    expect(await readFile(file, 'utf8')).toBe('new content');
+    expect(await readdir(dir)).toEqual(['plan.yaml']);
+  });
+
+  it('fails with a user error naming the path when the directory is missing', async () => {
+    const file = join(tmpdir(), 'no-such-dir-ct', 'plan.yaml');
+    await expect(writeFileAtomic(file, 'x')).rejects.toThrow(UserError);
+    await expect(writeFileAtomic(file, 'x')).rejects.toThrow(
+      /cannot write .*plan\.yaml: its directory does not exist/,
+    );
+  });
+});
+
+describe('JSON Schema', () => {
+  it('is derived from the same schema and describes the plan', () => {
+    const schema = planJsonSchema();
+    expect(schema.$id).toBe('https://cloudtaser.io/schemas/migration-plan-v1.json');
+    expect(JSON.stringify(schema)).toContain('"enum":["pending","migrated","skipped"]');
+    expect((schema.required as string[]).sort()).toEqual(['apiVersion', 'kind', 'metadata']);
+  });
+});

@@ -1,0 +1,170 @@
+// Reading a plan: YAML → document (positions kept) → schema validation, with
+// every problem reported as FILE:LINE:COL, not just the first one.
+import { readFile } from 'node:fs/promises';
+import {
+  isMap,
+  isNode,
+  isScalar,
+  isSeq,
+  LineCounter,
+  parseDocument,
+  type Document,
+  type Pair,
+} from 'yaml';
+import type { z } from 'zod';
+import { UserError } from '../core/errors.js';
+import { MigrationPlanSchema, type MigrationPlan } from './schema.js';
+
+export interface PlanIssue {
+  line: number;
+  col: number;
+  message: string;
+}
+
+/** A plan file that failed to parse or validate; the message lists every issue. */
+export class PlanError extends UserError {
+  constructor(
+    readonly file: string,
+    readonly issues: readonly PlanIssue[],
+  ) {
+    super(
+      issues.map((i) => `${file}:${i.line}:${i.col}: ${i.message}`).join('\n'),
+      `fix the plan file, then check it with: cloudtaser plan validate ${file}`,
+    );
+  }
+}
+
+export interface LoadedPlan {
+  file: string;
+  text: string;
+  plan: MigrationPlan;
+  doc: Document.Parsed;
+  lines: LineCounter;
+}
+
+type PathKey = string | number;
+
+function pathLabel(path: readonly PathKey[]): string {
+  let out = '';
+  for (const p of path) {
+    if (typeof p === 'number') out += `[${p}]`;
+    else if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(p)) out += out ? `.${p}` : p;
+    else out += `[${JSON.stringify(p)}]`;
+  }
+  return out;
+}
+
+function pairFor(node: unknown, key: PathKey): Pair | undefined {
+  if (!isMap(node)) return undefined;
+  return node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(key));
+}
+
+/**
+ * Source offset of the node at `path` (of `key` itself when given, for key
+ * problems). A path that leaves the document points at the deepest node it
+ * reached, so a missing key is reported on its parent.
+ */
+function offsetOf(doc: Document.Parsed, path: readonly PathKey[], key?: PathKey): number {
+  let node: unknown = doc.contents;
+  let offset = isNode(node) ? (node.range?.[0] ?? 0) : 0;
+  for (const step of path) {
+    if (isSeq(node) && typeof step === 'number') node = node.items[step];
+    else node = pairFor(node, step)?.value;
+    if (!isNode(node)) break;
+    offset = node.range?.[0] ?? offset;
+  }
+  const keyNode = key === undefined ? undefined : pairFor(node, key)?.key;
+  if (isNode(keyNode)) offset = keyNode.range?.[0] ?? offset;
+  return offset;
+}
+
+function issuesFromZod(error: z.ZodError, doc: Document.Parsed, lines: LineCounter): PlanIssue[] {
+  const out: PlanIssue[] = [];
+  for (const issue of error.issues) {
+    const path = issue.path.filter((p): p is PathKey => typeof p !== 'symbol');
+    const label = pathLabel(path);
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) {
+        const pos = lines.linePos(offsetOf(doc, path, key));
+        const where = label ? ` in ${label}` : '';
+        out.push({ ...pos, message: `unknown key "${key}"${where}` });
+      }
+      continue;
+    }
+    const pos = lines.linePos(offsetOf(doc, path));
+    // A missing required key reads better as "missing" than as a type error.
+    const missing = issue.code === 'invalid_type' && issue.input === undefined && path.length > 0;
+    const message = missing
+      ? `${label}: required key is missing`
+      : `${label ? `${label}: ` : ''}${issue.message}`;
+    out.push({ ...pos, message });
+  }
+  return out;
+}
+
+/**
+ * Parses and validates plan text. Throws PlanError (exit 2) listing every
+ * problem with its position; never throws anything else for bad input.
+ */
+export function parsePlan(text: string, file: string): LoadedPlan {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, {
+    lineCounter: lines,
+    prettyErrors: false,
+    uniqueKeys: true,
+    keepSourceTokens: false,
+    // Warnings would go to process.emitWarning; problems are reported as issues.
+    logLevel: 'error',
+  });
+  if (doc.errors.length > 0) {
+    throw new PlanError(
+      file,
+      doc.errors.map((e) => ({
+        ...lines.linePos(e.pos[0]),
+        message: `invalid YAML: ${e.message.split('\n')[0] ?? e.code}`,
+      })),
+    );
+  }
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: 100 });
+  } catch (e) {
+    throw new PlanError(file, [
+      { line: 1, col: 1, message: `invalid YAML: ${e instanceof Error ? e.message : String(e)}` },
+    ]);
+  }
+  if (raw === null || raw === undefined) {
+    throw new PlanError(file, [
+      { line: 1, col: 1, message: 'the file is empty; expected a MigrationPlan' },
+    ]);
+  }
+  const parsed = MigrationPlanSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issues = issuesFromZod(parsed.error, doc, lines).sort(
+      (a, b) => a.line - b.line || a.col - b.col,
+    );
+    throw new PlanError(file, issues);
+  }
+  return { file, text, plan: parsed.data, doc, lines };
+}
+
+/**
+ * Reads and validates a plan file; a missing or unreadable file is a
+ * UserError. `display` is the name messages use (the path as the user typed it).
+ */
+export async function readPlan(file: string, display: string = file): Promise<LoadedPlan> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why =
+      code === 'ENOENT'
+        ? 'no such file'
+        : code === 'EACCES'
+          ? 'permission denied'
+          : (code ?? 'unreadable');
+    throw new UserError(`cannot read plan ${display}: ${why}`);
+  }
+  return { ...parsePlan(text, display), file };
+}
