@@ -1,6 +1,7 @@
 // Reads what discovery needs from a cluster: Deployments, StatefulSets,
 // DaemonSets, and the key names (never the values) of Secrets.
 import { AppsV1Api, CoreV1Api, type V1Secret } from '@kubernetes/client-node';
+import { allSettledOrThrow } from '../core/concurrency.js';
 import type { SecretKeys, WorkloadObject } from '../discovery/discover.js';
 import type { WorkloadKind } from '../plan/schema.js';
 import type { KubeTarget } from './config.js';
@@ -60,7 +61,7 @@ export async function scanCluster(
       return ns ? one({ ...base, namespace: ns }) : all(base);
     };
 
-  const [deployments, statefulSets, daemonSets, secrets, namespaces] = await Promise.all([
+  const [deployments, statefulSets, daemonSets, secrets, namespaces] = await allSettledOrThrow([
     listAll(
       pager(
         (p) => apps.listDeploymentForAllNamespaces(p),

@@ -1,6 +1,7 @@
 import type { Command } from '@commander-js/extra-typings';
 import type { Context } from '../../core/context.js';
 import { registerPlanCommands } from './plan.js';
+import { registerSourceCommands } from './source.js';
 import { registerTargetDiscover } from './target-discover.js';
 
 /**
@@ -12,7 +13,10 @@ export function registerCommands(program: Command, ctx: Context): void {
     .command('target')
     .description('commands that talk to the Kubernetes cluster (kubeconfig)');
   registerTargetDiscover(target, ctx);
-  program.command('source').description('commands that talk to the OpenBao/Vault server');
+  const source = program
+    .command('source')
+    .description('commands that talk to the OpenBao/Vault server');
+  registerSourceCommands(source, ctx);
   const plan = program.command('plan').description('work with MigrationPlan files');
   registerPlanCommands(plan, ctx);
 }

@@ -1,0 +1,106 @@
+import { Option, type Command } from '@commander-js/extra-typings';
+import { resolve } from 'node:path';
+import type { Context } from '../../core/context.js';
+import { CheckFailed, ServerError, UserError } from '../../core/errors.js';
+import { readPlan } from '../../plan/read.js';
+import { runApplyPlan, vaultClient } from '../../vault/apply.js';
+import { printVerifyReport, verifyPlan } from '../../vault/verify.js';
+
+function concurrency(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 256) {
+    throw new UserError(`--concurrency must be a whole number from 1 to 256, not "${value}"`);
+  }
+  return n;
+}
+
+const TOKEN_HELP = 'vault token (default: $BAO_TOKEN, $VAULT_TOKEN; prefer the environment)';
+
+export function registerSourceCommands(source: Command, ctx: Context): void {
+  source
+    .command('apply-plan')
+    .description(
+      'provision OpenBao/Vault from a plan: KV v2 mount, Kubernetes auth, one read policy and one role per tenant (never secret values)',
+    )
+    .argument('<plan>', 'MigrationPlan file')
+    .option('--openbao-addr <url>', 'OpenBao/Vault address (default: $BAO_ADDR, $VAULT_ADDR)')
+    .option('--token <token>', TOKEN_HELP)
+    .option('--dry-run', 'print what would change without changing anything', false)
+    .option('--auth-path <path>', 'Kubernetes auth mount path', 'kubernetes')
+    .option('--kv-mount <path>', 'KV v2 mount path', 'secret')
+    .option('-v, --verbose', 'with --dry-run, print each policy (HCL) and role', false)
+    .option('--ca-cert <file>', 'CA certificate for TLS (default: $BAO_CACERT, $VAULT_CACERT)')
+    .option('--tls-skip-verify', 'do not verify the server certificate (insecure)')
+    .option('--vault-namespace <ns>', 'OpenBao/Vault namespace (default: $BAO_NAMESPACE)')
+    .addOption(
+      new Option('--concurrency <n>', 'parallel requests').default(16).argParser(concurrency),
+    )
+    .action(async (file, o) => {
+      const loaded = await readPlan(resolve(ctx.cwd, file), file);
+      await runApplyPlan(
+        loaded,
+        {
+          address: o.openbaoAddr,
+          token: o.token,
+          caCert: o.caCert,
+          skipVerify: o.tlsSkipVerify,
+          namespace: o.vaultNamespace,
+          dryRun: o.dryRun,
+          authPath: o.authPath,
+          kvMount: o.kvMount,
+          verbose: o.verbose,
+          concurrency: o.concurrency,
+        },
+        ctx,
+      );
+    });
+
+  source
+    .command('verify-plan')
+    .description(
+      'check that every vault path in the plan exists with every mapped field; exits 1 when any is not ready',
+    )
+    .argument('<plan>', 'MigrationPlan file')
+    .option('--openbao-addr <url>', 'OpenBao/Vault address (default: $BAO_ADDR, $VAULT_ADDR)')
+    .option('--token <token>', TOKEN_HELP)
+    .option('--ca-cert <file>', 'CA certificate for TLS (default: $BAO_CACERT, $VAULT_CACERT)')
+    .option('--tls-skip-verify', 'do not verify the server certificate (insecure)')
+    .option('--vault-namespace <ns>', 'OpenBao/Vault namespace (default: $BAO_NAMESPACE)')
+    .addOption(
+      new Option('-o, --output <format>', 'output format')
+        .choices(['text', 'json'])
+        .default('text'),
+    )
+    .addOption(
+      new Option('--concurrency <n>', 'parallel requests').default(16).argParser(concurrency),
+    )
+    .action(async (file, o) => {
+      const loaded = await readPlan(resolve(ctx.cwd, file), file);
+      const client = vaultClient(
+        {
+          address: o.openbaoAddr,
+          token: o.token,
+          caCert: o.caCert,
+          skipVerify: o.tlsSkipVerify,
+          namespace: o.vaultNamespace,
+        },
+        ctx,
+        '--openbao-addr',
+      );
+      try {
+        const report = await verifyPlan(loaded, file, client, o.concurrency);
+        if (o.output === 'json') ctx.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+        else printVerifyReport(report, ctx);
+        if (report.errors > 0) {
+          throw new ServerError(
+            `${report.errors} of ${report.total} secret(s) could not be checked (the server refused or failed)`,
+          );
+        }
+        if (report.needAttention > 0) {
+          throw new CheckFailed(`${report.needAttention} of ${report.total} secret(s) not ready`);
+        }
+      } finally {
+        client.close();
+      }
+    });
+}

@@ -1,0 +1,346 @@
+// A thin typed client for the OpenBao/Vault HTTP API, on node:http(s).
+//
+// Why not a library: the maintained JavaScript clients either wrap the whole
+// API surface we do not need or predate OpenBao; what this tool needs is
+// exact control over TLS (custom CA, skip-verify), bounded retries for the
+// failures that are safe to retry, and a guarantee that the token never
+// appears in any message or debug line. That is less code written here than
+// adapted around a library.
+import { readFileSync } from 'node:fs';
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { ServerError, UserError } from '../core/errors.js';
+
+export interface VaultConfig {
+  /** Base URL without trailing slash, e.g. https://vault.eu.example.com:8200 */
+  address: string;
+  token: string;
+  caCert?: string | undefined;
+  skipVerify: boolean;
+  namespace?: string | undefined;
+}
+
+/** Connection flags as a command received them; unset ones come from the environment. */
+export interface VaultFlags {
+  address?: string | undefined;
+  token?: string | undefined;
+  caCert?: string | undefined;
+  skipVerify?: boolean | undefined;
+  namespace?: string | undefined;
+}
+
+function truthy(v: string | undefined): boolean {
+  return v !== undefined && /^(1|t|true|y|yes)$/i.test(v.trim());
+}
+
+/**
+ * Resolves address, token, CA, skip-verify and namespace the way the `bao`
+ * and `vault` CLIs do: flag, then BAO_*, then VAULT_* (and ~/.vault-token for
+ * the token). `addressFlag` names the flag in messages.
+ */
+export function resolveVaultConfig(
+  flags: VaultFlags,
+  env: NodeJS.ProcessEnv,
+  addressFlag: string,
+  home: string = homedir(),
+): VaultConfig {
+  const address = flags.address ?? env.BAO_ADDR ?? env.VAULT_ADDR;
+  if (!address) {
+    throw new UserError(
+      'no OpenBao/Vault address',
+      `pass ${addressFlag} https://vault.example.com or set BAO_ADDR`,
+    );
+  }
+  if (!/^https?:\/\/[^\s/]+/.test(address)) {
+    throw new UserError(`vault address "${address}" must be an http:// or https:// URL`);
+  }
+  let token = flags.token ?? env.BAO_TOKEN ?? env.VAULT_TOKEN;
+  if (!token) {
+    try {
+      token = readFileSync(join(home, '.vault-token'), 'utf8').trim() || undefined;
+    } catch {
+      token = undefined;
+    }
+  }
+  if (!token) {
+    throw new UserError(
+      'no vault token',
+      'set BAO_TOKEN (preferred: a flag lands in shell history and ps) or pass --token',
+    );
+  }
+  const caPath = flags.caCert ?? env.BAO_CACERT ?? env.VAULT_CACERT;
+  let caCert: string | undefined;
+  if (caPath) {
+    try {
+      caCert = readFileSync(caPath, 'utf8');
+    } catch (e) {
+      throw new UserError(
+        `cannot read CA certificate ${caPath}: ${(e as NodeJS.ErrnoException).code ?? 'unreadable'}`,
+      );
+    }
+  }
+  return {
+    address: address.replace(/\/+$/, ''),
+    token,
+    caCert,
+    skipVerify: flags.skipVerify ?? (truthy(env.BAO_SKIP_VERIFY) || truthy(env.VAULT_SKIP_VERIFY)),
+    namespace: flags.namespace ?? env.BAO_NAMESPACE ?? env.VAULT_NAMESPACE,
+  };
+}
+
+export interface VaultClientOptions {
+  /** Retries after the first attempt, for 429/5xx and dropped connections. */
+  retries?: number;
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+  timeoutMs?: number;
+  maxSockets?: number;
+  /** Debug lines: method, path, status and timing; never headers or bodies. */
+  debug?: (line: string) => void;
+}
+
+export type Method = 'GET' | 'POST' | 'PUT' | 'DELETE' | 'LIST';
+
+export interface VaultResponse<T> {
+  status: number;
+  body: T | undefined;
+}
+
+const RETRYABLE_STATUS = new Set([429, 500, 502, 503, 504]);
+const RETRYABLE_ERRNO = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ECONNABORTED',
+  'EAI_AGAIN',
+  'UND_ERR_SOCKET',
+]);
+const TLS_ERRNO = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'CERT_HAS_EXPIRED',
+  'EPROTO',
+]);
+
+/** A failed vault call; `status` is the HTTP status when the server answered. */
+export class VaultError extends ServerError {
+  constructor(
+    message: string,
+    readonly status: number | undefined,
+    hint?: string,
+  ) {
+    super(message, hint);
+  }
+}
+
+function capability(method: Method): string {
+  switch (method) {
+    case 'GET':
+      return 'read';
+    case 'LIST':
+      return 'list';
+    case 'DELETE':
+      return 'delete';
+    default:
+      return 'update';
+  }
+}
+
+/** The server's `errors`, on one line: Go's multierror wrapping removed. */
+export function serverErrors(body: unknown): string {
+  if (typeof body !== 'object' || body === null || !('errors' in body)) return '';
+  const errors = (body as { errors?: unknown }).errors;
+  if (!Array.isArray(errors)) return '';
+  return errors
+    .filter((e): e is string => typeof e === 'string')
+    .flatMap((e) => e.split('\n'))
+    .map((l) => l.trim().replace(/^\* /, ''))
+    .filter((l) => l && !/^\d+ errors? occurred:$/.test(l))
+    .join('; ');
+}
+
+class TransportError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class VaultClient {
+  readonly address: string;
+  private readonly agent: HttpAgent | HttpsAgent;
+  private readonly opts: Required<Omit<VaultClientOptions, 'debug'>> &
+    Pick<VaultClientOptions, 'debug'>;
+
+  constructor(
+    private readonly config: VaultConfig,
+    opts: VaultClientOptions = {},
+  ) {
+    this.address = config.address;
+    this.opts = {
+      retries: opts.retries ?? 6,
+      baseDelayMs: opts.baseDelayMs ?? 100,
+      maxDelayMs: opts.maxDelayMs ?? 2000,
+      timeoutMs: opts.timeoutMs ?? 30_000,
+      maxSockets: opts.maxSockets ?? 32,
+      debug: opts.debug,
+    };
+    const https = config.address.startsWith('https:');
+    this.agent = https
+      ? new HttpsAgent({
+          keepAlive: true,
+          maxSockets: this.opts.maxSockets,
+          ...(config.caCert ? { ca: config.caCert } : {}),
+          rejectUnauthorized: !config.skipVerify,
+        })
+      : new HttpAgent({ keepAlive: true, maxSockets: this.opts.maxSockets });
+  }
+
+  private closed = false;
+
+  /** Releases pooled connections so the process can exit promptly. */
+  close(): void {
+    this.closed = true;
+    this.agent.destroy();
+  }
+
+  private once(method: Method, path: string, body: unknown): Promise<VaultResponse<unknown>> {
+    // LIST is sent as GET ?list=true: the API accepts both, and many HTTP
+    // proxies (and Node's own HTTP parser) reject the LIST method.
+    const url = new URL(`${this.address}/v1/${path}`);
+    if (method === 'LIST') url.searchParams.set('list', 'true');
+    const wireMethod = method === 'LIST' ? 'GET' : method;
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const headers: Record<string, string> = { 'x-vault-token': this.config.token };
+    if (this.config.namespace) headers['x-vault-namespace'] = this.config.namespace;
+    if (payload !== undefined) {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = String(Buffer.byteLength(payload));
+    }
+    const requester = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    return new Promise((resolve, reject) => {
+      const req = requester(
+        url,
+        { method: wireMethod, headers, agent: this.agent, timeout: this.opts.timeoutMs },
+        (res: IncomingMessage) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('error', (e: NodeJS.ErrnoException) => {
+            reject(new TransportError(e.code ?? 'ECONNRESET', e.message));
+          });
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            let parsed: unknown;
+            if (text) {
+              try {
+                parsed = JSON.parse(text);
+              } catch {
+                parsed = undefined;
+              }
+            }
+            resolve({ status: res.statusCode ?? 0, body: parsed });
+          });
+          res.on('aborted', () => {
+            reject(new TransportError('ECONNRESET', 'response aborted'));
+          });
+        },
+      );
+      req.on('timeout', () => {
+        req.destroy(new TransportError('ETIMEDOUT', 'request timed out'));
+      });
+      req.on('error', (e: NodeJS.ErrnoException) => {
+        reject(
+          e instanceof TransportError ? e : new TransportError(e.code ?? 'ECONNRESET', e.message),
+        );
+      });
+      if (payload !== undefined) req.write(payload);
+      req.end();
+    });
+  }
+
+  private delay(attempt: number, retryAfter?: number): Promise<void> {
+    const exp = Math.min(this.opts.maxDelayMs, this.opts.baseDelayMs * 2 ** attempt);
+    const ms =
+      retryAfter !== undefined
+        ? Math.min(this.opts.maxDelayMs, retryAfter * 1000)
+        : exp * (0.5 + Math.random() * 0.5);
+    return new Promise((r) => setTimeout(r, ms));
+  }
+
+  /**
+   * One API call with bounded retries for 429, 5xx and dropped connections.
+   * Returns 2xx and 404 responses; every other outcome throws a VaultError
+   * whose message names the path and never the token.
+   */
+  async request<T>(method: Method, path: string, body?: unknown): Promise<VaultResponse<T>> {
+    for (let attempt = 0; ; attempt++) {
+      const started = Date.now();
+      let res: VaultResponse<unknown>;
+      try {
+        res = await this.once(method, path, body);
+      } catch (e) {
+        const code = e instanceof TransportError ? e.code : 'ECONNRESET';
+        this.opts.debug?.(`vault ${method} /v1/${path} -> ${code} (${Date.now() - started} ms)`);
+        if (TLS_ERRNO.has(code)) {
+          throw new VaultError(
+            `TLS verification of ${this.address} failed (${code})`,
+            undefined,
+            'pass --ca-cert FILE or set BAO_CACERT to the CA that signed the server certificate',
+          );
+        }
+        if (RETRYABLE_ERRNO.has(code) && attempt < this.opts.retries && !this.closed) {
+          await this.delay(attempt);
+          continue;
+        }
+        throw new VaultError(
+          `cannot reach OpenBao/Vault at ${this.address} (${code})`,
+          undefined,
+          'check the address and that the server is up',
+        );
+      }
+      this.opts.debug?.(
+        `vault ${method} /v1/${path} -> ${res.status} (${Date.now() - started} ms)`,
+      );
+      if ((res.status >= 200 && res.status < 300) || res.status === 404) {
+        return res as VaultResponse<T>;
+      }
+      if (RETRYABLE_STATUS.has(res.status) && attempt < this.opts.retries) {
+        await this.delay(attempt);
+        continue;
+      }
+      const said = serverErrors(res.body);
+      if (res.status === 403) {
+        throw new VaultError(
+          `the token cannot ${capability(method)} ${path} (403${said ? ` ${said}` : ''})`,
+          403,
+          `check the token's policies: bao token capabilities ${path}`,
+        );
+      }
+      throw new VaultError(
+        `OpenBao/Vault ${method} ${path} failed: ${res.status}${said ? ` ${said}` : ''}`,
+        res.status,
+      );
+    }
+  }
+
+  /** GET; undefined when the path does not exist. */
+  async read<T>(path: string): Promise<T | undefined> {
+    const res = await this.request<T>('GET', path);
+    return res.status === 404 ? undefined : res.body;
+  }
+
+  async write(path: string, body: unknown): Promise<void> {
+    const res = await this.request('POST', path, body);
+    if (res.status === 404) {
+      throw new VaultError(`OpenBao/Vault POST ${path} failed: 404 (no such path)`, 404);
+    }
+  }
+}

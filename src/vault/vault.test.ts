@@ -1,0 +1,150 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { UserError } from '../core/errors.js';
+import type { MigrationPlan } from '../plan/schema.js';
+import { resolveVaultConfig, serverErrors } from './client.js';
+import { computeChanges, desiredState, policyHcl, type VaultState } from './provision.js';
+
+const plan: MigrationPlan = {
+  apiVersion: 'cloudtaser.io/v1',
+  kind: 'MigrationPlan',
+  metadata: { name: 'p' },
+  tenants: [
+    {
+      name: 'pay',
+      namespace: 'payments',
+      workloads: [
+        {
+          kind: 'Deployment',
+          name: 'api',
+          serviceAccount: 'api',
+          status: 'pending',
+          secrets: [
+            { source: 'k8s-secret/db', vaultPath: 'secret/data/payments/db', fields: { p: 'P' } },
+            { source: 'vault-agent/x', vaultPath: 'kv/data/legacy/x', fields: { x: 'X' } },
+          ],
+        },
+        {
+          kind: 'Deployment',
+          name: 'old',
+          serviceAccount: 'old',
+          status: 'skipped',
+          secrets: [
+            { source: 'k8s-secret/old', vaultPath: 'secret/data/payments/old', fields: {} },
+          ],
+        },
+        {
+          kind: 'StatefulSet',
+          name: 'worker',
+          serviceAccount: 'api',
+          status: 'migrated',
+          secrets: [{ source: 'k8s-secret/db', vaultPath: 'secret/data/payments/db', fields: {} }],
+        },
+      ],
+    },
+    { name: 'empty', namespace: 'empty', workloads: [] },
+  ],
+};
+
+const emptyState = (): VaultState => ({
+  mounts: { 'secret/': { type: 'kv', options: { version: '2' } } },
+  auths: { 'kubernetes/': { type: 'kubernetes' } },
+  authConfigured: true,
+  policies: new Map(),
+  roles: new Map(),
+});
+
+describe('provisioning plan', () => {
+  it('grants read on exactly the paths of active workloads, once each', () => {
+    const tenant = plan.tenants[0];
+    if (!tenant) throw new Error('fixture');
+    const hcl = policyHcl(tenant);
+    expect(hcl.match(/^path "[^"]+"/gm)).toEqual([
+      'path "kv/data/legacy/x"',
+      'path "secret/data/payments/db"',
+    ]);
+    expect(hcl).not.toContain('old');
+  });
+
+  it('binds the role to the namespace and the active service accounts only', () => {
+    const d = desiredState(plan, { kvMount: 'secret', authPath: 'kubernetes' });
+    expect(d.roles).toHaveLength(1);
+    expect(d.roles[0]?.body.bound_service_account_names).toEqual(['api']);
+    expect(d.roles[0]?.body.bound_service_account_namespaces).toEqual(['payments']);
+    expect(d.emptyTenants).toEqual(['empty']);
+    expect(d.otherMounts).toEqual(['kv']);
+  });
+
+  it('classifies create, update and unchanged, and counts writes', () => {
+    const d = desiredState(plan, { kvMount: 'secret', authPath: 'kubernetes' });
+    const fresh = computeChanges(d, emptyState());
+    expect(fresh.writes).toBe(2);
+    expect(fresh.warnings.some((w) => w.includes('mount kv/, which does not exist'))).toBe(true);
+    const state = emptyState();
+    const [policy] = d.policies;
+    const [role] = d.roles;
+    if (!policy || !role) throw new Error('fixture');
+    state.policies.set('pay-read', policy.hcl);
+    state.roles.set('pay-role', { ...role.body, token_ttl: 3600, extra: 'kept' });
+    const again = computeChanges(d, state);
+    expect(again.policies[0]?.action).toBe('unchanged');
+    expect(again.roles[0]?.action).toBe('update');
+    expect(again.roles[0]?.differences).toEqual(['token_ttl']);
+    expect(again.writes).toBe(1);
+  });
+
+  it('refuses a KV v1 mount and a non-kubernetes auth method', () => {
+    const d = desiredState(plan, { kvMount: 'secret', authPath: 'kubernetes' });
+    const v1 = emptyState();
+    v1.mounts['secret/'] = { type: 'kv', options: { version: '1' } };
+    expect(() => computeChanges(d, v1)).toThrow(/KV version 1/);
+    const wrongAuth = emptyState();
+    wrongAuth.auths['kubernetes/'] = { type: 'approle' };
+    expect(() => computeChanges(d, wrongAuth)).toThrow(UserError);
+  });
+});
+
+describe('vault connection settings', () => {
+  it('takes flag, then BAO_*, then VAULT_*, then ~/.vault-token', async () => {
+    const home = await mkdtemp(join(tmpdir(), 'ct-home-'));
+    const env = { BAO_ADDR: 'http://bao:8200/', VAULT_ADDR: 'http://vault', VAULT_TOKEN: 'vt' };
+    expect(resolveVaultConfig({}, env, '--x', home)).toMatchObject({
+      address: 'http://bao:8200',
+      token: 'vt',
+      skipVerify: false,
+    });
+    expect(
+      resolveVaultConfig({ address: 'https://flag', token: 'ft' }, env, '--x', home),
+    ).toMatchObject({
+      address: 'https://flag',
+      token: 'ft',
+    });
+    await writeFile(join(home, '.vault-token'), 'from-file\n');
+    expect(
+      resolveVaultConfig({}, { VAULT_ADDR: 'http://v', VAULT_SKIP_VERIFY: 'true' }, '--x', home),
+    ).toMatchObject({
+      token: 'from-file',
+      skipVerify: true,
+    });
+  });
+
+  it('says which flag or variable is missing, without echoing a token', () => {
+    expect(() => resolveVaultConfig({}, {}, '--openbao-addr', '/nonexistent')).toThrow(
+      /pass --openbao-addr/,
+    );
+    expect(() => resolveVaultConfig({ address: 'ftp://x' }, {}, '--x', '/nonexistent')).toThrow(
+      /http/,
+    );
+    expect(() => resolveVaultConfig({ address: 'http://x' }, {}, '--x', '/nonexistent')).toThrow(
+      /no vault token/,
+    );
+  });
+
+  it('flattens Go multierror text from the server', () => {
+    expect(serverErrors({ errors: ['1 error occurred:\n\t* permission denied\n\n'] })).toBe(
+      'permission denied',
+    );
+  });
+});

@@ -1,0 +1,102 @@
+// An HTTP proxy on loopback that misbehaves on purpose, in front of a real
+// server: it drops connections before forwarding, drops them after the
+// server has answered (so the client never learns a write succeeded), and
+// answers 503. Seeded and bounded: at most `maxFaults` faults, then it only
+// forwards, so any client with sane retries finishes.
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface FaultProxy {
+  url: string;
+  stats: { forwarded: number; dropBefore: number; dropAfter: number; unavailable: number };
+  /** Every request that reached the proxy, in order. */
+  requests: { method: string; url: string }[];
+  close(): Promise<void>;
+}
+
+function mulberry32(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export async function startFaultProxy(
+  upstream: string,
+  opts: { seed?: number; faultRate?: number; maxFaults?: number } = {},
+): Promise<FaultProxy> {
+  const target = new URL(upstream);
+  const random = mulberry32(opts.seed ?? 42);
+  const rate = opts.faultRate ?? 0.3;
+  const maxFaults = opts.maxFaults ?? 60;
+  const stats = { forwarded: 0, dropBefore: 0, dropAfter: 0, unavailable: 0 };
+  const faults = (): number => stats.dropBefore + stats.dropAfter + stats.unavailable;
+
+  const requests: { method: string; url: string }[] = [];
+  const server: Server = createServer((req, res) => {
+    requests.push({ method: req.method ?? '', url: req.url ?? '' });
+    const r = random();
+    const fault = faults() < maxFaults && r < rate ? Math.floor((r / rate) * 3) : -1;
+    if (fault === 0) {
+      stats.dropBefore++;
+      req.socket.destroy();
+      return;
+    }
+    if (fault === 1) {
+      stats.unavailable++;
+      res.writeHead(503, { 'content-type': 'application/json' });
+      res.end('{"errors":["injected: service unavailable"]}');
+      return;
+    }
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const up = request(
+        {
+          host: target.hostname,
+          port: target.port,
+          method: req.method,
+          path: req.url,
+          headers: { ...req.headers, host: target.host },
+        },
+        (upRes) => {
+          const body: Buffer[] = [];
+          upRes.on('data', (c: Buffer) => body.push(c));
+          upRes.on('end', () => {
+            if (fault === 2) {
+              // The server did the work; the client never hears about it.
+              stats.dropAfter++;
+              req.socket.destroy();
+              return;
+            }
+            stats.forwarded++;
+            res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+            res.end(Buffer.concat(body));
+          });
+        },
+      );
+      up.on('error', () => {
+        res.writeHead(502);
+        res.end();
+      });
+      up.end(Buffer.concat(chunks));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    stats,
+    requests,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => {
+          resolve();
+        });
+      }),
+  };
+}
