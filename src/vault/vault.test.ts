@@ -130,9 +130,17 @@ describe('vault connection settings', () => {
     });
   });
 
-  it('says which flag or variable is missing, without echoing a token', () => {
-    expect(() => resolveVaultConfig({}, {}, '--openbao-addr', '/nonexistent')).toThrow(
-      /pass --openbao-addr/,
+  it('says which flag or variable is missing, and how to give it', () => {
+    const hint = (() => {
+      try {
+        resolveVaultConfig({}, {}, '--openbao-addr', '/nonexistent');
+      } catch (e) {
+        return e instanceof UserError ? `${e.message} / ${e.hint ?? ''}` : 'wrong error';
+      }
+      return 'no error';
+    })();
+    expect(hint).toBe(
+      'no OpenBao/Vault address / pass --openbao-addr https://vault.example.com or set BAO_ADDR',
     );
     expect(() => resolveVaultConfig({ address: 'ftp://x' }, {}, '--x', '/nonexistent')).toThrow(
       /http/,
