@@ -4,6 +4,17 @@ import { runCli } from '../cli/program.js';
 import { processContext } from '../core/context.js';
 
 const ctx = processContext();
+// First Ctrl-C: let long runs finish the workload in hand and save progress.
+// Second: stop at once (progress is journaled, so a re-run still resumes).
+const interrupt = new AbortController();
+ctx.signal = interrupt.signal;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    if (interrupt.signal.aborted) process.exit(130);
+    process.stderr.write(`\n${sig}: finishing the current step; press Ctrl-C again to stop now\n`);
+    interrupt.abort();
+  });
+}
 runCli(process.argv.slice(2), ctx).then(
   (code) => {
     process.exitCode = code;

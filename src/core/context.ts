@@ -14,6 +14,8 @@ export interface Context {
   now: () => Date;
   /** Set by `--debug`: internal errors print their stack. */
   debug: boolean;
+  /** Aborted on SIGINT/SIGTERM: long runs stop starting work and save progress. */
+  signal?: AbortSignal | undefined;
 }
 
 export function processContext(): Context {

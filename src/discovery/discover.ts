@@ -378,3 +378,33 @@ export function discover(
   };
   return { plan, notes, summary };
 }
+
+/**
+ * The plan sources a live workload still references: `k8s-secret/<name>` for
+ * every Secret its pod template reads (env, envFrom, volumes, projected
+ * volumes) and `vault-agent/<file>` for every Vault Agent secret annotation.
+ */
+export function referencedSources(w: WorkloadObject): Set<string> {
+  const spec = w.spec?.template?.spec;
+  const out = new Set<string>();
+  for (const c of [...(spec?.initContainers ?? []), ...(spec?.containers ?? [])]) {
+    for (const e of c.env ?? []) {
+      const name = e.valueFrom?.secretKeyRef?.name;
+      if (name) out.add(`k8s-secret/${name}`);
+    }
+    for (const ef of c.envFrom ?? [])
+      if (ef.secretRef?.name) out.add(`k8s-secret/${ef.secretRef.name}`);
+  }
+  for (const v of spec?.volumes ?? []) {
+    if (v.secret?.secretName) out.add(`k8s-secret/${v.secret.secretName}`);
+    for (const p of v.projected?.sources ?? [])
+      if (p.secret?.name) out.add(`k8s-secret/${p.secret.name}`);
+  }
+  for (const [key, value] of Object.entries(w.spec?.template?.metadata?.annotations ?? {})) {
+    for (const prefix of AGENT_PREFIXES) {
+      const p = `${prefix}agent-inject-secret-`;
+      if (key.startsWith(p) && value) out.add(`vault-agent/${key.slice(p.length)}`);
+    }
+  }
+  return out;
+}

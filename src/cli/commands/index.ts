@@ -3,6 +3,7 @@ import type { Context } from '../../core/context.js';
 import { registerPlanCommands } from './plan.js';
 import { registerSourceCommands } from './source.js';
 import { registerTargetDiscover } from './target-discover.js';
+import { registerTargetProtect } from './target-protect.js';
 
 /**
  * Registers every command under its noun: `target` talks to the Kubernetes
@@ -13,6 +14,7 @@ export function registerCommands(program: Command, ctx: Context): void {
     .command('target')
     .description('commands that talk to the Kubernetes cluster (kubeconfig)');
   registerTargetDiscover(target, ctx);
+  registerTargetProtect(target, ctx);
   const source = program
     .command('source')
     .description('commands that talk to the OpenBao/Vault server');

@@ -1,0 +1,180 @@
+// Reading and patching one Deployment/StatefulSet/DaemonSet by kind, so the
+// callers never switch on kind themselves.
+import {
+  AppsV1Api,
+  CoreV1Api,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1DaemonSet,
+  type V1Deployment,
+  type V1StatefulSet,
+} from '@kubernetes/client-node';
+import type { WorkloadKind } from '../plan/schema.js';
+import type { KubeTarget } from './config.js';
+import { kubeError, statusOf } from './errors.js';
+
+export type LiveWorkload = (V1Deployment | V1StatefulSet | V1DaemonSet) & { kind: WorkloadKind };
+
+export interface WorkloadId {
+  kind: WorkloadKind;
+  namespace: string;
+  name: string;
+}
+
+const RESOURCE: Record<WorkloadKind, string> = {
+  Deployment: 'deployments.apps',
+  StatefulSet: 'statefulsets.apps',
+  DaemonSet: 'daemonsets.apps',
+};
+
+/** Tags an object with its kind (list and get responses leave `kind` unset). */
+function withKind<T extends object>(o: T, kind: WorkloadKind): T & { kind: WorkloadKind } {
+  return Object.assign(o, { kind });
+}
+
+export class Workloads {
+  private readonly apps: AppsV1Api;
+  private readonly core: CoreV1Api;
+
+  constructor(private readonly target: KubeTarget) {
+    this.apps = target.kc.makeApiClient(AppsV1Api);
+    this.core = target.kc.makeApiClient(CoreV1Api);
+  }
+
+  /** The live object, or undefined when it does not exist. */
+  async get(id: WorkloadId): Promise<LiveWorkload | undefined> {
+    const p = { name: id.name, namespace: id.namespace };
+    try {
+      switch (id.kind) {
+        case 'Deployment':
+          return withKind(await this.apps.readNamespacedDeployment(p), id.kind);
+        case 'StatefulSet':
+          return withKind(await this.apps.readNamespacedStatefulSet(p), id.kind);
+        case 'DaemonSet':
+          return withKind(await this.apps.readNamespacedDaemonSet(p), id.kind);
+      }
+    } catch (e) {
+      if (statusOf(e) === 404) return undefined;
+      throw kubeError(e, { verb: 'get', resource: RESOURCE[id.kind], ...p }, this.target.server);
+    }
+  }
+
+  /**
+   * Strategic merge patch of the pod template's annotations (null deletes a
+   * key). With `resourceVersion`, the server refuses (409) if the object
+   * changed since it was read. Errors keep their HTTP status for the caller.
+   */
+  async patchTemplateAnnotations(
+    id: WorkloadId,
+    annotations: Record<string, string | null>,
+    opts: { resourceVersion?: string | undefined; dryRun?: boolean } = {},
+  ): Promise<LiveWorkload> {
+    const body = {
+      ...(opts.resourceVersion ? { metadata: { resourceVersion: opts.resourceVersion } } : {}),
+      spec: { template: { metadata: { annotations } } },
+    };
+    const p = {
+      name: id.name,
+      namespace: id.namespace,
+      body,
+      fieldManager: 'cloudtaser',
+      ...(opts.dryRun ? { dryRun: 'All' } : {}),
+    };
+    const header = setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch);
+    try {
+      switch (id.kind) {
+        case 'Deployment':
+          return withKind(await this.apps.patchNamespacedDeployment(p, header), id.kind);
+        case 'StatefulSet':
+          return withKind(await this.apps.patchNamespacedStatefulSet(p, header), id.kind);
+        case 'DaemonSet':
+          return withKind(await this.apps.patchNamespacedDaemonSet(p, header), id.kind);
+      }
+    } catch (e) {
+      throw kubeError(
+        e,
+        { verb: 'patch', resource: RESOURCE[id.kind], name: id.name, namespace: id.namespace },
+        this.target.server,
+      );
+    }
+  }
+
+  /** Pods selected by the workload's selector (used for OnDelete restarts). */
+  async pods(w: LiveWorkload): Promise<{ name: string; uid: string }[]> {
+    const labels = w.spec?.selector.matchLabels ?? {};
+    const selector = Object.entries(labels)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(',');
+    const namespace = w.metadata?.namespace ?? '';
+    try {
+      const list = await this.core.listNamespacedPod({ namespace, labelSelector: selector });
+      return list.items
+        .filter((p) => p.metadata?.ownerReferences?.some((o) => o.uid === w.metadata?.uid) ?? false)
+        .map((p) => ({ name: p.metadata?.name ?? '', uid: p.metadata?.uid ?? '' }));
+    } catch (e) {
+      throw kubeError(e, { verb: 'list', resource: 'pods', namespace }, this.target.server);
+    }
+  }
+
+  async deletePod(namespace: string, name: string): Promise<void> {
+    try {
+      await this.core.deleteNamespacedPod({ name, namespace });
+    } catch (e) {
+      if (statusOf(e) === 404) return;
+      throw kubeError(e, { verb: 'delete', resource: 'pods', name, namespace }, this.target.server);
+    }
+  }
+}
+
+/** Whether a template change replaces pods by itself, or waits for them to be deleted. */
+export function updateStrategy(w: LiveWorkload): 'rolling' | 'on-delete' {
+  if (w.kind === 'Deployment') return 'rolling';
+  const spec = w.spec as { updateStrategy?: { type?: string } } | undefined;
+  return spec?.updateStrategy?.type === 'OnDelete' ? 'on-delete' : 'rolling';
+}
+
+export function isPaused(w: LiveWorkload): boolean {
+  return w.kind === 'Deployment' && (w.spec as { paused?: boolean } | undefined)?.paused === true;
+}
+
+export interface RolloutProgress {
+  done: boolean;
+  message: string;
+}
+
+/** Rollout state in the terms `kubectl rollout status` uses. */
+export function rolloutProgress(w: LiveWorkload): RolloutProgress {
+  const generation = w.metadata?.generation ?? 0;
+  const st = (w.status ?? {}) as {
+    observedGeneration?: number;
+    replicas?: number;
+    updatedReplicas?: number;
+    availableReplicas?: number;
+    readyReplicas?: number;
+    updatedNumberScheduled?: number;
+    desiredNumberScheduled?: number;
+    numberAvailable?: number;
+    currentRevision?: string;
+    updateRevision?: string;
+  };
+  if ((st.observedGeneration ?? 0) < generation) {
+    return { done: false, message: 'waiting for the controller to observe the change' };
+  }
+  if (w.kind === 'DaemonSet') {
+    const want = st.desiredNumberScheduled ?? 0;
+    const updated = st.updatedNumberScheduled ?? 0;
+    const available = st.numberAvailable ?? 0;
+    return {
+      done: updated >= want && available >= want,
+      message: `${updated}/${want} updated, ${available}/${want} available`,
+    };
+  }
+  const want = (w.spec as { replicas?: number } | undefined)?.replicas ?? 1;
+  const updated = st.updatedReplicas ?? 0;
+  const ready = w.kind === 'Deployment' ? (st.availableReplicas ?? 0) : (st.readyReplicas ?? 0);
+  const total = st.replicas ?? 0;
+  return {
+    done: updated >= want && ready >= want && total <= want,
+    message: `${updated}/${want} updated, ${ready}/${want} ${w.kind === 'Deployment' ? 'available' : 'ready'}`,
+  };
+}

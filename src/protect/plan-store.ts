@@ -1,0 +1,161 @@
+// Status persistence for long runs. Each status change is appended to a
+// journal beside the plan and fsynced (durable at once, cost independent of
+// plan size); the plan itself is rewritten atomically at most about once a
+// second and at the end, keeping the human's text. A crash at any point
+// leaves a plan that parses plus a journal that the next run replays.
+import { open, readFile, rm, type FileHandle } from 'node:fs/promises';
+import { parsePlan, type LoadedPlan } from '../plan/read.js';
+import type { WorkloadStatus } from '../plan/schema.js';
+import { PlanEditor, workloadKey, writeFileAtomic, type WorkloadRef } from '../plan/write.js';
+
+interface JournalEntry extends WorkloadRef {
+  status: WorkloadStatus;
+}
+
+function isEntry(v: unknown): v is JournalEntry {
+  if (typeof v !== 'object' || v === null) return false;
+  const e = v as Record<string, unknown>;
+  return (
+    typeof e.namespace === 'string' &&
+    typeof e.kind === 'string' &&
+    typeof e.name === 'string' &&
+    (e.status === 'pending' || e.status === 'migrated' || e.status === 'skipped')
+  );
+}
+
+export function journalPath(planFile: string): string {
+  return `${planFile}.journal`;
+}
+
+/** Reads journal entries; a torn last line (crash mid-append) is ignored. */
+async function readJournal(file: string): Promise<JournalEntry[]> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    return [];
+  }
+  const out: JournalEntry[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    try {
+      const v = JSON.parse(line) as unknown;
+      if (isEntry(v)) out.push(v);
+    } catch {
+      // torn write
+    }
+  }
+  return out;
+}
+
+export class PlanStore {
+  private editor: PlanEditor;
+  /** The text last written to (or read from) disk: detects edits made during a run. */
+  private onDisk: string;
+  private journal: FileHandle | undefined;
+  private pending: JournalEntry[] = [];
+  private statuses = new Map<string, JournalEntry>();
+  private lastCompaction = Date.now();
+  private queue: Promise<void> = Promise.resolve();
+
+  private constructor(
+    private readonly file: string,
+    private readonly display: string,
+    loaded: LoadedPlan,
+    private readonly compactEveryMs: number,
+  ) {
+    this.editor = new PlanEditor(loaded);
+    this.onDisk = loaded.text;
+  }
+
+  /**
+   * Opens a plan for status updates, first folding in any journal a previous
+   * (interrupted) run left behind.
+   */
+  static async open(
+    loaded: LoadedPlan,
+    display: string,
+    opts: { compactEveryMs?: number } = {},
+  ): Promise<PlanStore> {
+    const store = new PlanStore(loaded.file, display, loaded, opts.compactEveryMs ?? 1000);
+    const leftover = await readJournal(journalPath(loaded.file));
+    if (leftover.length > 0) {
+      for (const e of leftover) store.apply(e);
+      await store.writePlan();
+    }
+    await rm(journalPath(loaded.file), { force: true });
+    return store;
+  }
+
+  private apply(e: JournalEntry): void {
+    this.editor.setStatus(e, e.status);
+    this.statuses.set(workloadKey(e), e);
+  }
+
+  /** The plan as it stands now, statuses included. */
+  loaded(): LoadedPlan {
+    return parsePlan(this.editor.toString(), this.display);
+  }
+
+  /**
+   * Records one workload's status durably. Calls are serialised, so
+   * concurrent workers append in the order they finish.
+   */
+  record(ref: WorkloadRef, status: WorkloadStatus): Promise<void> {
+    const entry: JournalEntry = {
+      namespace: ref.namespace,
+      kind: ref.kind,
+      name: ref.name,
+      status,
+    };
+    const run = async (): Promise<void> => {
+      this.apply(entry);
+      this.journal ??= await open(journalPath(this.file), 'a', 0o644);
+      await this.journal.appendFile(`${JSON.stringify(entry)}\n`);
+      await this.journal.datasync();
+      this.pending.push(entry);
+      if (Date.now() - this.lastCompaction >= this.compactEveryMs) await this.compact();
+    };
+    const next = this.queue.then(run);
+    // Keep the chain alive after a failure; the caller still sees it.
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Rewrites the plan with every status so far, then empties the journal. */
+  private async compact(): Promise<void> {
+    if (this.pending.length === 0) return;
+    await this.writePlan();
+    await this.journal?.truncate(0);
+    await this.journal?.datasync();
+    this.pending = [];
+    this.lastCompaction = Date.now();
+  }
+
+  private async writePlan(): Promise<void> {
+    // Someone edited the plan while we ran: keep their text, re-apply ours.
+    let current: string | undefined;
+    try {
+      current = await readFile(this.file, 'utf8');
+    } catch {
+      current = undefined;
+    }
+    if (current !== undefined && current !== this.onDisk) {
+      const theirs = parsePlan(current, this.display);
+      this.editor = new PlanEditor(theirs);
+      for (const e of this.statuses.values()) this.editor.setStatus(e, e.status);
+    }
+    const text = this.editor.toString();
+    await writeFileAtomic(this.file, text);
+    this.onDisk = text;
+  }
+
+  /** Writes the final plan and removes the journal. */
+  async close(): Promise<void> {
+    await this.queue;
+    await this.compact();
+    await this.journal?.close();
+    this.journal = undefined;
+    await rm(journalPath(this.file), { force: true });
+  }
+}

@@ -1,0 +1,116 @@
+import fc from 'fast-check';
+import { appendFile, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { readPlan } from '../plan/read.js';
+import { formatEnvMap, parseEnvMap, type EnvMapEntry } from './annotations.js';
+import { journalPath, PlanStore } from './plan-store.js';
+
+const PLAN = `# reviewer note
+apiVersion: cloudtaser.io/v1
+kind: MigrationPlan
+metadata: {name: p}
+tenants:
+  - name: a
+    namespace: a
+    workloads:
+      - {kind: Deployment, name: one, status: pending}   # first
+      - {kind: Deployment, name: two, status: pending}
+`;
+
+async function planFile(text = PLAN): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'ct-store-'));
+  const file = join(dir, 'plan.yaml');
+  await writeFile(file, text);
+  return file;
+}
+
+const one = { namespace: 'a', kind: 'Deployment', name: 'one' } as const;
+const two = { namespace: 'a', kind: 'Deployment', name: 'two' } as const;
+
+describe('env-map annotation', () => {
+  it('round-trips any valid entries', () => {
+    const seg = fc
+      .stringMatching(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,8}$/)
+      .filter((s) => s !== '.' && s !== '..');
+    const entry = fc.record({
+      path: fc.tuple(seg, seg).map(([m, p]) => `${m}/data/${p}`),
+      field: fc.stringMatching(/^[-._a-zA-Z0-9]{1,10}$/),
+      env: fc.stringMatching(/^[A-Za-z_][A-Za-z0-9_]{0,10}$/),
+    });
+    fc.assert(
+      fc.property(fc.array(entry, { maxLength: 6 }), (entries: EnvMapEntry[]) => {
+        expect(parseEnvMap(formatEnvMap(entries))).toEqual(entries);
+      }),
+    );
+  });
+
+  it('rejects malformed values', () => {
+    for (const bad of [
+      'secret/data/x',
+      'secret/data/x:f',
+      'nodata:f=E',
+      'secret/data/x:f=1E',
+      'secret/data/x:f=E,',
+    ]) {
+      expect(parseEnvMap(bad), bad).toBeUndefined();
+    }
+  });
+});
+
+describe('plan store', () => {
+  it('journals each status at once and writes the plan on close, keeping comments', async () => {
+    const file = await planFile();
+    const store = await PlanStore.open(await readPlan(file), 'plan.yaml', {
+      compactEveryMs: 60_000,
+    });
+    await store.record(one, 'migrated');
+    // Durable before the plan is rewritten.
+    expect(await readFile(journalPath(file), 'utf8')).toContain('"status":"migrated"');
+    expect(await readFile(file, 'utf8')).toBe(PLAN);
+    await store.record(two, 'skipped');
+    await store.close();
+    expect(existsSync(journalPath(file))).toBe(false);
+    expect(await readFile(file, 'utf8')).toBe(
+      PLAN.replace('one, status: pending}', 'one, status: migrated}').replace(
+        'two, status: pending}',
+        'two, status: skipped}',
+      ),
+    );
+  });
+
+  it('replays a journal left by a killed run, ignoring a torn last line', async () => {
+    const file = await planFile();
+    await appendFile(
+      journalPath(file),
+      '{"namespace":"a","kind":"Deployment","name":"two","status":"migrated"}\n{"namespace":"a","ki',
+    );
+    const store = await PlanStore.open(await readPlan(file), 'plan.yaml');
+    expect(existsSync(journalPath(file))).toBe(false);
+    expect(await readFile(file, 'utf8')).toContain('two, status: migrated}');
+    expect(store.loaded().plan.tenants[0]?.workloads.map((w) => w.status)).toEqual([
+      'pending',
+      'migrated',
+    ]);
+    await store.close();
+  });
+
+  it('keeps edits a person makes to the plan during a run', async () => {
+    const file = await planFile();
+    const store = await PlanStore.open(await readPlan(file), 'plan.yaml', { compactEveryMs: 0 });
+    await store.record(one, 'migrated');
+    const edited = (await readFile(file, 'utf8')).replace(
+      '# reviewer note',
+      '# reviewer note\n# approved by CAB-7',
+    );
+    await writeFile(file, edited);
+    await store.record(two, 'migrated');
+    await store.close();
+    const text = await readFile(file, 'utf8');
+    expect(text).toContain('# approved by CAB-7');
+    expect(text).toContain('one, status: migrated}');
+    expect(text).toContain('two, status: migrated}');
+  });
+});

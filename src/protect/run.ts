@@ -1,0 +1,483 @@
+// `target protect` and `target unprotect`: for each selected workload,
+// re-read it, decide (prompt or --yes), patch its pod template in one
+// request, optionally restart and wait, and record the status durably.
+//
+// Resumability rests on the cluster, not only on the plan: a workload whose
+// live template already carries exactly the annotations we would write is
+// recorded as migrated without a second patch, so a run killed between the
+// patch and the status write never causes a second rollout.
+import { createInterface } from 'node:readline';
+import { say, type Context } from '../core/context.js';
+import { mapLimit } from '../core/concurrency.js';
+import { CheckFailed, ServerError, UserError } from '../core/errors.js';
+import { referencedSources, type WorkloadObject } from '../discovery/discover.js';
+import { loadKube, type KubeOptions } from '../kube/config.js';
+import { KubeApiError } from '../kube/errors.js';
+import {
+  isPaused,
+  rolloutProgress,
+  updateStrategy,
+  Workloads,
+  type LiveWorkload,
+} from '../kube/workloads.js';
+import type { LoadedPlan } from '../plan/read.js';
+import type { PlanWorkload, Tenant, WorkloadStatus } from '../plan/schema.js';
+import {
+  ANNOTATION,
+  OWNED_ANNOTATIONS,
+  alreadyApplied,
+  protectAnnotations,
+} from './annotations.js';
+import { PlanStore } from './plan-store.js';
+
+export interface RunOptions {
+  display: string;
+  mode: 'interactive' | 'yes';
+  namespace?: string | undefined;
+  kube: KubeOptions;
+  concurrency: number;
+  dryRun: boolean;
+  wait: boolean;
+  timeoutMs: number;
+}
+
+export interface ProtectOptions extends RunOptions {
+  vaultAddress: string;
+}
+
+interface Item {
+  tenant: Tenant;
+  workload: PlanWorkload;
+}
+
+interface Outcome {
+  status: WorkloadStatus;
+  steps: string[];
+  /** Why a workload stays pending (a check, a failure, a dry run). */
+  reason?: string;
+  /** The reason is an error: the run exits non-zero. */
+  failed?: boolean;
+  /** Done, but --wait ran out before the rollout finished. */
+  incomplete?: string;
+  dryRun?: boolean;
+}
+
+interface Decision {
+  inject: boolean;
+  restart: boolean;
+}
+
+const label = (i: Item): string => `${i.workload.kind} ${i.tenant.namespace}/${i.workload.name}`;
+const ref = (i: Item) => ({
+  namespace: i.tenant.namespace,
+  kind: i.workload.kind,
+  name: i.workload.name,
+});
+
+/** Asks yes/no questions on the context's streams; end of input means "no". */
+class Prompter {
+  private lines: string[] = [];
+  private waiting: ((line: string | undefined) => void) | undefined;
+  private ended = false;
+  private readonly rl;
+
+  constructor(private readonly ctx: Context) {
+    this.rl = createInterface({ input: ctx.stdin, terminal: false });
+    this.rl.on('line', (line) => {
+      if (this.waiting) {
+        const w = this.waiting;
+        this.waiting = undefined;
+        w(line);
+      } else this.lines.push(line);
+    });
+    this.rl.on('close', () => {
+      this.ended = true;
+      this.waiting?.(undefined);
+    });
+  }
+
+  async confirm(question: string): Promise<boolean> {
+    this.ctx.stdout.write(`${question} [y/N] `);
+    const line =
+      this.lines.shift() ??
+      (this.ended
+        ? undefined
+        : await new Promise<string | undefined>((resolve) => {
+            this.waiting = resolve;
+          }));
+    // A terminal echoes what was typed; piped answers are echoed here so the
+    // transcript reads the same either way.
+    if (!this.ctx.stdin.isTTY || line === undefined) this.ctx.stdout.write(`${line ?? ''}\n`);
+    return /^\s*y(es)?\s*$/i.test(line ?? '');
+  }
+
+  close(): void {
+    this.rl.close();
+  }
+}
+
+function selectItems(
+  loaded: LoadedPlan,
+  namespace: string | undefined,
+  statuses: WorkloadStatus[],
+): Item[] {
+  return loaded.plan.tenants
+    .filter((t) => namespace === undefined || t.namespace === namespace)
+    .flatMap((tenant) =>
+      tenant.workloads
+        .filter((w) => statuses.includes(w.status))
+        .map((workload) => ({ tenant, workload })),
+    );
+}
+
+/** Why a live workload no longer matches its plan entry, if it does not. */
+function mismatch(item: Item, live: LiveWorkload): string | undefined {
+  const obj: WorkloadObject = {
+    kind: item.workload.kind,
+    metadata: { name: item.workload.name, namespace: item.tenant.namespace },
+    ...(live.spec ? { spec: live.spec } : {}),
+  };
+  const sources = referencedSources(obj);
+  const gone = item.workload.secrets.map((s) => s.source).filter((s) => !sources.has(s));
+  if (gone.length > 0) return `no longer references ${gone.join(', ')}`;
+  return undefined;
+}
+
+function printBlock(item: Item, live: LiveWorkload, ctx: Context): void {
+  const out = (line: string): void => {
+    say(ctx.stdout, line);
+  };
+  const w = item.workload;
+  const replicas =
+    w.kind === 'DaemonSet'
+      ? ''
+      : `, replicas: ${w.replicas ?? (live.spec as { replicas?: number } | undefined)?.replicas ?? 1}`;
+  out(
+    `--- ${w.kind} ${item.tenant.namespace}/${w.name} (namespace: ${item.tenant.namespace}${replicas}) ---`,
+  );
+  for (const s of w.secrets) {
+    out(`  ${s.source} -> ${s.vaultPath}`);
+    for (const [field, env] of Object.entries(s.fields)) out(`    ${field} -> ${env}`);
+  }
+}
+
+function restartNote(live: LiveWorkload): string | undefined {
+  if (isPaused(live)) {
+    return '  (Deployment is paused: annotations are written, pods roll only after `kubectl rollout resume`)';
+  }
+  return updateStrategy(live) === 'rolling'
+    ? '  (RollingUpdate: changing the pod template rolls the pods by itself; a restart also stamps cloudtaser.io/restartedAt)'
+    : '  (OnDelete: pods keep the old template until deleted; a restart deletes them one by one)';
+}
+
+const QUESTIONS = {
+  inject: 'Inject CloudTaser protection?',
+  restart: 'Trigger rolling restart?',
+  remove: 'Remove CloudTaser protection?',
+} as const;
+
+class Runner {
+  private readonly workloads: Workloads;
+  private prompter: Prompter | undefined;
+
+  constructor(
+    private readonly o: RunOptions,
+    private readonly ctx: Context,
+  ) {
+    this.workloads = new Workloads(loadKube(o.kube, ctx.env, ctx.cwd));
+  }
+
+  private async decide(question: keyof typeof QUESTIONS, note?: string): Promise<boolean> {
+    if (this.o.mode === 'yes') return true;
+    this.prompter ??= new Prompter(this.ctx);
+    if (note) say(this.ctx.stdout, note);
+    return this.prompter.confirm(QUESTIONS[question]);
+  }
+
+  /** Patches with optimistic concurrency, re-reading on conflict. */
+  async patch(
+    item: Item,
+    live: LiveWorkload,
+    build: (live: LiveWorkload) => Record<string, string | null>,
+  ): Promise<LiveWorkload> {
+    let current = live;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.workloads.patchTemplateAnnotations(ref(item), build(current), {
+          resourceVersion: current.metadata?.resourceVersion,
+          dryRun: this.o.dryRun,
+        });
+      } catch (e) {
+        if (!(e instanceof KubeApiError) || e.status !== 409 || attempt >= 4) throw e;
+        const again = await this.workloads.get(ref(item));
+        if (!again) throw e;
+        current = again;
+      }
+    }
+  }
+
+  /** OnDelete workloads pick up a new template only when their pods are deleted. */
+  async restartOnDelete(live: LiveWorkload, steps: string[]): Promise<void> {
+    const pods = await this.workloads.pods(live);
+    for (const p of pods) await this.workloads.deletePod(live.metadata?.namespace ?? '', p.name);
+    steps.push(`deleted ${pods.length} pod(s)`);
+  }
+
+  async waitFor(item: Item, steps: string[]): Promise<void> {
+    const deadline = Date.now() + this.o.timeoutMs;
+    let last = '';
+    for (;;) {
+      const live = await this.workloads.get(ref(item));
+      if (!live) throw new UserError(`${label(item)} disappeared while waiting for its rollout`);
+      const p = rolloutProgress(live);
+      if (p.message !== last) {
+        say(this.ctx.stdout, `  ${label(item)} rollout: ${p.message}`);
+        last = p.message;
+      }
+      if (p.done) {
+        steps.push('rolled out');
+        return;
+      }
+      if (Date.now() > deadline) {
+        throw new RolloutTimeout(
+          `${label(item)}: rollout not finished after ${this.o.timeoutMs / 1000} s (${p.message})`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+
+  async protectOne(item: Item, vaultAddress: string): Promise<Outcome> {
+    const steps: string[] = [];
+    const live = await this.workloads.get(ref(item));
+    if (!live) return { status: 'pending', steps, reason: 'not found in the cluster' };
+    const wanted = protectAnnotations(item.tenant, item.workload, vaultAddress);
+    const annotations = live.spec?.template.metadata?.annotations;
+    if (alreadyApplied(annotations, wanted)) {
+      // Patched by an earlier, interrupted run: record it, never roll again.
+      steps.push('already protected');
+      return { status: 'migrated', steps };
+    }
+    const why = mismatch(item, live);
+    if (why) return { status: 'pending', steps, reason: why };
+
+    if (this.o.mode === 'interactive') printBlock(item, live, this.ctx);
+    const decision: Decision = { inject: await this.decide('inject'), restart: false };
+    if (!decision.inject) return { status: 'skipped', steps: [] };
+    const paused = isPaused(live);
+    if (!paused)
+      decision.restart = await this.decide(
+        'restart',
+        this.o.mode === 'interactive' ? restartNote(live) : undefined,
+      );
+
+    const stamp = this.ctx
+      .now()
+      .toISOString()
+      .replace(/\.\d{3}Z$/, 'Z');
+    const patched = await this.patch(item, live, () => ({
+      ...wanted,
+      ...(decision.restart ? { [ANNOTATION.restartedAt]: stamp } : {}),
+    }));
+    if (this.o.dryRun) {
+      say(
+        this.ctx.stdout,
+        `  would patch ${label(item)} pod template annotations: ${JSON.stringify({ ...wanted, ...(decision.restart ? { [ANNOTATION.restartedAt]: stamp } : {}) })}`,
+      );
+      return { status: item.workload.status, steps: ['dry run'], dryRun: true };
+    }
+    steps.push('injected');
+    if (paused)
+      steps.push('not restarted: Deployment is paused (run `kubectl rollout resume` to roll)');
+    else if (decision.restart) {
+      if (updateStrategy(patched) === 'on-delete') await this.restartOnDelete(patched, steps);
+      steps.push('restarted');
+    }
+    if (this.o.wait && !paused && (updateStrategy(patched) === 'rolling' || decision.restart)) {
+      try {
+        await this.waitFor(item, steps);
+      } catch (e) {
+        // Protected all the same; only the wait ran out.
+        if (!(e instanceof RolloutTimeout)) throw e;
+        return { status: 'migrated', steps, incomplete: e.message };
+      }
+    }
+    return { status: 'migrated', steps };
+  }
+
+  async unprotectOne(item: Item): Promise<Outcome> {
+    const live = await this.workloads.get(ref(item));
+    if (!live) return { status: 'pending', steps: ['not found in the cluster'] };
+    const annotations = live.spec?.template.metadata?.annotations ?? {};
+    const present = OWNED_ANNOTATIONS.filter((k) => k in annotations);
+    if (present.length === 0) return { status: 'pending', steps: ['no cloudtaser annotations'] };
+    if (this.o.mode === 'interactive') printBlock(item, live, this.ctx);
+    if (!(await this.decide('remove')))
+      return { status: item.workload.status, steps: ['declined'] };
+    const restart =
+      updateStrategy(live) === 'on-delete' && !isPaused(live)
+        ? await this.decide(
+            'restart',
+            this.o.mode === 'interactive' ? restartNote(live) : undefined,
+          )
+        : false;
+    const patched = await this.patch(item, live, (cur) => {
+      const now = cur.spec?.template.metadata?.annotations ?? {};
+      return Object.fromEntries(OWNED_ANNOTATIONS.filter((k) => k in now).map((k) => [k, null]));
+    });
+    if (this.o.dryRun) {
+      say(
+        this.ctx.stdout,
+        `  would remove from ${label(item)} pod template: ${present.join(', ')}`,
+      );
+      return { status: item.workload.status, steps: ['dry run'], dryRun: true };
+    }
+    const steps = [`removed ${present.length} annotation(s)`];
+    if (restart) await this.restartOnDelete(patched, steps);
+    return { status: 'pending', steps };
+  }
+
+  close(): void {
+    this.prompter?.close();
+  }
+}
+
+class RolloutTimeout extends Error {}
+
+function describe(outcome: Outcome): string {
+  const steps = outcome.steps.join(', ');
+  if (outcome.reason) {
+    return `${steps ? `${steps}; ` : ''}left ${outcome.status}: ${outcome.reason}`;
+  }
+  return `${steps ? `${steps} ` : ''}-> ${outcome.status}`;
+}
+
+interface Counts {
+  migrated: number;
+  skipped: number;
+  pending: number;
+  /** Left as they were, with a reason (a check failed). */
+  held: number;
+  failed: number;
+  unfinished: number;
+}
+
+async function runAll(
+  loaded: LoadedPlan,
+  o: RunOptions,
+  ctx: Context,
+  items: Item[],
+  one: (runner: Runner, item: Item) => Promise<Outcome>,
+  summary: (c: Counts) => string,
+): Promise<void> {
+  if (items.length === 0) {
+    say(ctx.stdout, 'Nothing to do: no workload in the plan matches (status and --namespace).');
+    return;
+  }
+  const runner = new Runner(o, ctx);
+  const store = o.dryRun ? undefined : await PlanStore.open(loaded, o.display);
+  const counts: Counts = { migrated: 0, skipped: 0, pending: 0, held: 0, failed: 0, unfinished: 0 };
+  try {
+    await mapLimit(items, o.mode === 'interactive' ? 1 : o.concurrency, async (item) => {
+      if (ctx.signal?.aborted) return;
+      let outcome: Outcome;
+      try {
+        outcome = await one(runner, item);
+      } catch (e) {
+        if (!(e instanceof ServerError || e instanceof UserError || e instanceof RolloutTimeout))
+          throw e;
+        outcome = { status: item.workload.status, steps: [], reason: e.message, failed: true };
+      }
+      if (o.mode === 'interactive') {
+        for (const s of outcome.steps) say(ctx.stdout, `  -> ${s}`);
+        say(
+          ctx.stdout,
+          outcome.reason
+            ? `  -> left ${outcome.status}: ${outcome.reason}`
+            : `  -> ${outcome.status}`,
+        );
+        say(ctx.stdout);
+      } else {
+        say(ctx.stdout, `${label(item)}: ${describe(outcome)}`);
+      }
+      if (outcome.dryRun) return;
+      if (outcome.failed) counts.failed++;
+      else if (outcome.reason) counts.held++;
+      else counts[outcome.status]++;
+      if (outcome.incomplete) {
+        counts.unfinished++;
+        say(ctx.stderr, `Warning: ${outcome.incomplete}`);
+      }
+      await store?.record(ref(item), outcome.status);
+    });
+  } finally {
+    runner.close();
+    await store?.close();
+  }
+  if (o.dryRun) {
+    say(ctx.stdout, 'Dry run: nothing was changed. Re-run without --dry-run to apply.');
+    return;
+  }
+  say(ctx.stdout, summary(counts));
+  if (ctx.signal?.aborted) {
+    throw new UserError(
+      'interrupted; the plan records what was done — re-run the same command to resume',
+    );
+  }
+  if (counts.failed > 0) {
+    throw new ServerError(
+      `${counts.failed} workload(s) failed (see above); re-run the same command to retry them`,
+    );
+  }
+  if (counts.held > 0) {
+    throw new CheckFailed(`${counts.held} workload(s) left as they were (see above)`);
+  }
+  if (counts.unfinished > 0) {
+    throw new CheckFailed(`${counts.unfinished} rollout(s) did not finish within --timeout`);
+  }
+}
+
+export async function runProtect(
+  loaded: LoadedPlan,
+  o: ProtectOptions,
+  ctx: Context,
+): Promise<void> {
+  const items = selectItems(loaded, o.namespace, ['pending']);
+  await runAll(
+    loaded,
+    o,
+    ctx,
+    items,
+    (runner, item) => runner.protectOne(item, o.vaultAddress),
+    (c) =>
+      `Done: ${c.migrated} migrated, ${c.skipped} skipped, ${c.held} left pending, ${c.failed} failed.`,
+  );
+}
+
+export async function runUnprotect(loaded: LoadedPlan, o: RunOptions, ctx: Context): Promise<void> {
+  const items = selectItems(loaded, o.namespace, ['pending', 'migrated', 'skipped']);
+  await runAll(
+    loaded,
+    o,
+    ctx,
+    items,
+    (runner, item) => runner.unprotectOne(item),
+    (c) =>
+      `Done: ${c.pending} set back to pending, ${c.migrated + c.skipped} left as they were, ${c.failed} failed.`,
+  );
+}
+
+/** --interactive / --yes / neither: never wait for input that cannot come. */
+export function resolveMode(
+  flags: { interactive?: boolean | undefined; yes?: boolean | undefined },
+  ctx: Context,
+): 'interactive' | 'yes' {
+  if (flags.interactive && flags.yes)
+    throw new UserError('pass either --interactive or --yes, not both');
+  if (flags.yes) return 'yes';
+  if (flags.interactive) return 'interactive';
+  if (ctx.stdin.isTTY) return 'interactive';
+  throw new UserError(
+    'no terminal to ask on: pass --yes to approve every workload, or --interactive with answers on stdin',
+  );
+}
