@@ -46,6 +46,7 @@ export async function scanCluster(
   target: KubeTarget,
   namespace?: string,
   pageSize: number = PAGE_SIZE,
+  opts: { secrets?: boolean } = {},
 ): Promise<ClusterScan> {
   const apps = target.kc.makeApiClient(AppsV1Api);
   const core = target.kc.makeApiClient(CoreV1Api);
@@ -89,15 +90,17 @@ export async function scanCluster(
       { verb: 'list', resource: 'daemonsets.apps', namespace: ns },
       server,
     ),
-    listAll(
-      pager(
-        (p) => core.listSecretForAllNamespaces(p),
-        (p) => core.listNamespacedSecret(p),
-      ),
-      secretKeys,
-      { verb: 'list', resource: 'secrets', namespace: ns },
-      server,
-    ),
+    opts.secrets === false
+      ? Promise.resolve<SecretKeys[]>([])
+      : listAll(
+          pager(
+            (p) => core.listSecretForAllNamespaces(p),
+            (p) => core.listNamespacedSecret(p),
+          ),
+          secretKeys,
+          { verb: 'list', resource: 'secrets', namespace: ns },
+          server,
+        ),
     ns ? Promise.resolve<string[] | undefined>([ns]) : listNamespaceNames(core, server, pageSize),
   ]);
   return { workloads: [...deployments, ...statefulSets, ...daemonSets], secrets, namespaces };

@@ -4,6 +4,7 @@ import { registerPlanCommands } from './plan.js';
 import { registerSourceCommands } from './source.js';
 import { registerTargetDiscover } from './target-discover.js';
 import { registerTargetProtect } from './target-protect.js';
+import { registerTargetReports } from './target-report.js';
 
 /**
  * Registers every command under its noun: `target` talks to the Kubernetes
@@ -15,6 +16,7 @@ export function registerCommands(program: Command, ctx: Context): void {
     .description('commands that talk to the Kubernetes cluster (kubeconfig)');
   registerTargetDiscover(target, ctx);
   registerTargetProtect(target, ctx);
+  registerTargetReports(target, ctx);
   const source = program
     .command('source')
     .description('commands that talk to the OpenBao/Vault server');

@@ -1,0 +1,126 @@
+import { Option, type Command } from '@commander-js/extra-typings';
+import { isAbsolute, resolve } from 'node:path';
+import type { Context } from '../../core/context.js';
+import { UserError } from '../../core/errors.js';
+import { readPlan } from '../../plan/read.js';
+import { writeFileAtomic } from '../../plan/write.js';
+import { renderHtml, renderMarkdown } from '../../report/audit-schema.js';
+import { buildAudit, runStatus, runValidate } from '../../report/reports.js';
+import { normalizeMount } from '../../vault/apply.js';
+
+const KUBECONFIG_HELP = 'kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)';
+const ADDRESS_HELP = 'OpenBao/Vault address (default: $BAO_ADDR, $VAULT_ADDR)';
+const TOKEN_HELP = 'vault token (default: $BAO_TOKEN, $VAULT_TOKEN; prefer the environment)';
+
+export function registerTargetReports(target: Command, ctx: Context): void {
+  target
+    .command('status')
+    .description(
+      'protection state of every workload, and whether its pods run the injected template',
+    )
+    .option('-n, --namespace <namespace>', 'only this namespace')
+    .option('--plan <file>', "show the plan's status beside the cluster's and flag mismatches")
+    .option('--kubeconfig <file>', KUBECONFIG_HELP)
+    .option('--context <name>', 'kubeconfig context to use')
+    .addOption(
+      new Option('-o, --output <format>', 'output format')
+        .choices(['table', 'json'])
+        .default('table'),
+    )
+    .action(async (o) => {
+      const plan = o.plan ? await readPlan(resolve(ctx.cwd, o.plan), o.plan) : undefined;
+      await runStatus(
+        {
+          kube: { kubeconfig: o.kubeconfig, context: o.context },
+          namespace: o.namespace,
+          plan,
+          output: o.output,
+        },
+        ctx,
+      );
+    });
+
+  target
+    .command('validate')
+    .description(
+      'check every protected workload against vault: role, bindings, policy grants, paths and fields; exits 1 on any finding',
+    )
+    .option('--vault-address <url>', ADDRESS_HELP)
+    .option('--token <token>', TOKEN_HELP)
+    .option('--auth-path <path>', 'Kubernetes auth mount path', 'kubernetes')
+    .option('--ca-cert <file>', 'CA certificate for TLS (default: $BAO_CACERT, $VAULT_CACERT)')
+    .option('--tls-skip-verify', 'do not verify the server certificate (insecure)')
+    .option('--vault-namespace <ns>', 'OpenBao/Vault namespace (default: $BAO_NAMESPACE)')
+    .option('-n, --namespace <namespace>', 'only this namespace')
+    .option('--kubeconfig <file>', KUBECONFIG_HELP)
+    .option('--context <name>', 'kubeconfig context to use')
+    .action(async (o) => {
+      await runValidate(
+        {
+          address: o.vaultAddress,
+          token: o.token,
+          caCert: o.caCert,
+          skipVerify: o.tlsSkipVerify,
+          namespace: o.vaultNamespace,
+          kube: { kubeconfig: o.kubeconfig, context: o.context },
+          kubeNamespace: o.namespace,
+          authPath: normalizeMount(o.authPath, '--auth-path'),
+          concurrency: 16,
+        },
+        ctx,
+      );
+    });
+
+  target
+    .command('audit')
+    .description(
+      'compliance report: every workload, its secret sources, protection and rollout state, and findings',
+    )
+    .option('--vault-address <url>', ADDRESS_HELP)
+    .option('--token <token>', TOKEN_HELP)
+    .option('--auth-path <path>', 'Kubernetes auth mount path', 'kubernetes')
+    .option('--ca-cert <file>', 'CA certificate for TLS (default: $BAO_CACERT, $VAULT_CACERT)')
+    .option('--tls-skip-verify', 'do not verify the server certificate (insecure)')
+    .option('--vault-namespace <ns>', 'OpenBao/Vault namespace (default: $BAO_NAMESPACE)')
+    .option('-n, --namespace <namespace>', 'only this namespace')
+    .option('--kubeconfig <file>', KUBECONFIG_HELP)
+    .option('--context <name>', 'kubeconfig context to use')
+    .addOption(
+      new Option('-o, --output <format>', 'report format')
+        .choices(['markdown', 'json', 'html'])
+        .default('markdown'),
+    )
+    .option('--output-file <file>', 'write the report to a file instead of stdout')
+    .action(async (o) => {
+      if (o.outputFile === '') throw new UserError('--output-file needs a path');
+      const report = await buildAudit(
+        {
+          address: o.vaultAddress,
+          token: o.token,
+          caCert: o.caCert,
+          skipVerify: o.tlsSkipVerify,
+          namespace: o.vaultNamespace,
+          kube: { kubeconfig: o.kubeconfig, context: o.context },
+          kubeNamespace: o.namespace,
+          authPath: normalizeMount(o.authPath, '--auth-path'),
+          concurrency: 16,
+        },
+        ctx,
+      );
+      const text =
+        o.output === 'json'
+          ? `${JSON.stringify(report, null, 2)}\n`
+          : o.output === 'html'
+            ? renderHtml(report)
+            : renderMarkdown(report);
+      if (o.outputFile) {
+        await writeFileAtomic(
+          isAbsolute(o.outputFile) ? o.outputFile : resolve(ctx.cwd, o.outputFile),
+          text,
+        );
+        ctx.stderr.write(
+          `Wrote ${o.outputFile}: ${report.summary.workloads} workload(s), ${report.summary.errors} error(s), ${report.summary.warnings} warning(s).\n`,
+        );
+      } else ctx.stdout.write(text);
+    });
+}

@@ -1,0 +1,174 @@
+// Findings about protected workloads and the vault side, as pure functions
+// of the inventory and the vault facts, shared by validate and audit.
+import type { PolicyRule } from './policy.js';
+import { excessGrants, grantsRead } from './policy.js';
+import type { Inventory, WorkloadFacts } from './inventory.js';
+import type { VaultFacts } from './vault-facts.js';
+
+export type Severity = 'error' | 'warning';
+
+export interface Finding {
+  severity: Severity;
+  code:
+    | 'annotations-malformed'
+    | 'auth-missing'
+    | 'role-missing'
+    | 'role-namespace'
+    | 'role-service-account'
+    | 'policy-missing'
+    | 'path-not-granted'
+    | 'path-missing'
+    | 'path-deleted'
+    | 'field-missing'
+    | 'native-secret-referenced'
+    | 'unprotected'
+    | 'role-too-broad'
+    | 'pods-without-init';
+  /** `Kind namespace/name`, or a role for role-level findings. */
+  subject: string;
+  message: string;
+}
+
+export const subjectOf = (w: WorkloadFacts): string => `${w.kind} ${w.namespace}/${w.name}`;
+
+function rulesOf(facts: VaultFacts, policies: readonly string[]): PolicyRule[] {
+  return policies.flatMap((p) => facts.policies.get(p) ?? []);
+}
+
+/** Everything that stops a protected workload's pods from getting their secrets. */
+export function validateWorkload(w: WorkloadFacts, facts: VaultFacts): Finding[] {
+  const subject = subjectOf(w);
+  const out: Finding[] = [];
+  const add = (code: Finding['code'], message: string): void => {
+    out.push({ severity: 'error', code, subject, message });
+  };
+  for (const p of w.protection.problems) add('annotations-malformed', p);
+  const roleName = w.protection.role;
+  if (roleName) {
+    const role = facts.roles.get(roleName);
+    if (!facts.authEnabled)
+      add('auth-missing', `no Kubernetes auth method at auth/${facts.authPath}`);
+    else if (!role?.exists)
+      add('role-missing', `role ${roleName} does not exist at auth/${facts.authPath}`);
+    else {
+      if (!role.namespaces.includes(w.namespace) && !role.namespaces.includes('*')) {
+        add('role-namespace', `role ${roleName} is not bound to namespace ${w.namespace}`);
+      }
+      if (!role.serviceAccounts.includes(w.serviceAccount) && !role.serviceAccounts.includes('*')) {
+        add(
+          'role-service-account',
+          `role ${roleName} is not bound to service account ${w.serviceAccount}`,
+        );
+      }
+      for (const p of role.policies) {
+        if (p !== 'default' && !facts.policies.has(p))
+          add('policy-missing', `policy ${p} of role ${roleName} does not exist`);
+      }
+      const rules = rulesOf(facts, role.policies);
+      for (const path of w.protection.paths) {
+        if (!grantsRead(rules, path))
+          add('path-not-granted', `role ${roleName}'s policies do not grant read on ${path}`);
+      }
+    }
+  }
+  for (const path of w.protection.paths) {
+    const st = facts.paths.get(path);
+    if (!st || st.kind === 'missing') add('path-missing', `${path} does not exist`);
+    else if (st.kind === 'deleted' || st.kind === 'destroyed')
+      add('path-deleted', `${path}: latest version (v${st.version}) is ${st.kind}`);
+    else if (st.kind === 'error') add('path-missing', `${path}: ${st.message}`);
+    else {
+      for (const e of w.protection.envMap.filter((x) => x.path === path)) {
+        if (!st.keys.includes(e.field))
+          add('field-missing', `${path} has no field ${e.field} (for ${e.env})`);
+      }
+    }
+  }
+  return out;
+}
+
+/** The compliance findings: everything validate finds, plus leftovers and over-broad grants. */
+export function auditFindings(inv: Inventory, facts: VaultFacts): Finding[] {
+  const out: Finding[] = [];
+  const byRole = new Map<string, WorkloadFacts[]>();
+  for (const w of inv.workloads) {
+    const subject = subjectOf(w);
+    const st = w.protection.state;
+    if (st === 'protected' || st === 'partial') {
+      out.push(...validateWorkload(w, facts));
+      const natives = w.sources
+        .filter((s) => s.startsWith('k8s-secret/'))
+        .map((s) => s.slice('k8s-secret/'.length));
+      if (natives.length > 0) {
+        out.push({
+          severity: 'warning',
+          code: 'native-secret-referenced',
+          subject,
+          message: `still references native Secret(s) ${natives.join(', ')} (their values remain in etcd)`,
+        });
+      }
+      if (w.rollout === 'old-template') {
+        out.push({
+          severity: 'warning',
+          code: 'pods-without-init',
+          subject,
+          message: `${w.pods.total - w.pods.injected} of ${w.pods.total} pod(s) run without the cloudtaser-init container`,
+        });
+      }
+      if (w.protection.role) {
+        const list = byRole.get(w.protection.role) ?? [];
+        list.push(w);
+        byRole.set(w.protection.role, list);
+      }
+    } else if (st === 'unprotected') {
+      out.push({
+        severity: 'warning',
+        code: 'unprotected',
+        subject,
+        message: `reads Secrets (${w.sources.join(', ')}) but is not protected`,
+      });
+    }
+  }
+  for (const [name, users] of [...byRole].sort((a, b) => a[0].localeCompare(b[0]))) {
+    const role = facts.roles.get(name);
+    if (!role?.exists) continue;
+    const subject = `role ${name}`;
+    const namespaces = [...new Set(users.map((u) => u.namespace))];
+    const accounts = [...new Set(users.map((u) => u.serviceAccount))];
+    const extraNs = role.namespaces.filter((n) => !namespaces.includes(n));
+    const extraSa = role.serviceAccounts.filter((s) => !accounts.includes(s));
+    if (extraNs.length > 0) {
+      out.push({
+        severity: 'warning',
+        code: 'role-too-broad',
+        subject,
+        message: `bound to namespaces no protected workload uses it from: ${extraNs.join(', ')}`,
+      });
+    }
+    if (extraSa.length > 0) {
+      out.push({
+        severity: 'warning',
+        code: 'role-too-broad',
+        subject,
+        message: `bound to service accounts no protected workload runs as: ${extraSa.join(', ')}`,
+      });
+    }
+    const needed = [...new Set(users.flatMap((u) => u.protection.paths))];
+    const excess = excessGrants(
+      rulesOf(
+        facts,
+        role.policies.filter((p) => p !== 'default'),
+      ),
+      needed,
+    );
+    if (excess.length > 0) {
+      out.push({
+        severity: 'warning',
+        code: 'role-too-broad',
+        subject,
+        message: `policies grant more than its workloads read: ${excess.join('; ')}`,
+      });
+    }
+  }
+  return out;
+}

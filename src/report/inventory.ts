@@ -1,0 +1,223 @@
+// What the reports know about the cluster: every workload's secret
+// references, its cloudtaser annotations judged well-formed or not, and
+// whether its live pods carry the cloudtaser-init container. Reading is done
+// once with cluster-wide lists; judging is pure.
+import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
+import { allSettledOrThrow } from '../core/concurrency.js';
+import {
+  referencedSources,
+  SYSTEM_NAMESPACES,
+  type WorkloadObject,
+} from '../discovery/discover.js';
+import type { KubeTarget } from '../kube/config.js';
+import { kubeError } from '../kube/errors.js';
+import { listAll, PAGE_SIZE } from '../kube/list.js';
+import { scanCluster } from '../kube/scan.js';
+import { KV2_DATA_PATH, type WorkloadKind } from '../plan/schema.js';
+import {
+  ANNOTATION,
+  OWNED_ANNOTATIONS,
+  parseEnvMap,
+  type EnvMapEntry,
+} from '../protect/annotations.js';
+
+export const INIT_CONTAINER = 'cloudtaser-init';
+
+export type ProtectionState = 'protected' | 'partial' | 'unprotected' | 'not-applicable';
+export type RolloutState = 'rolled-out' | 'old-template' | 'no-pods';
+
+export interface Protection {
+  state: ProtectionState;
+  /** What is missing or malformed, for `partial`. */
+  problems: string[];
+  vaultAddress?: string;
+  role?: string;
+  paths: string[];
+  envMap: EnvMapEntry[];
+}
+
+export interface WorkloadFacts {
+  kind: WorkloadKind;
+  namespace: string;
+  name: string;
+  serviceAccount: string;
+  /** Plan-style sources: k8s-secret/<name>, vault-agent/<file>. */
+  sources: string[];
+  protection: Protection;
+  pods: { total: number; injected: number };
+  rollout: RolloutState;
+}
+
+export interface Inventory {
+  server: string;
+  clusterUid: string | undefined;
+  workloads: WorkloadFacts[];
+}
+
+/** Judges a pod template's cloudtaser annotations. Pure. */
+export function judgeProtection(
+  annotations: Readonly<Record<string, string>> | undefined,
+  hasSecretRefs: boolean,
+): Protection {
+  const a = annotations ?? {};
+  const present = OWNED_ANNOTATIONS.filter((k) => k in a && k !== ANNOTATION.restartedAt);
+  const empty: Protection = { state: 'not-applicable', problems: [], paths: [], envMap: [] };
+  if (present.length === 0)
+    return { ...empty, state: hasSecretRefs ? 'unprotected' : 'not-applicable' };
+
+  const problems: string[] = [];
+  const inject = a[ANNOTATION.inject];
+  if (inject !== 'true')
+    problems.push(
+      `${ANNOTATION.inject} is ${inject === undefined ? 'missing' : `"${inject}", not "true"`}`,
+    );
+  const address = a[ANNOTATION.vaultAddress];
+  if (!address) problems.push(`${ANNOTATION.vaultAddress} is missing`);
+  else if (!/^https?:\/\/\S+$/.test(address))
+    problems.push(`${ANNOTATION.vaultAddress} is not an http(s) URL`);
+  const role = a[ANNOTATION.vaultRole];
+  if (!role) problems.push(`${ANNOTATION.vaultRole} is missing`);
+  const rawPaths = a[ANNOTATION.secretPaths];
+  const paths = rawPaths
+    ? rawPaths
+        .split(',')
+        .map((p) => p.trim())
+        .filter(Boolean)
+    : [];
+  if (!rawPaths) problems.push(`${ANNOTATION.secretPaths} is missing`);
+  else if (paths.length === 0 || paths.some((p) => !KV2_DATA_PATH.test(p))) {
+    problems.push(`${ANNOTATION.secretPaths} is not a list of KV v2 data paths`);
+  }
+  const rawMap = a[ANNOTATION.envMap];
+  const envMap = rawMap === undefined ? undefined : parseEnvMap(rawMap);
+  if (rawMap === undefined) problems.push(`${ANNOTATION.envMap} is missing`);
+  else if (!envMap) problems.push(`${ANNOTATION.envMap} is malformed`);
+  else {
+    const unlisted = [...new Set(envMap.map((e) => e.path))].filter((p) => !paths.includes(p));
+    if (unlisted.length > 0)
+      problems.push(
+        `${ANNOTATION.envMap} reads paths not in ${ANNOTATION.secretPaths}: ${unlisted.join(', ')}`,
+      );
+  }
+  return {
+    state: problems.length === 0 ? 'protected' : 'partial',
+    problems,
+    ...(address ? { vaultAddress: address } : {}),
+    ...(role ? { role } : {}),
+    paths,
+    envMap: envMap ?? [],
+  };
+}
+
+interface PodLite {
+  namespace: string;
+  owner: { kind: string; name: string } | undefined;
+  injected: boolean;
+}
+
+/** Reads workloads, pods and ReplicaSets once and judges every workload. */
+export async function readInventory(target: KubeTarget, namespace?: string): Promise<Inventory> {
+  const core = target.kc.makeApiClient(CoreV1Api);
+  const apps = target.kc.makeApiClient(AppsV1Api);
+  const page = (cont: string | undefined) => ({
+    limit: PAGE_SIZE,
+    ...(cont ? { _continue: cont } : {}),
+  });
+  const [scan, pods, replicaSets, clusterUid] = await allSettledOrThrow([
+    scanCluster(target, namespace, PAGE_SIZE, { secrets: false }),
+    listAll(
+      (cont) =>
+        namespace
+          ? core.listNamespacedPod({ namespace, ...page(cont) })
+          : core.listPodForAllNamespaces(page(cont)),
+      (p): PodLite => ({
+        namespace: p.metadata?.namespace ?? '',
+        owner:
+          p.metadata?.ownerReferences?.find((o) => o.controller) ??
+          p.metadata?.ownerReferences?.[0],
+        injected: (p.spec?.initContainers ?? []).some((c) => c.name === INIT_CONTAINER),
+      }),
+      { verb: 'list', resource: 'pods', namespace },
+      target.server,
+    ),
+    listAll(
+      (cont) =>
+        namespace
+          ? apps.listNamespacedReplicaSet({ namespace, ...page(cont) })
+          : apps.listReplicaSetForAllNamespaces(page(cont)),
+      (rs) => ({
+        key: `${rs.metadata?.namespace ?? ''}/${rs.metadata?.name ?? ''}`,
+        deployment: rs.metadata?.ownerReferences?.find((o) => o.kind === 'Deployment')?.name,
+      }),
+      { verb: 'list', resource: 'replicasets.apps', namespace },
+      target.server,
+    ),
+    core.readNamespace({ name: 'kube-system' }).then(
+      (ns) => ns.metadata?.uid,
+      (e: unknown) => {
+        // A namespaced user may not read kube-system; the report says so.
+        if ((e as { code?: number }).code === 403) return undefined;
+        throw kubeError(
+          e,
+          { verb: 'get', resource: 'namespaces', name: 'kube-system' },
+          target.server,
+        );
+      },
+    ),
+  ]);
+
+  const rsOwner = new Map(replicaSets.map((r) => [r.key, r.deployment]));
+  const podsByWorkload = new Map<string, { total: number; injected: number }>();
+  for (const p of pods) {
+    if (!p.owner) continue;
+    let kind = p.owner.kind;
+    let name = p.owner.name;
+    if (kind === 'ReplicaSet') {
+      const dep = rsOwner.get(`${p.namespace}/${name}`);
+      if (!dep) continue;
+      kind = 'Deployment';
+      name = dep;
+    }
+    const key = `${p.namespace}/${kind}/${name}`;
+    const c = podsByWorkload.get(key) ?? { total: 0, injected: 0 };
+    c.total++;
+    if (p.injected) c.injected++;
+    podsByWorkload.set(key, c);
+  }
+
+  const workloads = scan.workloads
+    .filter((w) => !SYSTEM_NAMESPACES.has(w.metadata.namespace))
+    .map((w) => workloadFacts(w, podsByWorkload))
+    .sort(
+      (a, b) =>
+        a.namespace.localeCompare(b.namespace) ||
+        a.kind.localeCompare(b.kind) ||
+        a.name.localeCompare(b.name),
+    );
+  return { server: target.server, clusterUid, workloads };
+}
+
+function workloadFacts(
+  w: WorkloadObject,
+  pods: ReadonlyMap<string, { total: number; injected: number }>,
+): WorkloadFacts {
+  const sources = [...referencedSources(w)].sort();
+  const protection = judgeProtection(w.spec?.template?.metadata?.annotations, sources.length > 0);
+  const count = pods.get(`${w.metadata.namespace}/${w.kind}/${w.metadata.name}`) ?? {
+    total: 0,
+    injected: 0,
+  };
+  const rollout: RolloutState =
+    count.total === 0 ? 'no-pods' : count.injected === count.total ? 'rolled-out' : 'old-template';
+  const spec = w.spec?.template?.spec;
+  return {
+    kind: w.kind,
+    namespace: w.metadata.namespace,
+    name: w.metadata.name,
+    serviceAccount: spec?.serviceAccountName ?? spec?.serviceAccount ?? 'default',
+    sources,
+    protection,
+    pods: count,
+    rollout,
+  };
+}
