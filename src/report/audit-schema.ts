@@ -52,7 +52,9 @@ export const AuditReportSchema = z
         protection: z.enum(['protected', 'partial', 'unprotected', 'not-applicable']),
         vaultRole: z.string().nullable(),
         vaultPaths: z.array(z.string()),
-        rollout: z.enum(['rolled-out', 'old-template', 'no-pods']),
+        rollout: z
+          .enum(['rolled-out', 'old-template', 'no-pods', 'not-applicable'])
+          .describe('whether live pods run the injected template; not-applicable when unprotected'),
         pods: z.object({ total: z.number().int(), injected: z.number().int() }),
       }),
     ),
@@ -102,7 +104,10 @@ export function auditReport(
       protection: w.protection.state,
       vaultRole: w.protection.role ?? null,
       vaultPaths: w.protection.paths,
-      rollout: w.rollout,
+      rollout:
+        w.protection.state === 'protected' || w.protection.state === 'partial'
+          ? w.rollout
+          : 'not-applicable',
       pods: w.pods,
     })),
     findings,
