@@ -1,0 +1,164 @@
+package main
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Config is everything the wrapper reads from its environment. None of it is
+// secret except the token for VAULT_AUTH_METHOD=token, which is never printed.
+type Config struct {
+	Addr        string
+	AuthMethod  string // "kubernetes" or "token"
+	Role        string
+	MountPath   string // e.g. "auth/kubernetes"
+	Token       string
+	SkipVerify  bool
+	CACert      string
+	Namespace   string
+	Paths       []string
+	EnvMap      []Mapping
+	SATokenFile string
+}
+
+// Mapping says which field of which KV v2 path becomes which env var.
+type Mapping struct {
+	Path  string
+	Field string
+	Env   string
+}
+
+var (
+	envName   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	fieldName = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
+	kv2Path   = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*?/data/[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$`)
+)
+
+// ParseEnvMap reads "<vault-path>:<field>=<ENV_VAR>,…". Paths and fields
+// cannot contain ':' or '=', so the last of each separates the parts.
+func ParseEnvMap(v string) ([]Mapping, error) {
+	var out []Mapping
+	if strings.TrimSpace(v) == "" {
+		return out, nil
+	}
+	for _, raw := range strings.Split(v, ",") {
+		e := strings.TrimSpace(raw)
+		eq := strings.LastIndex(e, "=")
+		if eq < 0 {
+			return nil, fmt.Errorf("CLOUDTASER_ENV_MAP entry %q has no '='", e)
+		}
+		colon := strings.LastIndex(e[:eq], ":")
+		if colon < 0 {
+			return nil, fmt.Errorf("CLOUDTASER_ENV_MAP entry %q has no ':' between path and field", e)
+		}
+		m := Mapping{Path: e[:colon], Field: e[colon+1 : eq], Env: e[eq+1:]}
+		if !kv2Path.MatchString(m.Path) {
+			return nil, fmt.Errorf("CLOUDTASER_ENV_MAP entry %q: %q is not a KV v2 data path", e, m.Path)
+		}
+		if !fieldName.MatchString(m.Field) {
+			return nil, fmt.Errorf("CLOUDTASER_ENV_MAP entry %q: bad field name", e)
+		}
+		if !envName.MatchString(m.Env) {
+			return nil, fmt.Errorf("CLOUDTASER_ENV_MAP entry %q: %q is not a valid env var name", e, m.Env)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func truthy(v string) bool {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "1", "t", "true", "y", "yes":
+		return true
+	}
+	return false
+}
+
+// LoadConfig validates the environment; every error names the variable.
+func LoadConfig(getenv func(string) string) (*Config, error) {
+	c := &Config{
+		Addr:        strings.TrimRight(getenv("VAULT_ADDR"), "/"),
+		AuthMethod:  getenv("VAULT_AUTH_METHOD"),
+		Role:        getenv("VAULT_AUTH_ROLE"),
+		MountPath:   strings.Trim(getenv("VAULT_AUTH_MOUNT_PATH"), "/"),
+		Token:       getenv("VAULT_TOKEN"),
+		SkipVerify:  truthy(getenv("VAULT_SKIP_VERIFY")),
+		CACert:      getenv("VAULT_CACERT"),
+		Namespace:   getenv("VAULT_NAMESPACE"),
+		SATokenFile: getenv("CLOUDTASER_SA_TOKEN_FILE"),
+	}
+	if c.AuthMethod == "" {
+		c.AuthMethod = "kubernetes"
+	}
+	if c.MountPath == "" {
+		c.MountPath = "auth/kubernetes"
+	}
+	if c.SATokenFile == "" {
+		c.SATokenFile = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+	}
+	if !strings.HasPrefix(c.Addr, "http://") && !strings.HasPrefix(c.Addr, "https://") {
+		return nil, fmt.Errorf("VAULT_ADDR must be an http(s) URL")
+	}
+	switch c.AuthMethod {
+	case "kubernetes":
+		if c.Role == "" {
+			return nil, fmt.Errorf("VAULT_AUTH_ROLE is required for Kubernetes auth")
+		}
+	case "token":
+		if c.Token == "" {
+			return nil, fmt.Errorf("VAULT_TOKEN is required when VAULT_AUTH_METHOD=token")
+		}
+	default:
+		return nil, fmt.Errorf("VAULT_AUTH_METHOD must be kubernetes or token, not %q", c.AuthMethod)
+	}
+	for _, p := range strings.Split(getenv("CLOUDTASER_SECRET_PATHS"), ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			if !kv2Path.MatchString(p) {
+				return nil, fmt.Errorf("CLOUDTASER_SECRET_PATHS: %q is not a KV v2 data path", p)
+			}
+			c.Paths = append(c.Paths, p)
+		}
+	}
+	m, err := ParseEnvMap(getenv("CLOUDTASER_ENV_MAP"))
+	if err != nil {
+		return nil, err
+	}
+	c.EnvMap = m
+	for _, e := range m {
+		found := false
+		for _, p := range c.Paths {
+			found = found || p == e.Path
+		}
+		if !found {
+			c.Paths = append(c.Paths, e.Path)
+		}
+	}
+	if len(c.EnvMap) == 0 {
+		return nil, fmt.Errorf("CLOUDTASER_ENV_MAP is empty: nothing to fetch")
+	}
+	return c, nil
+}
+
+// ChildEnv is the wrapper's environment without VAULT_* and CLOUDTASER_*,
+// plus the secrets. Secrets win over variables of the same name.
+func ChildEnv(base []string, secrets map[string]string) []string {
+	out := make([]string, 0, len(base)+len(secrets))
+	for _, kv := range base {
+		name := kv
+		if i := strings.IndexByte(kv, '='); i >= 0 {
+			name = kv[:i]
+		}
+		if strings.HasPrefix(name, "VAULT_") || strings.HasPrefix(name, "CLOUDTASER_") {
+			continue
+		}
+		if _, overridden := secrets[name]; overridden {
+			continue
+		}
+		out = append(out, kv)
+	}
+	for k, v := range secrets {
+		out = append(out, k+"="+v)
+	}
+	return out
+}

@@ -1,0 +1,3 @@
+module cloudtaser.local/wrapper
+
+go 1.24.0

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+// Vault is a minimal client: log in, read KV v2 data, revoke the token.
+type Vault struct {
+	cfg     *Config
+	http    *http.Client
+	token   string
+	tries   int
+	backoff time.Duration
+}
+
+func NewVault(cfg *Config) (*Vault, error) {
+	tlsCfg := &tls.Config{InsecureSkipVerify: cfg.SkipVerify} //nolint:gosec // opt-in via VAULT_SKIP_VERIFY
+	if cfg.CACert != "" {
+		pem, err := os.ReadFile(cfg.CACert)
+		if err != nil {
+			return nil, fmt.Errorf("VAULT_CACERT: cannot read %s", cfg.CACert)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("VAULT_CACERT: %s holds no PEM certificate", cfg.CACert)
+		}
+		tlsCfg.RootCAs = pool
+	}
+	return &Vault{
+		cfg:     cfg,
+		http:    &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg}},
+		token:   cfg.Token,
+		tries:   5,
+		backoff: 300 * time.Millisecond,
+	}, nil
+}
+
+type apiError struct {
+	status int
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+// call retries connection failures, 429 and 5xx a bounded number of times.
+func (v *Vault) call(ctx context.Context, method, path string, body any, out any) error {
+	var payload []byte
+	if body != nil {
+		payload, _ = json.Marshal(body)
+	}
+	var last error
+	for attempt := 0; attempt < v.tries; attempt++ {
+		if attempt > 0 {
+			time.Sleep(v.backoff << (attempt - 1))
+		}
+		req, err := http.NewRequestWithContext(ctx, method, v.cfg.Addr+"/v1/"+path, bytes.NewReader(payload))
+		if err != nil {
+			return err
+		}
+		if v.token != "" {
+			req.Header.Set("X-Vault-Token", v.token)
+		}
+		if v.cfg.Namespace != "" {
+			req.Header.Set("X-Vault-Namespace", v.cfg.Namespace)
+		}
+		res, err := v.http.Do(req)
+		if err != nil {
+			// Never include the URL's query or any header: just what failed.
+			last = fmt.Errorf("cannot reach vault at %s (%s)", v.cfg.Addr, rootCause(err))
+			continue
+		}
+		data, _ := io.ReadAll(io.LimitReader(res.Body, 4<<20))
+		res.Body.Close()
+		if res.StatusCode == 429 || res.StatusCode >= 500 {
+			last = &apiError{res.StatusCode, fmt.Sprintf("vault %s %s: %d", method, path, res.StatusCode)}
+			continue
+		}
+		if res.StatusCode >= 300 {
+			return &apiError{res.StatusCode, fmt.Sprintf("vault %s %s: %d%s", method, path, res.StatusCode, vaultErrors(data))}
+		}
+		if out != nil && len(data) > 0 {
+			if err := json.Unmarshal(data, out); err != nil {
+				return fmt.Errorf("vault %s %s: unreadable response", method, path)
+			}
+		}
+		return nil
+	}
+	return last
+}
+
+func rootCause(err error) string {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			s := err.Error()
+			if i := strings.LastIndex(s, ": "); i >= 0 {
+				return s[i+2:]
+			}
+			return s
+		}
+		err = next
+	}
+}
+
+func vaultErrors(data []byte) string {
+	var body struct {
+		Errors []string `json:"errors"`
+	}
+	if json.Unmarshal(data, &body) != nil || len(body.Errors) == 0 {
+		return ""
+	}
+	msg := strings.Join(strings.Fields(strings.Join(body.Errors, "; ")), " ")
+	return " " + msg
+}
+
+// Login exchanges the service-account token for a vault token.
+func (v *Vault) Login(ctx context.Context) error {
+	if v.cfg.AuthMethod == "token" {
+		return nil
+	}
+	jwt, err := os.ReadFile(v.cfg.SATokenFile)
+	if err != nil {
+		return fmt.Errorf("cannot read the service-account token at %s", v.cfg.SATokenFile)
+	}
+	var res struct {
+		Auth struct {
+			ClientToken string `json:"client_token"`
+		} `json:"auth"`
+	}
+	body := map[string]string{"role": v.cfg.Role, "jwt": strings.TrimSpace(string(jwt))}
+	if err := v.call(ctx, "POST", v.cfg.MountPath+"/login", body, &res); err != nil {
+		var ae *apiError
+		if errors.As(err, &ae) && (ae.status == 400 || ae.status == 403) {
+			return fmt.Errorf("vault refused the login for role %q at %s (%d): check the role's bound namespace and service account", v.cfg.Role, v.cfg.MountPath, ae.status)
+		}
+		return err
+	}
+	if res.Auth.ClientToken == "" {
+		return fmt.Errorf("vault login for role %q returned no token", v.cfg.Role)
+	}
+	v.token = res.Auth.ClientToken
+	return nil
+}
+
+// Read returns the latest data of a KV v2 path (the API path, with /data/).
+func (v *Vault) Read(ctx context.Context, path string) (map[string]any, error) {
+	var res struct {
+		Data struct {
+			Data map[string]any `json:"data"`
+		} `json:"data"`
+	}
+	if err := v.call(ctx, "GET", path, nil, &res); err != nil {
+		var ae *apiError
+		if errors.As(err, &ae) && ae.status == 404 {
+			return nil, fmt.Errorf("%s does not exist in vault (or its latest version is deleted)", path)
+		}
+		if errors.As(err, &ae) && ae.status == 403 {
+			return nil, fmt.Errorf("the vault token may not read %s (403)", path)
+		}
+		return nil, err
+	}
+	if res.Data.Data == nil {
+		return nil, fmt.Errorf("%s holds no data", path)
+	}
+	return res.Data.Data, nil
+}
+
+// Revoke ends the login token: the child never needs it.
+func (v *Vault) Revoke(ctx context.Context) {
+	if v.cfg.AuthMethod == "token" || v.token == "" {
+		return
+	}
+	_ = v.call(ctx, "POST", "auth/token/revoke-self", nil, nil)
+	v.token = ""
+}
+
+// Fetch logs in and resolves every mapping; any missing path or field is an error.
+func Fetch(ctx context.Context, v *Vault) (map[string]string, error) {
+	if err := v.Login(ctx); err != nil {
+		return nil, err
+	}
+	defer v.Revoke(ctx)
+	data := map[string]map[string]any{}
+	for _, p := range v.cfg.Paths {
+		d, err := v.Read(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		data[p] = d
+	}
+	out := map[string]string{}
+	for _, m := range v.cfg.EnvMap {
+		val, ok := data[m.Path][m.Field]
+		if !ok {
+			return nil, fmt.Errorf("%s has no field %q (for %s)", m.Path, m.Field, m.Env)
+		}
+		switch t := val.(type) {
+		case string:
+			out[m.Env] = t
+		default:
+			b, _ := json.Marshal(t)
+			out[m.Env] = string(b)
+		}
+	}
+	return out, nil
+}
