@@ -5,6 +5,7 @@ import { registerSourceCommands } from './source.js';
 import { registerTargetDiscover } from './target-discover.js';
 import { registerTargetProtect } from './target-protect.js';
 import { registerTargetReports } from './target-report.js';
+import { registerWebhookCommands } from './webhook.js';
 
 /**
  * Registers every command under its noun: `target` talks to the Kubernetes
@@ -23,4 +24,8 @@ export function registerCommands(program: Command, ctx: Context): void {
   registerSourceCommands(source, ctx);
   const plan = program.command('plan').description('work with MigrationPlan files');
   registerPlanCommands(plan, ctx);
+  const webhook = program
+    .command('webhook')
+    .description('the admission webhook that makes the annotations take effect');
+  registerWebhookCommands(webhook, ctx);
 }

@@ -1,0 +1,66 @@
+import { Option, type Command } from '@commander-js/extra-typings';
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { say, type Context } from '../../core/context.js';
+import { UserError } from '../../core/errors.js';
+import { startWebhookServer } from '../../webhook/server.js';
+
+export const DEFAULT_INIT_IMAGE = 'ghcr.io/cloudtaser/cloudtaser-init:0.1.0';
+
+async function readPem(ctx: Context, file: string, flag: string): Promise<string> {
+  try {
+    return await readFile(resolve(ctx.cwd, file), 'utf8');
+  } catch {
+    throw new UserError(`${flag} ${file}: cannot read`);
+  }
+}
+
+export function registerWebhookCommands(webhook: Command, ctx: Context): void {
+  webhook
+    .command('serve')
+    .description('run the mutating admission webhook that injects cloudtaser-init and the wrapper')
+    .requiredOption('--tls-cert <file>', 'serving certificate (PEM)')
+    .requiredOption('--tls-key <file>', 'serving key (PEM)')
+    .addOption(
+      new Option('--port <port>', 'HTTPS port (0 picks a free one)')
+        .default(8443)
+        .argParser((v) => {
+          const n = Number(v);
+          if (!Number.isInteger(n) || n < 0 || n > 65535)
+            throw new UserError(`--port ${v}: not a port`);
+          return n;
+        }),
+    )
+    .option('--host <address>', 'address to listen on', '0.0.0.0')
+    .option('--init-image <image>', 'image holding /cloudtaser-wrapper', DEFAULT_INIT_IMAGE)
+    .option(
+      '--auth-mount-path <path>',
+      'Kubernetes auth mount the wrapper logs in at',
+      'auth/kubernetes',
+    )
+    .action(async (o) => {
+      const server = await startWebhookServer({
+        cert: await readPem(ctx, o.tlsCert, '--tls-cert'),
+        key: await readPem(ctx, o.tlsKey, '--tls-key'),
+        port: o.port,
+        host: o.host,
+        config: {
+          initImage: o.initImage,
+          authMountPath: o.authMountPath.replace(/^\/+|\/+$/g, ''),
+        },
+        log: (line) => {
+          say(ctx.stderr, line);
+        },
+      });
+      say(ctx.stdout, `cloudtaser webhook listening on https://${o.host}:${server.port}/mutate`);
+      // Serve until SIGINT/SIGTERM.
+      await new Promise<void>((done) => {
+        if (!ctx.signal) return;
+        if (ctx.signal.aborted) done();
+        ctx.signal.addEventListener('abort', () => {
+          done();
+        });
+      });
+      await server.close();
+    });
+}

@@ -1,0 +1,184 @@
+// The admission decision, as a pure function of the Pod, the webhook's
+// settings and the image commands already looked up. For a Pod annotated
+// cloudtaser.io/inject: "true" it adds an in-memory volume, an init
+// container that installs the wrapper into it, and rewrites every app
+// container to start through the wrapper with the vault settings in its
+// environment. Never a secret value: only paths, field names and a role.
+import type { V1Container, V1EnvVar, V1Pod } from '@kubernetes/client-node';
+import { KV2_DATA_PATH } from '../plan/schema.js';
+import { ANNOTATION, parseEnvMap } from '../protect/annotations.js';
+
+export const INIT_CONTAINER_NAME = 'cloudtaser-init';
+export const VOLUME_NAME = 'cloudtaser-bin';
+export const MOUNT_PATH = '/cloudtaser/bin';
+export const WRAPPER_PATH = `${MOUNT_PATH}/cloudtaser-wrapper`;
+/** Where the wrapper sits inside the init image. */
+export const IMAGE_WRAPPER_PATH = '/cloudtaser-wrapper';
+
+export interface MutateConfig {
+  initImage: string;
+  /** Kubernetes auth mount the wrapper logs in at, e.g. auth/kubernetes. */
+  authMountPath: string;
+}
+
+/** ENTRYPOINT and CMD from an image's config. */
+export interface ImageCommand {
+  entrypoint: string[];
+  cmd: string[];
+}
+
+export type JsonPatchOp =
+  { op: 'add' | 'replace'; path: string; value: unknown } | { op: 'remove'; path: string };
+
+export type Decision =
+  { allowed: true; patch: JsonPatchOp[]; reason: string } | { allowed: false; message: string };
+
+/** Environment variables the webhook sets, all removed by the wrapper before the app starts. */
+export const INJECTED_ENV = [
+  'VAULT_ADDR',
+  'VAULT_AUTH_ROLE',
+  'VAULT_AUTH_MOUNT_PATH',
+  'CLOUDTASER_SECRET_PATHS',
+  'CLOUDTASER_ENV_MAP',
+] as const;
+
+export function wantsInjection(pod: V1Pod): boolean {
+  return pod.metadata?.annotations?.[ANNOTATION.inject] === 'true';
+}
+
+/** Containers whose command must come from their image's config. */
+export function containersNeedingImageConfig(pod: V1Pod): V1Container[] {
+  return (pod.spec?.containers ?? []).filter((c) => !c.command || c.command.length === 0);
+}
+
+const escapePointer = (s: string): string => s.replace(/~/g, '~0').replace(/\//g, '~1');
+
+interface Settings {
+  address: string;
+  role: string;
+  paths: string[];
+  envMap: string;
+  envNames: Set<string>;
+}
+
+function readSettings(pod: V1Pod): Settings | string {
+  const a = pod.metadata?.annotations ?? {};
+  const address = a[ANNOTATION.vaultAddress];
+  if (!address || !/^https?:\/\/[^\s,]+$/.test(address)) {
+    return `annotation ${ANNOTATION.vaultAddress} must be an http(s) URL`;
+  }
+  const role = a[ANNOTATION.vaultRole];
+  if (!role || !/^[A-Za-z0-9_.-]+$/.test(role))
+    return `annotation ${ANNOTATION.vaultRole} must name a vault role`;
+  const paths = (a[ANNOTATION.secretPaths] ?? '')
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean);
+  if (paths.length === 0 || paths.some((p) => !KV2_DATA_PATH.test(p))) {
+    return `annotation ${ANNOTATION.secretPaths} must list KV v2 data paths (<mount>/data/<path>, comma-separated)`;
+  }
+  const raw = a[ANNOTATION.envMap] ?? '';
+  const entries = parseEnvMap(raw);
+  if (!entries || entries.length === 0) {
+    return `annotation ${ANNOTATION.envMap} must be <vault-path>:<field>=<ENV_VAR>, comma-separated`;
+  }
+  const unlisted = entries.filter((e) => !paths.includes(e.path));
+  if (unlisted.length > 0) {
+    return `annotation ${ANNOTATION.envMap} reads ${unlisted[0]?.path ?? ''}, which is not in ${ANNOTATION.secretPaths}`;
+  }
+  return { address, role, paths, envMap: raw, envNames: new Set(entries.map((e) => e.env)) };
+}
+
+/** The argv a container would have run, by the Kubernetes rules for command/args vs ENTRYPOINT/CMD. */
+export function effectiveArgv(
+  c: V1Container,
+  image: ImageCommand | undefined,
+): string[] | undefined {
+  if (c.command && c.command.length > 0) return [...c.command, ...(c.args ?? [])];
+  if (!image) return undefined;
+  const argv = [...image.entrypoint, ...(c.args ?? image.cmd)];
+  return argv.length > 0 ? argv : undefined;
+}
+
+export function decide(
+  pod: V1Pod,
+  cfg: MutateConfig,
+  images: ReadonlyMap<string, ImageCommand | string> = new Map(),
+): Decision {
+  if (!wantsInjection(pod)) return { allowed: true, patch: [], reason: 'not annotated' };
+  const spec = pod.spec;
+  if (!spec) return { allowed: false, message: 'pod has no spec' };
+  // Reinvocation (reinvocationPolicy: IfNeeded) must not inject twice.
+  if ((spec.initContainers ?? []).some((c) => c.name === INIT_CONTAINER_NAME)) {
+    return { allowed: true, patch: [], reason: 'already injected' };
+  }
+  const settings = readSettings(pod);
+  if (typeof settings === 'string') return { allowed: false, message: `cloudtaser: ${settings}` };
+
+  const patch: JsonPatchOp[] = [];
+  const volume = { name: VOLUME_NAME, emptyDir: { medium: 'Memory', sizeLimit: '32Mi' } };
+  if (spec.volumes) patch.push({ op: 'add', path: '/spec/volumes/-', value: volume });
+  else patch.push({ op: 'add', path: '/spec/volumes', value: [volume] });
+
+  const init: V1Container = {
+    name: INIT_CONTAINER_NAME,
+    image: cfg.initImage,
+    command: [IMAGE_WRAPPER_PATH, '--install', WRAPPER_PATH],
+    volumeMounts: [{ name: VOLUME_NAME, mountPath: MOUNT_PATH }],
+    resources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { memory: '32Mi' } },
+    securityContext: {
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      runAsNonRoot: true,
+      runAsUser: 65532,
+      capabilities: { drop: ['ALL'] },
+    },
+  };
+  // First, so the wrapper exists before any other container starts.
+  if (spec.initContainers && spec.initContainers.length > 0) {
+    patch.push({ op: 'add', path: '/spec/initContainers/0', value: init });
+  } else patch.push({ op: 'add', path: '/spec/initContainers', value: [init] });
+
+  const injected: V1EnvVar[] = [
+    { name: 'VAULT_ADDR', value: settings.address },
+    { name: 'VAULT_AUTH_ROLE', value: settings.role },
+    { name: 'VAULT_AUTH_MOUNT_PATH', value: cfg.authMountPath },
+    { name: 'CLOUDTASER_SECRET_PATHS', value: settings.paths.join(',') },
+    { name: 'CLOUDTASER_ENV_MAP', value: settings.envMap },
+  ];
+  for (const [i, c] of spec.containers.entries()) {
+    const image = images.get(c.image ?? '');
+    if (typeof image === 'string' && (!c.command || c.command.length === 0)) {
+      return {
+        allowed: false,
+        message: `cloudtaser: cannot find the command of container ${c.name} (image ${c.image ?? '?'}): ${image}; set command in the pod spec`,
+      };
+    }
+    const argv = effectiveArgv(c, typeof image === 'string' ? undefined : image);
+    if (!argv) {
+      return {
+        allowed: false,
+        message: `cloudtaser: container ${c.name} has no command and its image ${c.image ?? '?'} declares none; set command in the pod spec`,
+      };
+    }
+    const base = `/spec/containers/${i}`;
+    patch.push({ op: 'add', path: `${base}/command`, value: [WRAPPER_PATH, ...argv] });
+    if (c.args) patch.push({ op: 'remove', path: `${base}/args` });
+    // Values that now come from vault must not also arrive from native
+    // Secrets: the kubelet would put them in the wrapper's (PID 1's) environ.
+    const kept = (c.env ?? []).filter(
+      (e) =>
+        !settings.envNames.has(e.name) && !(INJECTED_ENV as readonly string[]).includes(e.name),
+    );
+    patch.push({ op: 'add', path: `${base}/env`, value: [...kept, ...injected] });
+    const mount = { name: VOLUME_NAME, mountPath: MOUNT_PATH, readOnly: true };
+    if (c.volumeMounts) patch.push({ op: 'add', path: `${base}/volumeMounts/-`, value: mount });
+    else patch.push({ op: 'add', path: `${base}/volumeMounts`, value: [mount] });
+  }
+  patch.push({
+    op: 'add',
+    path: `/metadata/annotations/${escapePointer('cloudtaser.io/injected-by')}`,
+    value: 'cloudtaser-webhook',
+  });
+  return { allowed: true, patch, reason: 'injected' };
+}

@@ -1,0 +1,173 @@
+import type { V1Pod } from '@kubernetes/client-node';
+import { describe, expect, it } from 'vitest';
+import { decide, effectiveArgv, type JsonPatchOp } from './mutate.js';
+import { review } from './server.js';
+
+const cfg = {
+  initImage: 'registry.example.com/cloudtaser-init:1',
+  authMountPath: 'auth/kubernetes',
+};
+const path = 'secret/data/payments/db';
+const annotated = (extra: Record<string, string> = {}): Record<string, string> => ({
+  'cloudtaser.io/inject': 'true',
+  'cloudtaser.io/vault-address': 'https://vault.eu.example.com',
+  'cloudtaser.io/vault-role': 'payments-role',
+  'cloudtaser.io/secret-paths': path,
+  'cloudtaser.io/env-map': `${path}:password=DB_PASS`,
+  ...extra,
+});
+
+function pod(annotations?: Record<string, string>, container: Partial<V1Pod['spec']> = {}): V1Pod {
+  return {
+    metadata: { name: 'p', ...(annotations ? { annotations } : {}) },
+    spec: {
+      containers: [
+        {
+          name: 'app',
+          image: 'app:1',
+          command: ['/app'],
+          args: ['--port', '8080'],
+          env: [
+            { name: 'LOG', value: 'info' },
+            { name: 'DB_PASS', valueFrom: { secretKeyRef: { name: 'db', key: 'password' } } },
+          ],
+        },
+      ],
+      ...container,
+    },
+  };
+}
+
+/** Applies a JSON Patch (add/replace/remove with '-' appends) to a copy. */
+function apply(doc: unknown, ops: JsonPatchOp[]): V1Pod {
+  const out = structuredClone(doc) as Record<string, unknown>;
+  for (const op of ops) {
+    const parts = op.path
+      .split('/')
+      .slice(1)
+      .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+    const last = parts.pop() ?? '';
+    let parent: Record<string, unknown> | unknown[] = out;
+    for (const p of parts)
+      parent = (parent)[p] as Record<string, unknown>;
+    if (Array.isArray(parent)) {
+      if (op.op === 'remove') parent.splice(Number(last), 1);
+      else if (last === '-') parent.push(op.value);
+      else parent.splice(Number(last), 0, op.value);
+    } else if (op.op === 'remove') Reflect.deleteProperty(parent, last);
+    else parent[last] = op.value;
+  }
+  return out;
+}
+
+describe('admission decision', () => {
+  it('leaves pods without the annotation untouched', () => {
+    expect(decide(pod(), cfg)).toEqual({ allowed: true, patch: [], reason: 'not annotated' });
+    expect(decide(pod({ 'cloudtaser.io/inject': 'false' }), cfg)).toMatchObject({ patch: [] });
+  });
+
+  it('adds the volume, the init container first, the wrapper command and the env', () => {
+    const input = pod(annotated(), { initContainers: [{ name: 'migrate', image: 'm' }] });
+    const d = decide(input, cfg);
+    if (!d.allowed) throw new Error(d.message);
+    const out = apply(input, d.patch);
+    expect(out.spec?.volumes).toEqual([
+      { name: 'cloudtaser-bin', emptyDir: { medium: 'Memory', sizeLimit: '32Mi' } },
+    ]);
+    expect(out.spec?.initContainers?.map((c) => c.name)).toEqual(['cloudtaser-init', 'migrate']);
+    expect(out.spec?.initContainers?.[0]?.command).toEqual([
+      '/cloudtaser-wrapper',
+      '--install',
+      '/cloudtaser/bin/cloudtaser-wrapper',
+    ]);
+    const app = out.spec?.containers[0];
+    expect(app?.command).toEqual(['/cloudtaser/bin/cloudtaser-wrapper', '/app', '--port', '8080']);
+    expect(app?.args).toBeUndefined();
+    expect(app?.volumeMounts).toEqual([
+      { name: 'cloudtaser-bin', mountPath: '/cloudtaser/bin', readOnly: true },
+    ]);
+    // DB_PASS no longer comes from the native Secret (it would sit in PID 1's environ).
+    expect(app?.env).toEqual([
+      { name: 'LOG', value: 'info' },
+      { name: 'VAULT_ADDR', value: 'https://vault.eu.example.com' },
+      { name: 'VAULT_AUTH_ROLE', value: 'payments-role' },
+      { name: 'VAULT_AUTH_MOUNT_PATH', value: 'auth/kubernetes' },
+      { name: 'CLOUDTASER_SECRET_PATHS', value: path },
+      { name: 'CLOUDTASER_ENV_MAP', value: `${path}:password=DB_PASS` },
+    ]);
+    // Reinvocation finds the init container and changes nothing.
+    expect(decide(out, cfg)).toEqual({ allowed: true, patch: [], reason: 'already injected' });
+  });
+
+  it('rejects malformed annotations, naming the annotation', () => {
+    const cases: [Record<string, string>, string][] = [
+      [{ 'cloudtaser.io/vault-address': 'vault:8200' }, 'cloudtaser.io/vault-address'],
+      [{ 'cloudtaser.io/vault-role': '' }, 'cloudtaser.io/vault-role'],
+      [{ 'cloudtaser.io/secret-paths': 'secret/db' }, 'cloudtaser.io/secret-paths'],
+      [{ 'cloudtaser.io/env-map': 'garbage' }, 'cloudtaser.io/env-map'],
+      [{ 'cloudtaser.io/env-map': 'secret/data/other:x=X' }, 'cloudtaser.io/env-map'],
+    ];
+    for (const [bad, name] of cases) {
+      const d = decide(pod(annotated(bad)), cfg);
+      expect(d.allowed, name).toBe(false);
+      if (!d.allowed) expect(d.message).toContain(name);
+    }
+  });
+
+  it("takes the command from the image when the spec has none, and refuses when it can't", () => {
+    const noCommand = pod(annotated());
+    const c = noCommand.spec?.containers[0];
+    if (c) {
+      delete c.command;
+      c.args = ['serve'];
+    }
+    const image = { entrypoint: ['/entry'], cmd: ['default'] };
+    expect(effectiveArgv(c ?? { name: 'x' }, image)).toEqual(['/entry', 'serve']);
+    const d = decide(noCommand, cfg, new Map([['app:1', image]]));
+    expect(d.allowed && apply(noCommand, d.patch).spec?.containers[0]?.command).toEqual([
+      '/cloudtaser/bin/cloudtaser-wrapper',
+      '/entry',
+      'serve',
+    ]);
+    const refused = decide(noCommand, cfg, new Map([['app:1', 'registry said 401']]));
+    expect(refused).toEqual({
+      allowed: false,
+      message:
+        'cloudtaser: cannot find the command of container app (image app:1): registry said 401; set command in the pod spec',
+    });
+  });
+
+  it('answers an AdmissionReview with a base64 JSON Patch and the request uid', async () => {
+    const out = await review(
+      {
+        apiVersion: 'admission.k8s.io/v1',
+        kind: 'AdmissionReview',
+        request: {
+          uid: 'u1',
+          operation: 'CREATE',
+          namespace: 'payments',
+          object: pod(annotated()),
+        },
+      },
+      cfg,
+    );
+    expect(out.response).toMatchObject({ uid: 'u1', allowed: true, patchType: 'JSONPatch' });
+    const patch = JSON.parse(
+      Buffer.from(String(out.response.patch), 'base64').toString(),
+    ) as JsonPatchOp[];
+    expect(patch.length).toBeGreaterThan(3);
+    const denied = await review(
+      {
+        apiVersion: 'admission.k8s.io/v1',
+        kind: 'AdmissionReview',
+        request: {
+          uid: 'u2',
+          operation: 'CREATE',
+          object: pod(annotated({ 'cloudtaser.io/vault-role': '' })),
+        },
+      },
+      cfg,
+    );
+    expect(denied.response).toMatchObject({ uid: 'u2', allowed: false, status: { code: 400 } });
+  });
+});
