@@ -1,0 +1,342 @@
+// End to end at run time: the webhook, registered with the real API server,
+// mutates the Pods the controller-manager creates for a Deployment that
+// `target protect` annotated; the wrapper then starts the app with the
+// pod's own settings and a token bound to that pod.
+import {
+  AdmissionregistrationV1Api,
+  AppsV1Api,
+  CoreV1Api,
+  type V1Pod,
+} from '@kubernetes/client-node';
+import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startWebhookServer, type WebhookServer } from '../src/webhook/server.js';
+import { projectRoot } from '../testenv/paths.js';
+import { cli, tempDir } from './helpers/cli.js';
+import { bao, eventually, kubeConfig, sandbox, uniqueName } from './helpers/sandbox.js';
+
+const run = promisify(execFile);
+const ns = uniqueName('rt');
+const VALUE = `rt-${randomBytes(8).toString('hex')}`;
+const hookName = `cloudtaser-${ns}`;
+let server: WebhookServer | undefined;
+let dir = '';
+
+async function certificates(d: string): Promise<{ ca: string; cert: string; key: string }> {
+  const o = (args: string[]) => run('openssl', args, { cwd: d });
+  await o([
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.crt',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=cloudtaser-test-ca',
+  ]);
+  await o([
+    'req',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    'tls.key',
+    '-out',
+    'tls.csr',
+    '-subj',
+    '/CN=127.0.0.1',
+  ]);
+  await writeFile(join(d, 'san.ext'), 'subjectAltName=IP:127.0.0.1\n');
+  await o([
+    'x509',
+    '-req',
+    '-in',
+    'tls.csr',
+    '-CA',
+    'ca.crt',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-out',
+    'tls.crt',
+    '-days',
+    '1',
+    '-extfile',
+    'san.ext',
+  ]);
+  const read = (f: string) => readFile(join(d, f), 'utf8');
+  return { ca: await read('ca.crt'), cert: await read('tls.crt'), key: await read('tls.key') };
+}
+
+beforeAll(async () => {
+  dir = await tempDir();
+  const pki = await certificates(dir);
+  server = await startWebhookServer({
+    cert: pki.cert,
+    key: pki.key,
+    port: 0,
+    host: '127.0.0.1',
+    config: {
+      initImage: 'registry.example.com/cloudtaser-init:test',
+      authMountPath: 'auth/kubernetes',
+    },
+    log: () => undefined,
+  });
+  const kc = kubeConfig();
+  await kc.makeApiClient(AdmissionregistrationV1Api).createMutatingWebhookConfiguration({
+    body: {
+      metadata: { name: hookName },
+      webhooks: [
+        {
+          name: 'inject.cloudtaser.io',
+          admissionReviewVersions: ['v1'],
+          sideEffects: 'None',
+          failurePolicy: 'Fail',
+          reinvocationPolicy: 'IfNeeded',
+          timeoutSeconds: 10,
+          clientConfig: {
+            url: `https://127.0.0.1:${server.port}/mutate`,
+            caBundle: Buffer.from(pki.ca).toString('base64'),
+          },
+          rules: [
+            { apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'] },
+          ],
+          // Only this test's namespace, so parallel tests are unaffected.
+          namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns } },
+          matchConditions: [
+            {
+              name: 'annotated',
+              expression:
+                "has(object.metadata.annotations) && 'cloudtaser.io/inject' in object.metadata.annotations && object.metadata.annotations['cloudtaser.io/inject'] == 'true'",
+            },
+          ],
+        },
+      ],
+    },
+  });
+  // The API server picks up a new webhook configuration asynchronously.
+  await new Promise((r) => setTimeout(r, 1500));
+
+  const core = kc.makeApiClient(CoreV1Api);
+  const apps = kc.makeApiClient(AppsV1Api);
+  await core.createNamespace({ body: { metadata: { name: ns } } });
+  await core.createNamespacedServiceAccount({
+    namespace: ns,
+    body: { metadata: { name: 'payment-api' } },
+  });
+  await core.createNamespacedSecret({
+    namespace: ns,
+    body: {
+      metadata: { name: 'db-credentials' },
+      stringData: { username: 'app', password: VALUE },
+    },
+  });
+  await apps.createNamespacedDeployment({
+    namespace: ns,
+    body: {
+      metadata: { name: 'payment-api' },
+      spec: {
+        replicas: 1,
+        selector: { matchLabels: { app: 'payment-api' } },
+        template: {
+          metadata: { labels: { app: 'payment-api' } },
+          spec: {
+            serviceAccountName: 'payment-api',
+            containers: [
+              {
+                name: 'api',
+                image: 'registry.example.com/payments/payment-api:1.4.2',
+                command: ['/app/payment-api'],
+                args: ['--listen', ':8080'],
+                env: [
+                  {
+                    name: 'DB_USER',
+                    valueFrom: { secretKeyRef: { name: 'db-credentials', key: 'username' } },
+                  },
+                  {
+                    name: 'DB_PASS',
+                    valueFrom: { secretKeyRef: { name: 'db-credentials', key: 'password' } },
+                  },
+                ],
+              },
+            ],
+          },
+        },
+      },
+    },
+  });
+  // The migration, as the guide runs it.
+  const steps = [
+    ['target', 'discover', '-o', 'plan.yaml', '-n', ns],
+    ['source', 'apply-plan', 'plan.yaml'],
+  ];
+  for (const s of steps) expect((await cli(s, { cwd: dir })).code).toBe(0);
+  await bao('POST', `secret/data/${ns}/db-credentials`, {
+    data: { username: 'app', password: VALUE },
+  });
+  expect((await cli(['source', 'verify-plan', 'plan.yaml'], { cwd: dir })).code).toBe(0);
+  const p = await cli(
+    ['target', 'protect', '--plan', 'plan.yaml', '--vault-address', sandbox().baoAddr, '--yes'],
+    { cwd: dir },
+  );
+  expect(p.code).toBe(0);
+});
+
+afterAll(async () => {
+  await kubeConfig()
+    .makeApiClient(AdmissionregistrationV1Api)
+    .deleteMutatingWebhookConfiguration({ name: hookName })
+    .catch(() => undefined);
+  await server?.close();
+});
+
+async function injectedPod(): Promise<V1Pod> {
+  const core = kubeConfig().makeApiClient(CoreV1Api);
+  return eventually(
+    'a pod created from the protected template',
+    async () => {
+      const pods = await core.listNamespacedPod({
+        namespace: ns,
+        labelSelector: 'app=payment-api',
+      });
+      return pods.items.find((p) => p.metadata?.annotations?.['cloudtaser.io/inject'] === 'true');
+    },
+    60_000,
+  );
+}
+
+describe('runtime injection', () => {
+  it("injects cloudtaser-init into the controller-created pods, as the guide's jsonpath shows", async () => {
+    const pod = await injectedPod();
+    const info = sandbox();
+    const { stdout } = await run(info.binaries.kubectl, [
+      '--kubeconfig',
+      info.kubeconfig,
+      'get',
+      'pod',
+      pod.metadata?.name ?? '',
+      '-n',
+      ns,
+      '-o',
+      'jsonpath={.spec.initContainers[*].name}',
+    ]);
+    expect(stdout).toBe('cloudtaser-init');
+    const c = pod.spec?.containers[0];
+    expect(c?.command).toEqual([
+      '/cloudtaser/bin/cloudtaser-wrapper',
+      '/app/payment-api',
+      '--listen',
+      ':8080',
+    ]);
+    expect(c?.args).toBeUndefined();
+    const env = Object.fromEntries((c?.env ?? []).map((e) => [e.name, e.value ?? 'valueFrom']));
+    const path = `secret/data/${ns}/db-credentials`;
+    expect(env).toEqual({
+      VAULT_ADDR: sandbox().baoAddr,
+      VAULT_AUTH_ROLE: `${ns}-role`,
+      VAULT_AUTH_MOUNT_PATH: 'auth/kubernetes',
+      CLOUDTASER_SECRET_PATHS: path,
+      CLOUDTASER_ENV_MAP: `${path}:password=DB_PASS,${path}:username=DB_USER`,
+    });
+    expect(pod.spec?.volumes?.find((v) => v.name === 'cloudtaser-bin')?.emptyDir?.medium).toBe(
+      'Memory',
+    );
+    expect(JSON.stringify(pod)).not.toContain(VALUE);
+  });
+
+  it("starts the app through the wrapper with the pod's settings and a token bound to the pod", async () => {
+    const pod = await injectedPod();
+    const core = kubeConfig().makeApiClient(CoreV1Api);
+    const tr = await core.createNamespacedServiceAccountToken({
+      name: 'payment-api',
+      namespace: ns,
+      body: {
+        spec: {
+          audiences: [],
+          expirationSeconds: 600,
+          boundObjectRef: {
+            apiVersion: 'v1',
+            kind: 'Pod',
+            name: pod.metadata?.name ?? '',
+            uid: pod.metadata?.uid ?? '',
+          },
+        },
+      },
+    });
+    const tokenFile = join(dir, 'pod-token');
+    await writeFile(tokenFile, tr.status?.token ?? '');
+    const podEnv = Object.fromEntries(
+      (pod.spec?.containers[0]?.env ?? []).map((e) => [e.name, e.value ?? '']),
+    );
+    const child = spawn(
+      join(projectRoot, 'dist', 'wrapper', 'cloudtaser-wrapper'),
+      ['sh', '-c', 'echo "DB_PASS=$DB_PASS"; echo ready; sleep 1'],
+      {
+        env: { PATH: process.env.PATH ?? '', ...podEnv, CLOUDTASER_SA_TOKEN_FILE: tokenFile },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    const exited = new Promise<number | null>((resolve) =>
+      child.on('exit', (code) => {
+        resolve(code);
+      }),
+    );
+    await eventually(
+      'the app to start',
+      () => Promise.resolve(out.includes('ready') || child.exitCode !== null ? true : undefined),
+      20_000,
+    );
+    const environ = await readFile(`/proc/${child.pid ?? 0}/environ`).catch(() => Buffer.from(''));
+    expect(environ.includes(Buffer.from(VALUE))).toBe(false);
+    expect(await exited, err).toBe(0);
+    expect(out).toContain(`DB_PASS=${VALUE}`);
+  });
+
+  it('passes pods without the annotation untouched and rejects malformed annotations by name', async () => {
+    const core = kubeConfig().makeApiClient(CoreV1Api);
+    const plain = await core.createNamespacedPod({
+      namespace: ns,
+      body: {
+        metadata: { name: 'plain' },
+        spec: { containers: [{ name: 'c', image: 'busybox', command: ['sleep', '1'] }] },
+      },
+    });
+    expect(plain.spec?.initContainers).toBeUndefined();
+    expect(plain.spec?.containers[0]?.command).toEqual(['sleep', '1']);
+    const bad = await core
+      .createNamespacedPod({
+        namespace: ns,
+        body: {
+          metadata: {
+            name: 'bad',
+            annotations: {
+              'cloudtaser.io/inject': 'true',
+              'cloudtaser.io/vault-address': 'https://vault',
+              'cloudtaser.io/vault-role': 'r',
+              'cloudtaser.io/secret-paths': 'secret/data/x',
+              'cloudtaser.io/env-map': 'not-a-mapping',
+            },
+          },
+          spec: { containers: [{ name: 'c', image: 'busybox', command: ['true'] }] },
+        },
+      })
+      .then(
+        () => 'created',
+        (e: unknown) => String((e as { body?: unknown }).body),
+      );
+    expect(bad).toContain('cloudtaser.io/env-map');
+  });
+});
