@@ -5,8 +5,10 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { personalSandboxDir, projectRoot } from '../testenv/paths.js';
-import { startSandbox } from '../testenv/sandbox.js';
+import { loopbackPki } from '../testenv/pki.js';
+import { startSandbox, type SandboxInfo } from '../testenv/sandbox.js';
 
 const keep = process.argv.includes('--keep');
 const bold = (s: string): string => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
@@ -62,6 +64,7 @@ async function main(): Promise<number> {
       [cli, ...args],
       input,
     );
+  let stopWebhook = (): void => undefined;
   const heading = (text: string): void => {
     console.log(bold(`\n# ${text}`));
   };
@@ -75,6 +78,46 @@ async function main(): Promise<number> {
       kubectl(['apply', '-f', join(projectRoot, 'examples', 'sandbox', 'workloads.yaml')]),
     );
     await step(kubectl(['get', 'deployments', '-A']));
+
+    heading('0b. Run the cloudtaser admission webhook (on loopback for the sandbox)');
+    const pki = await loopbackPki(work);
+    const webhook = spawn(
+      process.execPath,
+      [
+        cli,
+        'webhook',
+        'serve',
+        '--tls-cert',
+        pki.certFile,
+        '--tls-key',
+        pki.keyFile,
+        '--host',
+        '127.0.0.1',
+        '--port',
+        '0',
+      ],
+      { cwd: work, env, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    stopWebhook = () => webhook.kill('SIGTERM');
+    const port = await new Promise<string>((resolve, reject) => {
+      let seen = '';
+      webhook.stdout.on('data', (b: Buffer) => {
+        seen += b.toString();
+        const m = /listening on https:\/\/127\.0\.0\.1:(\d+)\//.exec(seen);
+        if (m?.[1]) resolve(m[1]);
+      });
+      webhook.on('exit', () => {
+        reject(new Error('the webhook exited'));
+      });
+    });
+    console.log(
+      `$ cloudtaser webhook serve --tls-cert tls.crt --tls-key tls.key --host 127.0.0.1 --port 0 &`,
+    );
+    console.log(`cloudtaser webhook listening on https://127.0.0.1:${port}/mutate`);
+    await writeFile(join(work, 'webhook.yaml'), webhookConfig(port, pki.ca));
+    await step(kubectl(['apply', '-f', 'webhook.yaml']));
+    // The API server loads new webhook configurations asynchronously.
+    await new Promise((r) => setTimeout(r, 1500));
 
     heading('1. Discover');
     await step(cloudtaser(['target', 'discover', '-o', 'plan.yaml']));
@@ -141,10 +184,19 @@ async function main(): Promise<number> {
         '-n',
         'payments',
         '-o',
-        'jsonpath={.items[*].spec.initContainers[*].name}',
+        'jsonpath={range .items[*]}{.metadata.name}{": "}{.spec.initContainers[*].name}{"\\n"}{end}',
       ]),
     );
-    console.log('');
+    console.log(
+      '(pods from before the rollout have no init container; the new ones have cloudtaser-init)',
+    );
+
+    heading('7b. The app starts through the wrapper; its secret stays out of /proc/<pid>/environ');
+    console.log(
+      '(no kubelet in the sandbox, so the wrapper runs here as the pod would run it: with the',
+    );
+    console.log(" pod's injected environment and a service-account token bound to that pod)");
+    await showWrapper(sb.info, work, env);
     await step(
       sh('grep -c "status: migrated" plan.yaml', 'grep', ['-c', 'status: migrated', 'plan.yaml']),
     );
@@ -155,8 +207,103 @@ async function main(): Promise<number> {
     }
     return 0;
   } finally {
+    stopWebhook();
     if (!keep) await sb.stop();
   }
+}
+
+function webhookConfig(port: string, ca: string): string {
+  return `apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata:
+  name: cloudtaser
+webhooks:
+  - name: inject.cloudtaser.io
+    admissionReviewVersions: [v1]
+    sideEffects: None
+    failurePolicy: Fail
+    reinvocationPolicy: IfNeeded
+    timeoutSeconds: 10
+    clientConfig:
+      url: https://127.0.0.1:${port}/mutate
+      caBundle: ${Buffer.from(ca).toString('base64')}
+    rules:
+      - {apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [pods]}
+    namespaceSelector:
+      matchExpressions:
+        - {key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system, kube-public, kube-node-lease]}
+    matchConditions:
+      - name: annotated
+        expression: "has(object.metadata.annotations) && 'cloudtaser.io/inject' in object.metadata.annotations && object.metadata.annotations['cloudtaser.io/inject'] == 'true'"
+`;
+}
+
+/** Runs the wrapper with a protected pod's injected env and a pod-bound token. */
+async function showWrapper(info: SandboxInfo, work: string, env: NodeJS.ProcessEnv): Promise<void> {
+  const kc = new KubeConfig();
+  kc.loadFromFile(info.kubeconfig);
+  const core = kc.makeApiClient(CoreV1Api);
+  const pods = await core.listNamespacedPod({
+    namespace: 'payments',
+    labelSelector: 'app=payment-api',
+  });
+  const pod = pods.items.find((p) =>
+    p.spec?.initContainers?.some((c) => c.name === 'cloudtaser-init'),
+  );
+  if (!pod) throw new Error('no injected payment-api pod found');
+  const tr = await core.createNamespacedServiceAccountToken({
+    name: pod.spec?.serviceAccountName ?? 'default',
+    namespace: 'payments',
+    body: {
+      spec: {
+        audiences: [],
+        expirationSeconds: 600,
+        boundObjectRef: {
+          apiVersion: 'v1',
+          kind: 'Pod',
+          name: pod.metadata?.name ?? '',
+          uid: pod.metadata?.uid ?? '',
+        },
+      },
+    },
+  });
+  const tokenFile = join(work, 'pod-token');
+  await writeFile(tokenFile, tr.status?.token ?? '', { mode: 0o600 });
+  const podEnv = Object.fromEntries(
+    (pod.spec?.containers[0]?.env ?? []).map((e) => [e.name, e.value ?? '']),
+  );
+  const wrapper = join(projectRoot, 'dist', 'wrapper', 'cloudtaser-wrapper');
+  console.log(
+    `\n${bold(`$ cloudtaser-wrapper sh -c 'echo "app sees DB_USER=$DB_USER and a DB_PASS of \${#DB_PASS} characters"'`)}`,
+  );
+  const child = spawn(
+    wrapper,
+    [
+      'sh',
+      '-c',
+      'echo "app sees DB_USER=$DB_USER and a DB_PASS of ${#DB_PASS} characters"; sleep 2',
+    ],
+    {
+      env: { PATH: env.PATH ?? '', ...podEnv, CLOUDTASER_SA_TOKEN_FILE: tokenFile },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    },
+  );
+  const exited = new Promise<number | null>((resolve) =>
+    child.on('exit', (code) => {
+      resolve(code);
+    }),
+  );
+  await new Promise((r) => setTimeout(r, 1000));
+  console.log(`\n${bold(`$ cat /proc/${child.pid ?? 0}/environ | tr '\\0' '\\n' | grep DB_PASS`)}`);
+  const environ = await readFile(`/proc/${child.pid ?? 0}/environ`, 'utf8').catch(() => '');
+  const hits = environ.split('\0').filter((l) => l.includes('DB_PASS'));
+  console.log(
+    hits.length === 0
+      ? '(no output: the wrapper, PID 1 in the pod, never holds the value)'
+      : hits.join('\n'),
+  );
+  if ((await exited) !== 0) throw new Error('the wrapper failed');
+  if (hits.length > 0) throw new Error('DB_PASS found in the wrapper environment');
 }
 
 main().then(

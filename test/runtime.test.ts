@@ -16,6 +16,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startWebhookServer, type WebhookServer } from '../src/webhook/server.js';
 import { projectRoot } from '../testenv/paths.js';
+import { loopbackPki } from '../testenv/pki.js';
 import { cli, tempDir } from './helpers/cli.js';
 import { bao, eventually, kubeConfig, sandbox, uniqueName } from './helpers/sandbox.js';
 
@@ -26,60 +27,9 @@ const hookName = `cloudtaser-${ns}`;
 let server: WebhookServer | undefined;
 let dir = '';
 
-async function certificates(d: string): Promise<{ ca: string; cert: string; key: string }> {
-  const o = (args: string[]) => run('openssl', args, { cwd: d });
-  await o([
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.crt',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=cloudtaser-test-ca',
-  ]);
-  await o([
-    'req',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    'tls.key',
-    '-out',
-    'tls.csr',
-    '-subj',
-    '/CN=127.0.0.1',
-  ]);
-  await writeFile(join(d, 'san.ext'), 'subjectAltName=IP:127.0.0.1\n');
-  await o([
-    'x509',
-    '-req',
-    '-in',
-    'tls.csr',
-    '-CA',
-    'ca.crt',
-    '-CAkey',
-    'ca.key',
-    '-CAcreateserial',
-    '-out',
-    'tls.crt',
-    '-days',
-    '1',
-    '-extfile',
-    'san.ext',
-  ]);
-  const read = (f: string) => readFile(join(d, f), 'utf8');
-  return { ca: await read('ca.crt'), cert: await read('tls.crt'), key: await read('tls.key') };
-}
-
 beforeAll(async () => {
   dir = await tempDir();
-  const pki = await certificates(dir);
+  const pki = await loopbackPki(dir);
   server = await startWebhookServer({
     cert: pki.cert,
     key: pki.key,

@@ -13,10 +13,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"syscall"
 	"time"
 )
 
@@ -71,10 +73,27 @@ func main() {
 		return
 	}
 
-	harden()
-	cfg, err := LoadConfig(os.Getenv)
-	if err != nil {
-		fail("%v", err)
+	var cfg *Config
+	if args[0] == stage2Flag {
+		// Re-executed: settings come from the pipe, the environment is clean.
+		c, rest, err := readStage2(args)
+		if err != nil {
+			fail("%v", err)
+		}
+		cfg, args = c, rest
+		harden()
+	} else {
+		c, err := LoadConfig(os.Getenv)
+		if err != nil {
+			fail("%v", err)
+		}
+		// Start again without VAULT_* and CLOUDTASER_*: /proc/1/environ then
+		// shows neither the settings nor (for token auth) the vault token.
+		if err := reexecClean(c, args); err != nil {
+			fail("%v", err)
+		}
+		cfg = c // reexecClean only returns when it must not re-exec
+		harden()
 	}
 	path, err := exec.LookPath(args[0])
 	if err != nil {
@@ -92,4 +111,61 @@ func main() {
 		fail("not starting %s: %v", args[0], err)
 	}
 	os.Exit(Run(path, args, ChildEnv(os.Environ(), secrets)))
+}
+
+const stage2Flag = "--cloudtaser-stage2"
+
+// reexecClean replaces this process with itself, passing the parsed settings
+// through an inherited pipe (fd 3) and an environment without VAULT_* and
+// CLOUDTASER_*. It returns only when CLOUDTASER_NO_REEXEC is set (tests).
+func reexecClean(c *Config, args []string) error {
+	if truthy(os.Getenv("CLOUDTASER_NO_REEXEC")) {
+		return nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("cannot find own executable: %v", err)
+	}
+	data, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	if len(data) > 60000 {
+		return fmt.Errorf("settings too large (%d bytes)", len(data))
+	}
+	if _, err := w.Write(data); err != nil {
+		return err
+	}
+	w.Close()
+	// fd 3 without close-on-exec, so the new image inherits it.
+	if fd := int(r.Fd()); fd != 3 {
+		if err := syscall.Dup3(fd, 3, 0); err != nil {
+			return fmt.Errorf("cannot pass settings: %v", err)
+		}
+	} else if _, _, errno := syscall.Syscall(syscall.SYS_FCNTL, 3, syscall.F_SETFD, 0); errno != 0 {
+		return fmt.Errorf("cannot pass settings: %v", errno)
+	}
+	argv := append([]string{os.Args[0], stage2Flag}, args...)
+	return syscall.Exec(self, argv, ChildEnv(os.Environ(), nil))
+}
+
+func readStage2(args []string) (*Config, []string, error) {
+	f := os.NewFile(3, "cloudtaser-settings")
+	data, err := io.ReadAll(f)
+	f.Close()
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot read settings: %v", err)
+	}
+	var c Config
+	if err := json.Unmarshal(data, &c); err != nil {
+		return nil, nil, fmt.Errorf("cannot read settings: %v", err)
+	}
+	if len(args) < 2 {
+		return nil, nil, fmt.Errorf("no command after %s", stage2Flag)
+	}
+	return &c, args[1:], nil
 }

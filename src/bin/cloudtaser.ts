@@ -11,7 +11,11 @@ ctx.signal = interrupt.signal;
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.on(sig, () => {
     if (interrupt.signal.aborted) process.exit(130);
-    process.stderr.write(`\n${sig}: finishing the current step; press Ctrl-C again to stop now\n`);
+    if (sig === 'SIGINT') {
+      process.stderr.write(
+        '\ninterrupted: finishing the current step; press Ctrl-C again to stop now\n',
+      );
+    }
     interrupt.abort();
   });
 }

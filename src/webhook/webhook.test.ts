@@ -48,8 +48,7 @@ function apply(doc: unknown, ops: JsonPatchOp[]): V1Pod {
       .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
     const last = parts.pop() ?? '';
     let parent: Record<string, unknown> | unknown[] = out;
-    for (const p of parts)
-      parent = (parent)[p] as Record<string, unknown>;
+    for (const p of parts) parent = parent[p] as Record<string, unknown>;
     if (Array.isArray(parent)) {
       if (op.op === 'remove') parent.splice(Number(last), 1);
       else if (last === '-') parent.push(op.value);
