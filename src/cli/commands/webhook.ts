@@ -3,6 +3,12 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { say, type Context } from '../../core/context.js';
 import { UserError } from '../../core/errors.js';
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import {
+  credentialsFromDockerConfig,
+  RegistryClient,
+  type RegistryOptions,
+} from '../../webhook/registry.js';
 import { startWebhookServer } from '../../webhook/server.js';
 
 export const DEFAULT_INIT_IMAGE = 'ghcr.io/cloudtaser/cloudtaser-init:0.1.0';
@@ -13,6 +19,34 @@ async function readPem(ctx: Context, file: string, flag: string): Promise<string
   } catch {
     throw new UserError(`${flag} ${file}: cannot read`);
   }
+}
+
+/**
+ * Reads image pull secrets with the webhook's own identity. Without a
+ * kubeconfig or in-cluster credentials, images are looked up anonymously.
+ */
+function pullSecretReader(
+  kubeconfig: string | undefined,
+  ctx: Context,
+): RegistryOptions['credentials'] {
+  const kc = new KubeConfig();
+  if (kubeconfig) kc.loadFromFile(resolve(ctx.cwd, kubeconfig));
+  else if (ctx.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
+  else return undefined;
+  const core = kc.makeApiClient(CoreV1Api);
+  return async (namespace, names, registry) => {
+    for (const name of names) {
+      const secret = await core.readNamespacedSecret({ name, namespace }).catch(() => undefined);
+      const raw = secret?.data?.['.dockerconfigjson'];
+      if (!raw) continue;
+      const creds = credentialsFromDockerConfig(
+        Buffer.from(raw, 'base64').toString('utf8'),
+        registry,
+      );
+      if (creds) return creds;
+    }
+    return undefined;
+  };
 }
 
 export function registerWebhookCommands(webhook: Command, ctx: Context): void {
@@ -38,7 +72,16 @@ export function registerWebhookCommands(webhook: Command, ctx: Context): void {
       'Kubernetes auth mount the wrapper logs in at',
       'auth/kubernetes',
     )
+    .option('--insecure-registry <host...>', 'registries (host:port) to reach over plain HTTP')
+    .option(
+      '--kubeconfig <file>',
+      'kubeconfig for reading image pull secrets (default: in-cluster service account, if any)',
+    )
     .action(async (o) => {
+      const registry = new RegistryClient({
+        insecure: o.insecureRegistry ?? [],
+        credentials: pullSecretReader(o.kubeconfig, ctx),
+      });
       const server = await startWebhookServer({
         cert: await readPem(ctx, o.tlsCert, '--tls-cert'),
         key: await readPem(ctx, o.tlsKey, '--tls-key'),
@@ -48,6 +91,7 @@ export function registerWebhookCommands(webhook: Command, ctx: Context): void {
           initImage: o.initImage,
           authMountPath: o.authMountPath.replace(/^\/+|\/+$/g, ''),
         },
+        resolve: (image, namespace, pullSecrets) => registry.resolve(image, namespace, pullSecrets),
         log: (line) => {
           say(ctx.stderr, line);
         },
