@@ -14,10 +14,12 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RegistryClient } from '../src/webhook/registry.js';
 import { startWebhookServer, type WebhookServer } from '../src/webhook/server.js';
 import { projectRoot } from '../testenv/paths.js';
 import { loopbackPki } from '../testenv/pki.js';
 import { cli, tempDir } from './helpers/cli.js';
+import { startRegistry, type LocalRegistry } from './helpers/registry.js';
 import { bao, eventually, kubeConfig, sandbox, uniqueName } from './helpers/sandbox.js';
 
 const run = promisify(execFile);
@@ -25,12 +27,17 @@ const ns = uniqueName('rt');
 const VALUE = `rt-${randomBytes(8).toString('hex')}`;
 const hookName = `cloudtaser-${ns}`;
 let server: WebhookServer | undefined;
+let registry: LocalRegistry | undefined;
 let dir = '';
 
 beforeAll(async () => {
   dir = await tempDir();
   const pki = await loopbackPki(dir);
+  registry = await startRegistry(dir);
+  await registry.push('team/app', '1.0', { Entrypoint: ['/bin/app'], Cmd: ['--serve'] }, true);
+  const images = new RegistryClient({ insecure: [registry.host] });
   server = await startWebhookServer({
+    resolve: (image, namespace, pullSecrets) => images.resolve(image, namespace, pullSecrets),
     cert: pki.cert,
     key: pki.key,
     port: 0,
@@ -147,6 +154,7 @@ afterAll(async () => {
     .deleteMutatingWebhookConfiguration({ name: hookName })
     .catch(() => undefined);
   await server?.close();
+  registry?.stop();
 });
 
 async function injectedPod(): Promise<V1Pod> {
@@ -288,5 +296,45 @@ describe('runtime injection', () => {
         (e: unknown) => String((e as { body?: unknown }).body),
       );
     expect(bad).toContain('cloudtaser.io/env-map');
+  });
+
+  it("takes a command-less container's ENTRYPOINT and CMD from a real registry, and refuses when it cannot", async () => {
+    const core = kubeConfig().makeApiClient(CoreV1Api);
+    const path = `secret/data/${ns}/db-credentials`;
+    const annotations = {
+      'cloudtaser.io/inject': 'true',
+      'cloudtaser.io/vault-address': sandbox().baoAddr,
+      'cloudtaser.io/vault-role': `${ns}-role`,
+      'cloudtaser.io/secret-paths': path,
+      'cloudtaser.io/env-map': `${path}:password=DB_PASS`,
+    };
+    const host = registry?.host ?? '';
+    const created = await core.createNamespacedPod({
+      namespace: ns,
+      body: {
+        metadata: { name: 'from-registry', annotations },
+        spec: { containers: [{ name: 'app', image: `${host}/team/app:1.0` }] },
+      },
+    });
+    expect(created.spec?.containers[0]?.command).toEqual([
+      '/cloudtaser/bin/cloudtaser-wrapper',
+      '/bin/app',
+      '--serve',
+    ]);
+    expect(created.spec?.initContainers?.[0]?.name).toBe('cloudtaser-init');
+    const refused = await core
+      .createNamespacedPod({
+        namespace: ns,
+        body: {
+          metadata: { name: 'unknown-image', annotations },
+          spec: { containers: [{ name: 'app', image: `${host}/team/missing:1` }] },
+        },
+      })
+      .then(
+        () => 'created',
+        (e: unknown) => String((e as { body?: unknown }).body),
+      );
+    expect(refused).toContain('cloudtaser: cannot find the command of container app');
+    expect(refused).toContain('answered 404');
   });
 });

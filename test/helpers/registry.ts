@@ -1,0 +1,141 @@
+// A real OCI registry on loopback (Debian's docker-registry, the CNCF
+// distribution server), and a minimal image pushed to it over the HTTP API.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { eventually } from './sandbox.js';
+
+export interface LocalRegistry {
+  host: string;
+  push(
+    repository: string,
+    tag: string,
+    config: { Entrypoint?: string[]; Cmd?: string[] },
+    asIndex?: boolean,
+  ): Promise<string>;
+  stop(): void;
+}
+
+const BIN = '/usr/bin/docker-registry';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as AddressInfo).port;
+      s.close(() => {
+        resolve(p);
+      });
+    });
+  });
+}
+
+const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+export async function startRegistry(dir: string): Promise<LocalRegistry> {
+  if (!existsSync(BIN)) {
+    throw new Error(
+      `${BIN} is missing: install it with apt-get install docker-registry (.ci/run does)`,
+    );
+  }
+  const port = await freePort();
+  const host = `127.0.0.1:${port}`;
+  await writeFile(
+    join(dir, 'registry.yml'),
+    [
+      'version: 0.1',
+      'log: {level: error}',
+      'storage:',
+      `  filesystem: {rootdirectory: ${join(dir, 'data')}}`,
+      'http:',
+      `  addr: ${host}`,
+      '',
+    ].join('\n'),
+  );
+  const child: ChildProcess = spawn(BIN, ['serve', join(dir, 'registry.yml')], { stdio: 'ignore' });
+  await eventually('the registry', async () => {
+    const r = await fetch(`http://${host}/v2/`).catch(() => undefined);
+    return r?.status === 200 ? true : undefined;
+  });
+
+  const blob = async (repo: string, data: Buffer): Promise<string> => {
+    const digest = sha(data);
+    const start = await fetch(`http://${host}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
+    const location = new URL(start.headers.get('location') ?? '', `http://${host}`);
+    location.searchParams.set('digest', digest);
+    const put = await fetch(location, {
+      method: 'PUT',
+      body: data,
+      headers: { 'content-type': 'application/octet-stream' },
+    });
+    if (put.status !== 201) throw new Error(`blob upload: ${put.status} ${await put.text()}`);
+    return digest;
+  };
+  const manifest = async (
+    repo: string,
+    ref: string,
+    mediaType: string,
+    body: unknown,
+  ): Promise<string> => {
+    const data = Buffer.from(JSON.stringify(body));
+    const res = await fetch(`http://${host}/v2/${repo}/manifests/${ref}`, {
+      method: 'PUT',
+      body: data,
+      headers: { 'content-type': mediaType },
+    });
+    if (res.status !== 201) throw new Error(`manifest upload: ${res.status} ${await res.text()}`);
+    return sha(data);
+  };
+
+  return {
+    host,
+    async push(repository, tag, config, asIndex = false) {
+      const layer = gzipSync(Buffer.alloc(1024));
+      const cfg = Buffer.from(
+        JSON.stringify({
+          architecture: 'amd64',
+          os: 'linux',
+          config,
+          rootfs: { type: 'layers', diff_ids: [sha(Buffer.alloc(1024))] },
+        }),
+      );
+      const layerDigest = await blob(repository, layer);
+      const cfgDigest = await blob(repository, cfg);
+      const imageManifest = {
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: {
+          mediaType: 'application/vnd.oci.image.config.v1+json',
+          digest: cfgDigest,
+          size: cfg.length,
+        },
+        layers: [
+          {
+            mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+            digest: layerDigest,
+            size: layer.length,
+          },
+        ],
+      };
+      const mediaType = 'application/vnd.oci.image.manifest.v1+json';
+      if (!asIndex) return manifest(repository, tag, mediaType, imageManifest);
+      const digest = await manifest(repository, `${tag}-amd64`, mediaType, imageManifest);
+      const size = Buffer.byteLength(JSON.stringify(imageManifest));
+      return manifest(repository, tag, 'application/vnd.oci.image.index.v1+json', {
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.index.v1+json',
+        manifests: [
+          { mediaType, digest, size, platform: { os: 'linux', architecture: 'arm64' } },
+          { mediaType, digest, size, platform: { os: 'linux', architecture: 'amd64' } },
+        ],
+      });
+    },
+    stop() {
+      child.kill('SIGKILL');
+    },
+  };
+}
