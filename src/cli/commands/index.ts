@@ -5,6 +5,7 @@ import { registerSourceCommands } from './source.js';
 import { registerTargetDiscover } from './target-discover.js';
 import { registerTargetProtect } from './target-protect.js';
 import { registerTargetReports } from './target-report.js';
+import { registerTargetInstall } from './target-install.js';
 import { registerWebhookCommands } from './webhook.js';
 
 /**
@@ -18,6 +19,7 @@ export function registerCommands(program: Command, ctx: Context): void {
   registerTargetDiscover(target, ctx);
   registerTargetProtect(target, ctx);
   registerTargetReports(target, ctx);
+  registerTargetInstall(target, ctx);
   const source = program
     .command('source')
     .description('commands that talk to the OpenBao/Vault server');

@@ -1,0 +1,197 @@
+// `target install`: the manifests that run the webhook in a cluster. Pure.
+//
+// Failure policy: Fail by default. The webhook only sees Pods annotated
+// cloudtaser.io/inject: "true" (matchConditions), so an outage blocks only
+// the creation of Pods that asked for protection — they would otherwise
+// start without their secrets, or with the native Secrets they are leaving.
+// kube-system and the webhook's own namespace are never sent to it.
+import { stringify } from 'yaml';
+
+export interface InstallOptions {
+  namespace: string;
+  image: string;
+  initImage: string;
+  replicas: number;
+  failurePolicy: 'Fail' | 'Ignore';
+  /** cert-manager issues and rotates the serving certificate and injects the CA. */
+  certManager: boolean;
+  /** Bring your own: a kubernetes.io/tls Secret and the CA that signed it (PEM). */
+  tlsSecret?: string | undefined;
+  caBundle?: string | undefined;
+  /** Let the webhook read image pull secrets, for images whose command it must look up. */
+  registryAuth: boolean;
+  authMountPath: string;
+}
+
+const NAME = 'cloudtaser-webhook';
+
+export function installManifests(o: InstallOptions): Record<string, unknown>[] {
+  const labels = { 'app.kubernetes.io/name': NAME, 'app.kubernetes.io/part-of': 'cloudtaser' };
+  const tlsSecret = o.tlsSecret ?? `${NAME}-tls`;
+  const out: Record<string, unknown>[] = [
+    {
+      apiVersion: 'v1',
+      kind: 'Namespace',
+      metadata: {
+        name: o.namespace,
+        labels: { 'pod-security.kubernetes.io/enforce': 'restricted' },
+      },
+    },
+    {
+      apiVersion: 'v1',
+      kind: 'ServiceAccount',
+      metadata: { name: NAME, namespace: o.namespace, labels },
+    },
+  ];
+  if (o.registryAuth) {
+    out.push(
+      {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'ClusterRole',
+        metadata: { name: `${NAME}-pull-secrets`, labels },
+        rules: [{ apiGroups: [''], resources: ['secrets'], verbs: ['get'] }],
+      },
+      {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'ClusterRoleBinding',
+        metadata: { name: `${NAME}-pull-secrets`, labels },
+        roleRef: {
+          apiGroup: 'rbac.authorization.k8s.io',
+          kind: 'ClusterRole',
+          name: `${NAME}-pull-secrets`,
+        },
+        subjects: [{ kind: 'ServiceAccount', name: NAME, namespace: o.namespace }],
+      },
+    );
+  }
+  if (o.certManager && !o.tlsSecret) {
+    out.push(
+      {
+        apiVersion: 'cert-manager.io/v1',
+        kind: 'Issuer',
+        metadata: { name: `${NAME}-selfsigned`, namespace: o.namespace, labels },
+        spec: { selfSigned: {} },
+      },
+      {
+        apiVersion: 'cert-manager.io/v1',
+        kind: 'Certificate',
+        metadata: { name: NAME, namespace: o.namespace, labels },
+        spec: {
+          secretName: tlsSecret,
+          dnsNames: [`${NAME}.${o.namespace}.svc`, `${NAME}.${o.namespace}.svc.cluster.local`],
+          issuerRef: { name: `${NAME}-selfsigned`, kind: 'Issuer' },
+          duration: '2160h',
+          renewBefore: '360h',
+        },
+      },
+    );
+  }
+  out.push(
+    {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: NAME, namespace: o.namespace, labels },
+      spec: {
+        replicas: o.replicas,
+        selector: { matchLabels: { 'app.kubernetes.io/name': NAME } },
+        template: {
+          metadata: { labels },
+          spec: {
+            serviceAccountName: NAME,
+            securityContext: { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } },
+            containers: [
+              {
+                name: 'webhook',
+                image: o.image,
+                args: [
+                  '--tls-cert',
+                  '/tls/tls.crt',
+                  '--tls-key',
+                  '/tls/tls.key',
+                  '--port',
+                  '8443',
+                  '--init-image',
+                  o.initImage,
+                  '--auth-mount-path',
+                  o.authMountPath,
+                ],
+                ports: [{ name: 'https', containerPort: 8443 }],
+                readinessProbe: { httpGet: { path: '/readyz', port: 8443, scheme: 'HTTPS' } },
+                livenessProbe: { httpGet: { path: '/healthz', port: 8443, scheme: 'HTTPS' } },
+                resources: {
+                  requests: { cpu: '50m', memory: '64Mi' },
+                  limits: { memory: '256Mi' },
+                },
+                securityContext: {
+                  allowPrivilegeEscalation: false,
+                  readOnlyRootFilesystem: true,
+                  capabilities: { drop: ['ALL'] },
+                },
+                volumeMounts: [{ name: 'tls', mountPath: '/tls', readOnly: true }],
+              },
+            ],
+            volumes: [{ name: 'tls', secret: { secretName: tlsSecret } }],
+          },
+        },
+      },
+    },
+    {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: NAME, namespace: o.namespace, labels },
+      spec: {
+        selector: { 'app.kubernetes.io/name': NAME },
+        ports: [{ name: 'https', port: 443, targetPort: 8443 }],
+      },
+    },
+    {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'MutatingWebhookConfiguration',
+      metadata: {
+        name: 'cloudtaser',
+        labels,
+        ...(o.certManager && !o.tlsSecret
+          ? { annotations: { 'cert-manager.io/inject-ca-from': `${o.namespace}/${NAME}` } }
+          : {}),
+      },
+      webhooks: [
+        {
+          name: 'inject.cloudtaser.io',
+          admissionReviewVersions: ['v1'],
+          sideEffects: 'None',
+          failurePolicy: o.failurePolicy,
+          reinvocationPolicy: 'IfNeeded',
+          timeoutSeconds: 10,
+          clientConfig: {
+            service: { name: NAME, namespace: o.namespace, path: '/mutate', port: 443 },
+            ...(o.caBundle ? { caBundle: Buffer.from(o.caBundle).toString('base64') } : {}),
+          },
+          rules: [
+            { apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'] },
+          ],
+          namespaceSelector: {
+            matchExpressions: [
+              {
+                key: 'kubernetes.io/metadata.name',
+                operator: 'NotIn',
+                values: ['kube-system', o.namespace],
+              },
+            ],
+          },
+          matchConditions: [
+            {
+              name: 'cloudtaser-inject-annotation',
+              expression:
+                "has(object.metadata.annotations) && 'cloudtaser.io/inject' in object.metadata.annotations && object.metadata.annotations['cloudtaser.io/inject'] == 'true'",
+            },
+          ],
+        },
+      ],
+    },
+  );
+  return out;
+}
+
+export function renderYaml(objects: readonly Record<string, unknown>[]): string {
+  return objects.map((o) => `---\n${stringify(o, { lineWidth: 0 })}`).join('');
+}
