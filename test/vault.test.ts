@@ -4,7 +4,6 @@ import { CoreV1Api } from '@kubernetes/client-node';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MigrationPlan } from '../src/plan/schema.js';
@@ -12,6 +11,7 @@ import { renderPlan } from '../src/plan/write.js';
 import { cli, cliProcess, sandboxEnv, tempDir } from './helpers/cli.js';
 import { httpCall } from '../testenv/http.js';
 import { startFaultProxy } from './helpers/fault-proxy.js';
+import { freePort } from './helpers/net.js';
 import { bao, eventually, kubeConfig, sandbox, uniqueName } from './helpers/sandbox.js';
 
 interface TenantSpec {
@@ -464,18 +464,6 @@ describe("the guide's Complete Example, steps 3-5, as written", () => {
       expect(r.stdout + r.stderr).not.toContain(info.baoToken);
   });
 });
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as AddressInfo).port;
-      s.close(() => {
-        resolve(p);
-      });
-    });
-  });
-}
 
 describe('TLS', () => {
   let server: ChildProcess | undefined;

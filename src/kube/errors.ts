@@ -3,6 +3,7 @@
 // on purpose; everything else becomes a ServerError (exit 3).
 import { ApiException } from '@kubernetes/client-node';
 import { ServerError } from '../core/errors.js';
+import { TLS_VERIFY_CODES } from '../core/tls.js';
 
 /** What the caller was trying to do, for the message. */
 export interface KubeAction {
@@ -12,15 +13,6 @@ export interface KubeAction {
   namespace?: string | undefined;
   name?: string | undefined;
 }
-
-const TLS_CODES = new Set([
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-  'CERT_HAS_EXPIRED',
-]);
 
 /** A failed Kubernetes call; `status` is the HTTP status when the server answered. */
 export class KubeApiError extends ServerError {
@@ -90,7 +82,7 @@ export function kubeError(e: unknown, action: KubeAction, server: string): KubeA
     );
   }
   const errno = errnoOf(e);
-  if (errno && TLS_CODES.has(errno)) {
+  if (errno && TLS_VERIFY_CODES.has(errno)) {
     return new KubeApiError(
       `TLS verification of the Kubernetes API server at ${server} failed (${errno})`,
       undefined,

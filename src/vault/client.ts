@@ -12,6 +12,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { ServerError, UserError } from '../core/errors.js';
+import { TLS_VERIFY_CODES } from '../core/tls.js';
 
 export interface VaultConfig {
   /** Base URL without trailing slash, e.g. https://vault.eu.example.com:8200 */
@@ -118,15 +119,8 @@ const RETRYABLE_ERRNO = new Set([
   'EAI_AGAIN',
   'UND_ERR_SOCKET',
 ]);
-const TLS_ERRNO = new Set([
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-  'CERT_HAS_EXPIRED',
-  'EPROTO',
-]);
+// EPROTO: a plain-HTTP server answering a TLS client, or a broken handshake.
+const TLS_ERRNO = new Set([...TLS_VERIFY_CODES, 'EPROTO']);
 
 /** A failed vault call; `status` is the HTTP status when the server answered. */
 export class VaultError extends ServerError {

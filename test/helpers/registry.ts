@@ -4,9 +4,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { freePort } from './net.js';
 import { eventually } from './sandbox.js';
 
 export interface LocalRegistry {
@@ -21,18 +21,6 @@ export interface LocalRegistry {
 }
 
 const BIN = '/usr/bin/docker-registry';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as AddressInfo).port;
-      s.close(() => {
-        resolve(p);
-      });
-    });
-  });
-}
 
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 

@@ -5,12 +5,43 @@ import { UserError } from '../../core/errors.js';
 import { readPlan } from '../../plan/read.js';
 import { writeFileAtomic } from '../../plan/write.js';
 import { renderHtml, renderMarkdown } from '../../report/audit-schema.js';
-import { buildAudit, runStatus, runValidate } from '../../report/reports.js';
+import {
+  buildAudit,
+  runStatus,
+  runValidate,
+  type VaultReportOptions,
+} from '../../report/reports.js';
 import { normalizeMount } from '../../vault/apply.js';
 
 const KUBECONFIG_HELP = 'kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)';
 const ADDRESS_HELP = 'OpenBao/Vault address (default: $BAO_ADDR, $VAULT_ADDR)';
 const TOKEN_HELP = 'vault token (default: $BAO_TOKEN, $VAULT_TOKEN; prefer the environment)';
+
+interface ReportFlags {
+  vaultAddress?: string | undefined;
+  token?: string | undefined;
+  caCert?: string | undefined;
+  tlsSkipVerify?: true | undefined;
+  vaultNamespace?: string | undefined;
+  kubeconfig?: string | undefined;
+  context?: string | undefined;
+  namespace?: string | undefined;
+  authPath: string;
+}
+
+function reportOptions(o: ReportFlags): VaultReportOptions {
+  return {
+    address: o.vaultAddress,
+    token: o.token,
+    caCert: o.caCert,
+    skipVerify: o.tlsSkipVerify,
+    namespace: o.vaultNamespace,
+    kube: { kubeconfig: o.kubeconfig, context: o.context },
+    kubeNamespace: o.namespace,
+    authPath: normalizeMount(o.authPath, '--auth-path'),
+    concurrency: 16,
+  };
+}
 
 export function registerTargetReports(target: Command, ctx: Context): void {
   target
@@ -55,20 +86,7 @@ export function registerTargetReports(target: Command, ctx: Context): void {
     .option('--kubeconfig <file>', KUBECONFIG_HELP)
     .option('--context <name>', 'kubeconfig context to use')
     .action(async (o) => {
-      await runValidate(
-        {
-          address: o.vaultAddress,
-          token: o.token,
-          caCert: o.caCert,
-          skipVerify: o.tlsSkipVerify,
-          namespace: o.vaultNamespace,
-          kube: { kubeconfig: o.kubeconfig, context: o.context },
-          kubeNamespace: o.namespace,
-          authPath: normalizeMount(o.authPath, '--auth-path'),
-          concurrency: 16,
-        },
-        ctx,
-      );
+      await runValidate(reportOptions(o), ctx);
     });
 
   target
@@ -93,20 +111,7 @@ export function registerTargetReports(target: Command, ctx: Context): void {
     .option('--output-file <file>', 'write the report to a file instead of stdout')
     .action(async (o) => {
       if (o.outputFile === '') throw new UserError('--output-file needs a path');
-      const report = await buildAudit(
-        {
-          address: o.vaultAddress,
-          token: o.token,
-          caCert: o.caCert,
-          skipVerify: o.tlsSkipVerify,
-          namespace: o.vaultNamespace,
-          kube: { kubeconfig: o.kubeconfig, context: o.context },
-          kubeNamespace: o.namespace,
-          authPath: normalizeMount(o.authPath, '--auth-path'),
-          concurrency: 16,
-        },
-        ctx,
-      );
+      const report = await buildAudit(reportOptions(o), ctx);
       const text =
         o.output === 'json'
           ? `${JSON.stringify(report, null, 2)}\n`
