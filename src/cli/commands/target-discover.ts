@@ -1,6 +1,5 @@
 import { Option, type Command } from '@commander-js/extra-typings';
 import type { Context } from '../../core/context.js';
-import { runDiscover } from '../../discovery/run.js';
 
 export function registerTargetDiscover(target: Command, ctx: Context): void {
   target
@@ -23,6 +22,8 @@ export function registerTargetDiscover(target: Command, ctx: Context): void {
       new Option('--vault-role <role>', 'vault role for SecretMapping output (without -o)'),
     )
     .action(async (opts) => {
+      // Loaded on use: the Kubernetes client is large and other commands do not need it.
+      const { runDiscover } = await import('../../discovery/run.js');
       await runDiscover(opts, ctx);
     });
 }

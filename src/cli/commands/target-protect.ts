@@ -3,7 +3,6 @@ import { resolve } from 'node:path';
 import type { Context } from '../../core/context.js';
 import { UserError } from '../../core/errors.js';
 import { readPlan } from '../../plan/read.js';
-import { resolveMode, runProtect, runUnprotect } from '../../protect/run.js';
 
 function positiveInt(flag: string, max: number) {
   return (value: string): number => {
@@ -48,6 +47,7 @@ export function registerTargetProtect(target: Command, ctx: Context): void {
       if (!/^https?:\/\/[^\s,]+$/.test(vaultAddress)) {
         throw new UserError(`--vault-address "${vaultAddress}" must be an http(s) URL`);
       }
+      const { resolveMode, runProtect } = await import('../../protect/run.js');
       const mode = resolveMode(o, ctx);
       const loaded = await readPlan(resolve(ctx.cwd, o.plan), o.plan);
       await runProtect(
@@ -83,6 +83,7 @@ export function registerTargetProtect(target: Command, ctx: Context): void {
         .argParser(positiveInt('--concurrency', 100)),
     )
     .action(async (o) => {
+      const { resolveMode, runUnprotect } = await import('../../protect/run.js');
       const mode = resolveMode(o, ctx);
       const loaded = await readPlan(resolve(ctx.cwd, o.plan), o.plan);
       await runUnprotect(

@@ -4,13 +4,7 @@ import type { Context } from '../../core/context.js';
 import { UserError } from '../../core/errors.js';
 import { readPlan } from '../../plan/read.js';
 import { writeFileAtomic } from '../../plan/write.js';
-import { renderHtml, renderMarkdown } from '../../report/audit-schema.js';
-import {
-  buildAudit,
-  runStatus,
-  runValidate,
-  type VaultReportOptions,
-} from '../../report/reports.js';
+import type { VaultReportOptions } from '../../report/reports.js';
 import { normalizeMount } from '../../vault/apply.js';
 
 const KUBECONFIG_HELP = 'kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)';
@@ -60,6 +54,7 @@ export function registerTargetReports(target: Command, ctx: Context): void {
     )
     .action(async (o) => {
       const plan = o.plan ? await readPlan(resolve(ctx.cwd, o.plan), o.plan) : undefined;
+      const { runStatus } = await import('../../report/reports.js');
       await runStatus(
         {
           kube: { kubeconfig: o.kubeconfig, context: o.context },
@@ -86,6 +81,7 @@ export function registerTargetReports(target: Command, ctx: Context): void {
     .option('--kubeconfig <file>', KUBECONFIG_HELP)
     .option('--context <name>', 'kubeconfig context to use')
     .action(async (o) => {
+      const { runValidate } = await import('../../report/reports.js');
       await runValidate(reportOptions(o), ctx);
     });
 
@@ -111,6 +107,8 @@ export function registerTargetReports(target: Command, ctx: Context): void {
     .option('--output-file <file>', 'write the report to a file instead of stdout')
     .action(async (o) => {
       if (o.outputFile === '') throw new UserError('--output-file needs a path');
+      const { buildAudit } = await import('../../report/reports.js');
+      const { renderHtml, renderMarkdown } = await import('../../report/audit-schema.js');
       const report = await buildAudit(reportOptions(o), ctx);
       const text =
         o.output === 'json'

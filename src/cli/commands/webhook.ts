@@ -3,7 +3,6 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { say, type Context } from '../../core/context.js';
 import { UserError } from '../../core/errors.js';
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import {
   credentialsFromDockerConfig,
   RegistryClient,
@@ -25,10 +24,12 @@ async function readPem(ctx: Context, file: string, flag: string): Promise<string
  * Reads image pull secrets with the webhook's own identity. Without a
  * kubeconfig or in-cluster credentials, images are looked up anonymously.
  */
-function pullSecretReader(
+async function pullSecretReader(
   kubeconfig: string | undefined,
   ctx: Context,
-): RegistryOptions['credentials'] {
+): Promise<RegistryOptions['credentials']> {
+  // Loaded on use: the Kubernetes client is large and most commands do not need it.
+  const { CoreV1Api, KubeConfig } = await import('@kubernetes/client-node');
   const kc = new KubeConfig();
   if (kubeconfig) kc.loadFromFile(resolve(ctx.cwd, kubeconfig));
   else if (ctx.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
@@ -80,7 +81,7 @@ export function registerWebhookCommands(webhook: Command, ctx: Context): void {
     .action(async (o) => {
       const registry = new RegistryClient({
         insecure: o.insecureRegistry ?? [],
-        credentials: pullSecretReader(o.kubeconfig, ctx),
+        credentials: await pullSecretReader(o.kubeconfig, ctx),
       });
       const server = await startWebhookServer({
         cert: await readPem(ctx, o.tlsCert, '--tls-cert'),
