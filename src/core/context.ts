@@ -34,3 +34,8 @@ export function processContext(): Context {
 export function say(stream: Writable, line = ''): void {
   stream.write(`${line}\n`);
 }
+
+/** RFC 3339 to the second (`2026-04-01T10:00:00Z`), as the guide writes times. */
+export function rfc3339(d: Date): string {
+  return d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}

@@ -3,7 +3,7 @@ import { constants, existsSync } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { say, type Context } from '../core/context.js';
+import { rfc3339, say, type Context } from '../core/context.js';
 import { UserError } from '../core/errors.js';
 import { loadKube } from '../kube/config.js';
 import { scanCluster } from '../kube/scan.js';
@@ -34,11 +34,6 @@ function osUser(env: NodeJS.ProcessEnv): string {
   } catch {
     return 'unknown';
   }
-}
-
-/** RFC 3339 to the second, as the guide's example shows it. */
-function timestamp(d: Date): string {
-  return d.toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
 function summaryLines(s: DiscoverySummary): string[] {
@@ -121,7 +116,7 @@ export async function runDiscover(o: DiscoverCommandOptions, ctx: Context): Prom
       kvMount,
       planName: o.name,
       cluster: target.server,
-      createdAt: timestamp(ctx.now()),
+      createdAt: rfc3339(ctx.now()),
       createdBy: o.createdBy ?? osUser(ctx.env),
     },
     scan.namespaces,

@@ -7,7 +7,7 @@
 // recorded as migrated without a second patch, so a run killed between the
 // patch and the status write never causes a second rollout.
 import { createInterface } from 'node:readline';
-import { say, type Context } from '../core/context.js';
+import { rfc3339, say, type Context } from '../core/context.js';
 import { mapLimit } from '../core/concurrency.js';
 import { CheckFailed, ServerError, UserError } from '../core/errors.js';
 import { referencedSources, type WorkloadObject } from '../discovery/discover.js';
@@ -271,10 +271,7 @@ class Runner {
         this.o.mode === 'interactive' ? restartNote(live) : undefined,
       );
 
-    const stamp = this.ctx
-      .now()
-      .toISOString()
-      .replace(/\.\d{3}Z$/, 'Z');
+    const stamp = rfc3339(this.ctx.now());
     const patched = await this.patch(item, live, () => ({
       ...wanted,
       ...(decision.restart ? { [ANNOTATION.restartedAt]: stamp } : {}),

@@ -10,7 +10,7 @@ import {
   type WorkloadObject,
 } from '../discovery/discover.js';
 import type { KubeTarget } from '../kube/config.js';
-import { kubeError } from '../kube/errors.js';
+import { kubeError, statusOf } from '../kube/errors.js';
 import { listAll, PAGE_SIZE } from '../kube/list.js';
 import { scanCluster } from '../kube/scan.js';
 import { KV2_DATA_PATH, type WorkloadKind } from '../plan/schema.js';
@@ -156,7 +156,7 @@ export async function readInventory(target: KubeTarget, namespace?: string): Pro
       (ns) => ns.metadata?.uid,
       (e: unknown) => {
         // A namespaced user may not read kube-system; the report says so.
-        if ((e as { code?: number }).code === 403) return undefined;
+        if (statusOf(e) === 403) return undefined;
         throw kubeError(
           e,
           { verb: 'get', resource: 'namespaces', name: 'kube-system' },

@@ -1,5 +1,5 @@
 // `target status`, `target validate` and `target audit`. All read-only.
-import { say, type Context } from '../core/context.js';
+import { rfc3339, say, type Context } from '../core/context.js';
 import { CheckFailed } from '../core/errors.js';
 import { loadKube, type KubeOptions } from '../kube/config.js';
 import type { LoadedPlan } from '../plan/read.js';
@@ -183,10 +183,7 @@ export async function buildAudit(o: VaultReportOptions, ctx: Context): Promise<A
   const { inv, facts, address } = await gather(o, ctx);
   const findings: Finding[] = auditFindings(inv, facts);
   return auditReport(inv, findings, {
-    generatedAt: ctx
-      .now()
-      .toISOString()
-      .replace(/\.\d{3}Z$/, 'Z'),
+    generatedAt: rfc3339(ctx.now()),
     vaultAddress: address,
     authPath: o.authPath,
   });
