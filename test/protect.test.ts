@@ -7,11 +7,14 @@ import {
   RbacAuthorizationV1Api,
   type V1PodSpec,
 } from '@kubernetes/client-node';
-import { execFile, spawn } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { runCli } from '../src/cli/program.js';
 import { parsePlan } from '../src/plan/read.js';
+import { captureContext } from '../src/testing/context.js';
 import { projectRoot } from '../testenv/paths.js';
 import { cli, cliProcess, sandboxEnv, tempDir } from './helpers/cli.js';
 import { eventually, kubeConfig, sandbox, uniqueName } from './helpers/sandbox.js';
@@ -230,6 +233,72 @@ describe('target protect --yes', () => {
       [`${ns1}/Deployment/gone`]: 'pending',
       [`${ns1}/Deployment/one`]: 'migrated',
       [`${ns2}/Deployment/other`]: 'pending',
+    });
+  });
+
+  it('re-reads and re-checks a workload that changed after the up-front listing', async () => {
+    const ns = await namespaceWithSecret('pstale');
+    for (const name of ['a1', 'a2', 'a3']) await deployment(ns, name, { replicas: 0 });
+    const { dir, file } = await discoverPlan([ns]);
+    const kubectl = (...args: string[]): void => {
+      const r = spawnSync(sandbox().binaries.kubectl, [...args, '-n', ns], {
+        // HOME for kubectl's discovery cache, which must not land in the work tree.
+        env: { KUBECONFIG: sandbox().kubeconfig, HOME: dir },
+        encoding: 'utf8',
+      });
+      if (r.status !== 0) throw new Error(r.stderr);
+    };
+    // With --concurrency 1, a2 and a3 are patched only after a1's line is
+    // printed, long after the listing. While that line is being written
+    // (synchronously, so the run cannot move on), a2 gets an unrelated change
+    // and a3 stops reading the Secret: both now differ from the listed copy.
+    let out = '';
+    const stdout = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        const text = chunk.toString();
+        if (text.includes(`${ns}/a1:`)) {
+          kubectl('label', 'deployment', 'a2', 'touched=yes');
+          kubectl(
+            'patch',
+            'deployment',
+            'a3',
+            '--type=json',
+            '-p=[{"op":"replace","path":"/spec/template/spec/containers/0/env","value":[{"name":"X","value":"y"}]}]',
+          );
+        }
+        out += text;
+        done();
+      },
+    });
+    const ctx = captureContext({ cwd: dir, env: sandboxEnv(), stdout });
+    const code = await runCli(
+      [
+        'target',
+        'protect',
+        '--plan',
+        'plan.yaml',
+        '--vault-address',
+        VAULT,
+        '--yes',
+        '--concurrency',
+        '1',
+      ],
+      ctx,
+    );
+    expect(out).toContain(`Deployment ${ns}/a1: injected, restarted -> migrated`);
+    expect(out).toContain(`Deployment ${ns}/a2: injected, restarted -> migrated`);
+    expect(out).toContain(`Deployment ${ns}/a3: left pending: no longer references k8s-secret/db`);
+    expect(code).toBe(1);
+    const { apps } = clients();
+    const a3 = await apps.readNamespacedDeployment({ name: 'a3', namespace: ns });
+    expect(a3.spec?.template.metadata?.annotations?.['cloudtaser.io/inject']).toBeUndefined();
+    const a2 = await apps.readNamespacedDeployment({ name: 'a2', namespace: ns });
+    expect(a2.metadata?.labels?.touched).toBe('yes');
+    expect(a2.spec?.template.metadata?.annotations?.['cloudtaser.io/inject']).toBe('true');
+    expect(await statuses(file)).toEqual({
+      [`${ns}/Deployment/a1`]: 'migrated',
+      [`${ns}/Deployment/a2`]: 'migrated',
+      [`${ns}/Deployment/a3`]: 'pending',
     });
   });
 

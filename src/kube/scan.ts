@@ -48,8 +48,8 @@ export async function scanCluster(
   pageSize: number = PAGE_SIZE,
   opts: { secrets?: boolean } = {},
 ): Promise<ClusterScan> {
-  const apps = target.kc.makeApiClient(AppsV1Api);
-  const core = target.kc.makeApiClient(CoreV1Api);
+  const apps = target.api(AppsV1Api);
+  const core = target.api(CoreV1Api);
   const server = target.server;
   const ns = namespace;
   const pager =

@@ -12,6 +12,7 @@ import {
 import type { WorkloadKind } from '../plan/schema.js';
 import type { KubeTarget } from './config.js';
 import { kubeError, statusOf } from './errors.js';
+import { listAll, PAGE_SIZE, type Page } from './list.js';
 
 export type LiveWorkload = (V1Deployment | V1StatefulSet | V1DaemonSet) & { kind: WorkloadKind };
 
@@ -37,8 +38,8 @@ export class Workloads {
   private readonly core: CoreV1Api;
 
   constructor(private readonly target: KubeTarget) {
-    this.apps = target.kc.makeApiClient(AppsV1Api);
-    this.core = target.kc.makeApiClient(CoreV1Api);
+    this.apps = target.api(AppsV1Api);
+    this.core = target.api(CoreV1Api);
   }
 
   /** The live object, or undefined when it does not exist. */
@@ -57,6 +58,54 @@ export class Workloads {
       if (statusOf(e) === 404) return undefined;
       throw kubeError(e, { verb: 'get', resource: RESOURCE[id.kind], ...p }, this.target.server);
     }
+  }
+
+  /**
+   * Every workload of one kind (in one namespace, or cluster-wide), read in
+   * pages; only those `keep` accepts are returned, without their
+   * managedFields, so memory follows what the caller wants, not the cluster.
+   */
+  async list(
+    kind: WorkloadKind,
+    namespace: string | undefined,
+    keep: (w: LiveWorkload) => boolean,
+  ): Promise<LiveWorkload[]> {
+    const page = (cont: string | undefined): Promise<Page<LiveWorkload>> => {
+      const base = { limit: PAGE_SIZE, ...(cont ? { _continue: cont } : {}) };
+      const tag = <T extends object>(p: Promise<{ items: T[]; metadata?: Page<T>['metadata'] }>) =>
+        p.then((l) => ({ ...l, items: l.items.map((o) => withKind(o, kind)) }));
+      switch (kind) {
+        case 'Deployment':
+          return tag(
+            namespace
+              ? this.apps.listNamespacedDeployment({ ...base, namespace })
+              : this.apps.listDeploymentForAllNamespaces(base),
+          );
+        case 'StatefulSet':
+          return tag(
+            namespace
+              ? this.apps.listNamespacedStatefulSet({ ...base, namespace })
+              : this.apps.listStatefulSetForAllNamespaces(base),
+          );
+        case 'DaemonSet':
+          return tag(
+            namespace
+              ? this.apps.listNamespacedDaemonSet({ ...base, namespace })
+              : this.apps.listDaemonSetForAllNamespaces(base),
+          );
+      }
+    };
+    const kept = await listAll(
+      page,
+      (w) => {
+        if (!keep(w)) return undefined;
+        if (w.metadata) delete w.metadata.managedFields;
+        return w;
+      },
+      { verb: 'list', resource: RESOURCE[kind], ...(namespace ? { namespace } : {}) },
+      this.target.server,
+    );
+    return kept.filter((w): w is LiveWorkload => w !== undefined);
   }
 
   /**

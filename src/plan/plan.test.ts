@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { UserError } from '../core/errors.js';
-import { parsePlan, PlanError } from './read.js';
+import { parseAuthoritative, parsePlan, PlanError } from './read.js';
 import { planJsonSchema, type MigrationPlan } from './schema.js';
 import { PlanEditor, renderPlan, writeFileAtomic } from './write.js';
 
@@ -155,6 +155,84 @@ tenants:
       }),
       { numRuns: 2000 },
     );
+  });
+});
+
+describe('fast reader', () => {
+  // Scalars on which YAML parsers (and YAML versions) are known to differ.
+  const tricky = [
+    '0b101',
+    '0o17',
+    '0x1F',
+    '1_000',
+    '017',
+    '+3',
+    '3.0',
+    '1e3',
+    '.inf',
+    '~',
+    'Null',
+    'TRUE',
+    'yes',
+    'on',
+    '2026-04-01',
+    '"3"',
+    "'x'",
+    '!!str 3',
+    '&a 3',
+    '*a',
+    'pending # note',
+    '[]',
+    '{}',
+    '|\n          text',
+  ];
+  const values = [...GUIDE_PLAN.matchAll(/: (\S[^\n]*)/g)].map((m) => ({
+    at: m.index + 2,
+    len: m[1]?.length ?? 0,
+  }));
+
+  const outcome = (read: () => unknown): unknown => {
+    try {
+      return read();
+    } catch (e) {
+      return e instanceof PlanError ? 'PlanError' : e;
+    }
+  };
+
+  it('means exactly what the authoritative reader means, for every value swapped for a tricky scalar', () => {
+    for (const slot of values) {
+      for (const v of tricky) {
+        const text = GUIDE_PLAN.slice(0, slot.at) + v + GUIDE_PLAN.slice(slot.at + slot.len);
+        expect([v, outcome(() => parsePlan(text, 'p').plan)]).toEqual([
+          v,
+          outcome(() => parseAuthoritative(text, 'p').plan),
+        ]);
+      }
+    }
+  });
+
+  it('means exactly what the authoritative reader means, for random edits (property)', () => {
+    const mutated = fc
+      .tuple(fc.nat(GUIDE_PLAN.length), fc.string({ maxLength: 6 }))
+      .map(([i, s]) => GUIDE_PLAN.slice(0, i) + s + GUIDE_PLAN.slice(i));
+    fc.assert(
+      fc.property(mutated, (text) => {
+        expect(outcome(() => parsePlan(text, 'p').plan)).toEqual(
+          outcome(() => parseAuthoritative(text, 'p').plan),
+        );
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('is the path a plain plan takes, and a plan with a directive does not', () => {
+    // A YAML 1.1 header makes `yes` a boolean: only the authoritative reader
+    // knows, and it rejects the plan (createdBy must be a string).
+    const yes = GUIDE_PLAN.replace('createdBy: platform-team', 'createdBy: yes');
+    expect(parsePlan(yes, 'p').plan.metadata.createdBy).toBe('yes');
+    expect(issuesOf(`%YAML 1.1\n---\n${yes}`)).toEqual([
+      expect.stringMatching(/^9:14: metadata\.createdBy: /),
+    ]);
   });
 });
 

@@ -6,7 +6,7 @@ import { open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Document, isMap, isScalar, isSeq, Scalar, type Node } from 'yaml';
 import { UserError } from '../core/errors.js';
-import { parsePlan, type LoadedPlan } from './read.js';
+import { parsePlan, parsePlanDocument, type LoadedPlan } from './read.js';
 import {
   PLAN_SCHEMA_URL,
   type MigrationPlan,
@@ -114,42 +114,51 @@ interface StatusSlot {
   path: (string | number)[];
   /** Source span of the status value, when the key exists. */
   span?: { start: number; end: number; quote: '' | '"' | "'" };
+  /** The status set since the text was indexed, if any. */
+  value?: WorkloadStatus;
 }
 
 /**
- * Edits workload statuses in a plan's text without re-serialising it: each
- * change replaces only the characters of one status value. Cost per change
- * is independent of how many workloads the plan has, apart from shifting
- * later offsets.
+ * Edits workload statuses in a plan's text without re-serialising it: only
+ * the characters of each changed status value are replaced. A change costs
+ * O(1) (it is recorded against the span found when the text was indexed);
+ * the text is assembled once per toString(), so a run that records
+ * thousands of statuses allocates no copy of the plan per status.
  */
 export class PlanEditor {
-  private text: string;
+  private base = '';
   private slots = new Map<string, StatusSlot>();
+  /** Slots with a span, in source order. */
   private ordered: StatusSlot[] = [];
+  private assembled: string | undefined;
 
   constructor(loaded: LoadedPlan) {
-    this.text = loaded.text;
-    this.index(loaded);
+    this.index(loaded.text, loaded.plan);
   }
 
-  private index(loaded: LoadedPlan): void {
+  private index(text: string, plan: MigrationPlan): void {
+    this.base = text;
+    this.assembled = text;
     this.slots.clear();
     this.ordered = [];
-    loaded.plan.tenants.forEach((tenant, ti) => {
+    // Positions come from a document parsed here and dropped at the end, so
+    // no syntax tree of the plan stays in memory for the length of a run.
+    const doc = parsePlanDocument(text);
+    plan.tenants.forEach((tenant, ti) => {
       tenant.workloads.forEach((w, wi) => {
         const path = ['tenants', ti, 'workloads', wi];
-        const node = loaded.doc.getIn([...path, 'status'], true);
+        const node = doc.getIn([...path, 'status'], true);
         const slot: StatusSlot = { path };
         if (isScalar(node) && node.range && typeof node.value === 'string') {
           const quote =
             node.type === Scalar.QUOTE_DOUBLE ? '"' : node.type === Scalar.QUOTE_SINGLE ? "'" : '';
           slot.span = { start: node.range[0], end: node.range[1], quote };
+          this.ordered.push(slot);
         }
         this.slots.set(
           workloadKey({ namespace: tenant.namespace, kind: w.kind, name: w.name }),
           slot,
         );
-        this.ordered.push(slot);
       });
     });
     this.ordered.sort((a, b) => (a.span?.start ?? 0) - (b.span?.start ?? 0));
@@ -166,29 +175,31 @@ export class PlanEditor {
     if (!slot.span) {
       // No status key written by the human: fall back to the document model
       // once (it may reformat), then keep splicing.
-      const loaded = parsePlan(this.text, '<plan>');
-      loaded.doc.setIn([...slot.path, 'status'], status);
-      this.text = loaded.doc.toString({ lineWidth: 0 });
-      this.index(parsePlan(this.text, '<plan>'));
+      const doc = parsePlanDocument(this.toString());
+      doc.setIn([...slot.path, 'status'], status);
+      const text = doc.toString({ lineWidth: 0 });
+      this.index(text, parsePlan(text, '<plan>').plan);
       return true;
     }
-    const { start, end, quote } = slot.span;
-    const replacement = `${quote}${status}${quote}`;
-    this.text = this.text.slice(0, start) + replacement + this.text.slice(end);
-    const delta = replacement.length - (end - start);
-    slot.span.end = start + replacement.length;
-    if (delta !== 0) {
-      for (const other of this.ordered) {
-        if (other !== slot && other.span && other.span.start > start) {
-          other.span.start += delta;
-          other.span.end += delta;
-        }
-      }
+    if (slot.value !== status) {
+      slot.value = status;
+      this.assembled = undefined;
     }
     return true;
   }
 
   toString(): string {
-    return this.text;
+    if (this.assembled === undefined) {
+      const parts: string[] = [];
+      let at = 0;
+      for (const { span, value } of this.ordered) {
+        if (!span || value === undefined) continue;
+        parts.push(this.base.slice(at, span.start), `${span.quote}${value}${span.quote}`);
+        at = span.end;
+      }
+      parts.push(this.base.slice(at));
+      this.assembled = parts.join('');
+    }
+    return this.assembled;
   }
 }

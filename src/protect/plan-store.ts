@@ -53,10 +53,17 @@ export class PlanStore {
   /** The text last written to (or read from) disk: detects edits made during a run. */
   private onDisk: string;
   private journal: FileHandle | undefined;
-  private pending: JournalEntry[] = [];
+  /** Records in the journal but not yet in the plan file. */
+  private unwritten = 0;
   private statuses = new Map<string, JournalEntry>();
   private lastCompaction = Date.now();
-  private queue: Promise<void> = Promise.resolve();
+  private compactionCost = 0;
+  private waiting: {
+    entry: JournalEntry;
+    resolve: () => void;
+    reject: (e: unknown) => void;
+  }[] = [];
+  private draining: Promise<void> | undefined;
 
   private constructor(
     private readonly file: string,
@@ -98,8 +105,10 @@ export class PlanStore {
   }
 
   /**
-   * Records one workload's status durably. Calls are serialised, so
-   * concurrent workers append in the order they finish.
+   * Records one workload's status durably. Records that arrive while the
+   * journal is being synced are written and synced together with the next
+   * batch (group commit): one fsync per batch, not one per workload, while
+   * every caller still returns only once its record is on disk.
    */
   record(ref: WorkloadRef, status: WorkloadStatus): Promise<void> {
     const entry: JournalEntry = {
@@ -108,28 +117,51 @@ export class PlanStore {
       name: ref.name,
       status,
     };
-    const run = async (): Promise<void> => {
-      this.apply(entry);
-      this.journal ??= await open(journalPath(this.file), 'a', 0o644);
-      await this.journal.appendFile(`${JSON.stringify(entry)}\n`);
-      await this.journal.datasync();
-      this.pending.push(entry);
-      if (Date.now() - this.lastCompaction >= this.compactEveryMs) await this.compact();
-    };
-    const next = this.queue.then(run);
-    // Keep the chain alive after a failure; the caller still sees it.
-    this.queue = next.catch(() => undefined);
-    return next;
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ entry, resolve, reject });
+      this.kick();
+    });
+  }
+
+  private kick(): void {
+    if (this.draining) return;
+    this.draining = this.drain().finally(() => {
+      this.draining = undefined;
+      // A record that arrived after the last batch but before this ran.
+      if (this.waiting.length > 0) this.kick();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    while (this.waiting.length > 0) {
+      const batch = this.waiting.splice(0);
+      try {
+        for (const w of batch) this.apply(w.entry);
+        this.journal ??= await open(journalPath(this.file), 'a', 0o644);
+        await this.journal.appendFile(batch.map((w) => `${JSON.stringify(w.entry)}\n`).join(''));
+        await this.journal.datasync();
+        this.unwritten += batch.length;
+        // Compact at most about once a second, and never spend more than a
+        // tenth of the time compacting, however large the plan.
+        const since = Date.now() - this.lastCompaction;
+        if (since >= Math.max(this.compactEveryMs, 10 * this.compactionCost)) await this.compact();
+        for (const w of batch) w.resolve();
+      } catch (e) {
+        for (const w of batch) w.reject(e);
+      }
+    }
   }
 
   /** Rewrites the plan with every status so far, then empties the journal. */
   private async compact(): Promise<void> {
-    if (this.pending.length === 0) return;
+    if (this.unwritten === 0) return;
+    const started = Date.now();
     await this.writePlan();
     await this.journal?.truncate(0);
     await this.journal?.datasync();
-    this.pending = [];
+    this.unwritten = 0;
     this.lastCompaction = Date.now();
+    this.compactionCost = this.lastCompaction - started;
   }
 
   private async writePlan(): Promise<void> {
@@ -152,7 +184,7 @@ export class PlanStore {
 
   /** Writes the final plan and removes the journal. */
   async close(): Promise<void> {
-    await this.queue;
+    while (this.draining) await this.draining;
     await this.compact();
     await this.journal?.close();
     this.journal = undefined;

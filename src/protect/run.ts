@@ -21,6 +21,7 @@ import {
   type LiveWorkload,
 } from '../kube/workloads.js';
 import type { LoadedPlan } from '../plan/read.js';
+import { workloadKey } from '../plan/write.js';
 import type { PlanWorkload, Tenant, WorkloadStatus } from '../plan/schema.js';
 import {
   ANNOTATION,
@@ -179,6 +180,7 @@ const QUESTIONS = {
 class Runner {
   private readonly workloads: Workloads;
   private prompter: Prompter | undefined;
+  private readonly listed = new Map<string, LiveWorkload>();
 
   constructor(
     private readonly o: RunOptions,
@@ -194,22 +196,90 @@ class Runner {
     return this.prompter.confirm(QUESTIONS[question]);
   }
 
-  /** Patches with optimistic concurrency, re-reading on conflict. */
+  /**
+   * The live workload. In --yes runs it usually comes from the listing made
+   * up front (one paginated list per kind instead of one GET per workload);
+   * a stale copy is harmless because the patch carries its resourceVersion
+   * and a conflict re-reads. Interactive runs read fresh, right before the
+   * human is asked.
+   */
+  private async read(item: Item): Promise<LiveWorkload | undefined> {
+    const key = workloadKey(ref(item));
+    const listed = this.listed.get(key);
+    if (listed) {
+      this.listed.delete(key);
+      return listed;
+    }
+    return this.workloads.get(ref(item));
+  }
+
+  /**
+   * Lists the selected workloads' kinds once, keeping only the selected
+   * objects. An optimisation only: when listing fails (RBAC that allows get
+   * but not list, say), every workload is read on its own as before.
+   */
+  async prefetch(items: Item[]): Promise<void> {
+    if (this.o.mode !== 'yes' || items.length < 2) return;
+    const wanted = new Set(items.map((i) => workloadKey(ref(i))));
+    const kinds = [...new Set(items.map((i) => i.workload.kind))];
+    const namespaces = [...new Set(items.map((i) => i.tenant.namespace))];
+    // A handful of namespaces: list each; many: one cluster-wide list per kind.
+    const scopes: (string | undefined)[] = namespaces.length <= 8 ? namespaces : [undefined];
+    try {
+      await mapLimit(
+        kinds.flatMap((kind) => scopes.map((namespace) => ({ kind, namespace }))),
+        4,
+        async ({ kind, namespace }) => {
+          const keep = (w: LiveWorkload): boolean =>
+            wanted.has(
+              workloadKey({
+                namespace: w.metadata?.namespace ?? '',
+                kind,
+                name: w.metadata?.name ?? '',
+              }),
+            );
+          for (const w of await this.workloads.list(kind, namespace, keep)) {
+            this.listed.set(
+              workloadKey({
+                namespace: w.metadata?.namespace ?? '',
+                kind,
+                name: w.metadata?.name ?? '',
+              }),
+              w,
+            );
+          }
+        },
+      );
+    } catch (e) {
+      if (!(e instanceof ServerError || e instanceof UserError)) throw e;
+      this.listed.clear();
+    }
+  }
+
+  /**
+   * Patches with optimistic concurrency. On a conflict the workload is read
+   * again and `recheck` decides whether the patch still applies (another
+   * writer may have protected it, or changed what it references).
+   */
   async patch(
     item: Item,
     live: LiveWorkload,
     build: (live: LiveWorkload) => Record<string, string | null>,
-  ): Promise<LiveWorkload> {
+    recheck: (live: LiveWorkload | undefined) => Outcome | undefined,
+  ): Promise<{ patched: LiveWorkload } | { outcome: Outcome }> {
     let current = live;
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.workloads.patchTemplateAnnotations(ref(item), build(current), {
+        const patched = await this.workloads.patchTemplateAnnotations(ref(item), build(current), {
           resourceVersion: current.metadata?.resourceVersion,
           dryRun: this.o.dryRun,
         });
+        return { patched };
       } catch (e) {
         if (!(e instanceof KubeApiError) || e.status !== 409 || attempt >= 4) throw e;
         const again = await this.workloads.get(ref(item));
+        const outcome = recheck(again);
+        if (outcome) return { outcome };
         if (!again) throw e;
         current = again;
       }
@@ -249,17 +319,19 @@ class Runner {
 
   async protectOne(item: Item, vaultAddress: string): Promise<Outcome> {
     const steps: string[] = [];
-    const live = await this.workloads.get(ref(item));
-    if (!live) return { status: 'pending', steps, reason: 'not found in the cluster' };
     const wanted = protectAnnotations(item.tenant, item.workload, vaultAddress);
-    const annotations = live.spec?.template.metadata?.annotations;
-    if (alreadyApplied(annotations, wanted)) {
-      // Patched by an earlier, interrupted run: record it, never roll again.
-      steps.push('already protected');
-      return { status: 'migrated', steps };
-    }
-    const why = mismatch(item, live);
-    if (why) return { status: 'pending', steps, reason: why };
+    const check = (w: LiveWorkload | undefined): Outcome | undefined => {
+      if (!w) return { status: 'pending', steps, reason: 'not found in the cluster' };
+      if (alreadyApplied(w.spec?.template.metadata?.annotations, wanted)) {
+        // Patched by an earlier, interrupted run: record it, never roll again.
+        return { status: 'migrated', steps: ['already protected'] };
+      }
+      const why = mismatch(item, w);
+      return why ? { status: 'pending', steps, reason: why } : undefined;
+    };
+    const live = await this.read(item);
+    const early = check(live);
+    if (early || !live) return early ?? { status: 'pending', steps };
 
     if (this.o.mode === 'interactive') printBlock(item, live, this.ctx);
     const decision: Decision = { inject: await this.decide('inject'), restart: false };
@@ -272,10 +344,17 @@ class Runner {
       );
 
     const stamp = rfc3339(this.ctx.now());
-    const patched = await this.patch(item, live, () => ({
-      ...wanted,
-      ...(decision.restart ? { [ANNOTATION.restartedAt]: stamp } : {}),
-    }));
+    const result = await this.patch(
+      item,
+      live,
+      () => ({
+        ...wanted,
+        ...(decision.restart ? { [ANNOTATION.restartedAt]: stamp } : {}),
+      }),
+      check,
+    );
+    if ('outcome' in result) return result.outcome;
+    const patched = result.patched;
     if (this.o.dryRun) {
       say(
         this.ctx.stdout,
@@ -303,11 +382,20 @@ class Runner {
   }
 
   async unprotectOne(item: Item): Promise<Outcome> {
-    const live = await this.workloads.get(ref(item));
-    if (!live) return { status: 'pending', steps: ['not found in the cluster'] };
-    const annotations = live.spec?.template.metadata?.annotations ?? {};
-    const present = OWNED_ANNOTATIONS.filter((k) => k in annotations);
-    if (present.length === 0) return { status: 'pending', steps: ['no cloudtaser annotations'] };
+    const owned = (w: LiveWorkload): string[] => {
+      const now = w.spec?.template.metadata?.annotations ?? {};
+      return OWNED_ANNOTATIONS.filter((k) => k in now);
+    };
+    const check = (w: LiveWorkload | undefined): Outcome | undefined => {
+      if (!w) return { status: 'pending', steps: ['not found in the cluster'] };
+      return owned(w).length === 0
+        ? { status: 'pending', steps: ['no cloudtaser annotations'] }
+        : undefined;
+    };
+    const live = await this.read(item);
+    const early = check(live);
+    if (early || !live) return early ?? { status: 'pending', steps: [] };
+    const present = owned(live);
     if (this.o.mode === 'interactive') printBlock(item, live, this.ctx);
     if (!(await this.decide('remove')))
       return { status: item.workload.status, steps: ['declined'] };
@@ -318,10 +406,14 @@ class Runner {
             this.o.mode === 'interactive' ? restartNote(live) : undefined,
           )
         : false;
-    const patched = await this.patch(item, live, (cur) => {
-      const now = cur.spec?.template.metadata?.annotations ?? {};
-      return Object.fromEntries(OWNED_ANNOTATIONS.filter((k) => k in now).map((k) => [k, null]));
-    });
+    const result = await this.patch(
+      item,
+      live,
+      (cur) => Object.fromEntries(owned(cur).map((k) => [k, null])),
+      check,
+    );
+    if ('outcome' in result) return result.outcome;
+    const patched = result.patched;
     if (this.o.dryRun) {
       say(
         this.ctx.stdout,
@@ -373,6 +465,7 @@ async function runAll(
   }
   const runner = new Runner(o, ctx);
   const store = o.dryRun ? undefined : await PlanStore.open(loaded, o.display);
+  await runner.prefetch(items);
   const counts: Counts = { migrated: 0, skipped: 0, pending: 0, held: 0, failed: 0, unfinished: 0 };
   try {
     await mapLimit(items, o.mode === 'interactive' ? 1 : o.concurrency, async (item) => {

@@ -117,8 +117,8 @@ interface PodLite {
 
 /** Reads workloads, pods and ReplicaSets once and judges every workload. */
 export async function readInventory(target: KubeTarget, namespace?: string): Promise<Inventory> {
-  const core = target.kc.makeApiClient(CoreV1Api);
-  const apps = target.kc.makeApiClient(AppsV1Api);
+  const core = target.api(CoreV1Api);
+  const apps = target.api(AppsV1Api);
   const page = (cont: string | undefined) => ({
     limit: PAGE_SIZE,
     ...(cont ? { _continue: cont } : {}),
