@@ -10,7 +10,10 @@ import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { cpus, totalmem, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mapLimit } from '../src/core/concurrency.js';
+import { rfc3339 } from '../src/core/context.js';
 import { loadKube } from '../src/kube/config.js';
+import { parsePlan } from '../src/plan/read.js';
+import { ANNOTATION, protectAnnotations } from '../src/protect/annotations.js';
 import { startRaftOpenBao } from './raft-openbao.js';
 import { personalSandboxDir, projectRoot } from '../testenv/paths.js';
 import { startSandbox, type SandboxInfo } from '../testenv/sandbox.js';
@@ -339,35 +342,47 @@ async function main(): Promise<void> {
 
     // --- protect vs bare PATCH requests at the same concurrency
     if (run('protect')) {
-      const deployments = namespaces.flatMap((ns) =>
-        Array.from({ length: M }, (_, j) => ({ ns, name: `app-${j}` })),
-      );
       const header = setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch);
-      // A fresh value each run, so a repeated run's bare PATCHes still change the object.
-      const stamp = String(Date.now());
-      // A clean start when the step is repeated: no cloudtaser annotations, a pristine plan.
-      await writeFile(join(work, 'plan-protect.yaml'), planText);
-      await timed(
-        process.execPath,
-        [cli, 'target', 'unprotect', '--plan', 'plan-protect.yaml', '--yes'],
-        env,
-        work,
-      );
-      await writeFile(join(work, 'plan-protect.yaml'), planText);
-      await settle();
-      const bare = await clock(() =>
-        mapLimit(deployments, CONCURRENCY, (d) =>
-          apps.patchNamespacedDeployment(
-            {
-              name: d.name,
-              namespace: d.ns,
-              body: { spec: { template: { metadata: { annotations: { 'bench/bare': stamp } } } } },
+      // The very requests protect sends (same annotations, built by the
+      // product's own pure builder, same field manager), minus everything
+      // protect does around them: reading, checking, preconditions, the journal.
+      const stamp = rfc3339(new Date());
+      const bodies = parsePlan(planText, 'plan.yaml').plan.tenants.flatMap((tenant) =>
+        tenant.workloads.map((w) => ({
+          name: w.name,
+          namespace: tenant.namespace,
+          fieldManager: 'cloudtaser',
+          body: {
+            spec: {
+              template: {
+                metadata: {
+                  annotations: {
+                    ...protectAnnotations(tenant, w, sb.info.baoAddr),
+                    [ANNOTATION.restartedAt]: stamp,
+                  },
+                },
+              },
             },
-            header,
-          ),
-        ),
+          },
+        })),
       );
-      await settle();
+      // A clean start (no cloudtaser annotations, a pristine plan), untimed.
+      const reset = async (): Promise<void> => {
+        await writeFile(join(work, 'plan-protect.yaml'), planText);
+        await timed(
+          process.execPath,
+          [cli, 'target', 'unprotect', '--plan', 'plan-protect.yaml', '--yes'],
+          env,
+          work,
+        );
+        await writeFile(join(work, 'plan-protect.yaml'), planText);
+        await settle();
+      };
+      await reset();
+      const bare = await clock(() =>
+        mapLimit(bodies, CONCURRENCY, (b) => apps.patchNamespacedDeployment(b, header)),
+      );
+      await reset();
       const protect = await timed(
         process.execPath,
         [
@@ -386,7 +401,7 @@ async function main(): Promise<void> {
         work,
       );
       rows.push([
-        `protect ${deployments.length} workloads --yes`,
+        `protect ${bodies.length} workloads --yes`,
         `${protect.seconds.toFixed(2)} s`,
         `bare PATCH requests: ${bare.toFixed(2)} s`,
         `${(protect.seconds / bare).toFixed(2)}×`,

@@ -7,7 +7,7 @@ import { stringify } from 'yaml';
 import { UserError } from '../core/errors.js';
 import { parseAuthoritative, parsePlan, PlanError } from './read.js';
 import { planJsonSchema, type MigrationPlan } from './schema.js';
-import { PlanEditor, renderPlan, writeFileAtomic } from './write.js';
+import { PlanEditor, provenSpans, renderPlan, writeFileAtomic } from './write.js';
 
 const GUIDE_PLAN = `apiVersion: cloudtaser.io/v1
 kind: MigrationPlan
@@ -290,6 +290,29 @@ tenants:
     editor.setStatus({ namespace: 'payments', kind: 'StatefulSet', name: 'ledger' }, 'migrated');
     const { plan: after } = parsePlan(editor.toString(), 'p');
     expect(after.tenants[0]?.workloads.map((w) => w.status)).toEqual(['pending', 'migrated']);
+  });
+
+  it('trusts a scanned status position only when it is proven, else asks the parser', () => {
+    const two = GUIDE_PLAN.replace(
+      '        status: pending\n',
+      '        status: pending\n      - kind: StatefulSet\n        name: ledger\n        secrets: []\n        status: "skipped" # on purpose\n',
+    );
+    const spans = provenSpans(two, 2);
+    expect(spans?.map((s) => two.slice(s.start, s.end))).toEqual(['pending', '"skipped"']);
+    // A look-alike in a block scalar while a real status key is missing: the
+    // count still matches, but the markers land in the wrong places.
+    const fooled = two
+      .replace('createdBy: platform-team', 'createdBy: |\n    status: pending')
+      .replace('        status: pending\n', '');
+    expect(provenSpans(fooled, 2)).toBeUndefined();
+    const editor = new PlanEditor(parsePlan(fooled, 'p'));
+    editor.setStatus({ namespace: 'payments', kind: 'StatefulSet', name: 'ledger' }, 'migrated');
+    const after = parsePlan(editor.toString(), 'p').plan;
+    expect(after.metadata.createdBy).toBe('status: pending\n');
+    expect(after.tenants[0]?.workloads.map((w) => w.status)).toEqual(['pending', 'migrated']);
+    expect(editor.toString()).toBe(fooled.replace('"skipped"', '"migrated"'));
+    // A commented-out status line changes the count: also refused.
+    expect(provenSpans(two.replace('tenants:', '# status: pending\ntenants:'), 2)).toBeUndefined();
   });
 
   it('adds a status key where the human left it out', () => {

@@ -125,15 +125,23 @@ export function parsePlan(text: string, file: string): LoadedPlan {
  */
 const NEEDS_AUTHORITY = /^%|[!&*]|\b0b[01]/m;
 
-/** The plan when the fast parser reads it and it is valid; undefined otherwise. */
-function parseFast(text: string): MigrationPlan | undefined {
+/**
+ * The raw YAML value by the fast parser; undefined when it fails or when the
+ * text uses something only the authoritative parser may decide.
+ */
+export function loadFastRaw(text: string): unknown {
   if (NEEDS_AUTHORITY.test(text)) return undefined;
-  let raw: unknown;
   try {
-    raw = loadFast(text, { schema: CORE_SCHEMA });
+    return loadFast(text, { schema: CORE_SCHEMA });
   } catch {
     return undefined;
   }
+}
+
+/** The plan when the fast parser reads it and it is valid; undefined otherwise. */
+function parseFast(text: string): MigrationPlan | undefined {
+  const raw = loadFastRaw(text);
+  if (raw === undefined) return undefined;
   const parsed = MigrationPlanSchema.safeParse(raw);
   return parsed.success ? parsed.data : undefined;
 }
