@@ -33,6 +33,7 @@ const onlyAt = process.argv.indexOf('--only');
 const only = new Set<string>(onlyAt >= 0 ? (process.argv[onlyAt + 1] ?? '').split(',') : STEPS);
 const run = (step: Step): boolean => only.has(step);
 const useRunning = process.argv.includes('--running');
+const ANALYSIS_MARKER = '<!-- analysis: kept when the bench rewrites the tables above -->';
 const CONCURRENCY = 16;
 const cli = join(projectRoot, 'dist', 'bin', 'cloudtaser.js');
 
@@ -484,7 +485,13 @@ async function main(): Promise<void> {
     ...memory.map((r) => `| ${r.join(' | ')} |`),
     '',
   ].join('\n');
-  if (STEPS.every(run)) await writeFile(join(projectRoot, 'bench', 'RESULTS.md'), md);
+  if (STEPS.every(run)) {
+    // Hand-written analysis below the marker survives a re-run.
+    const file = join(projectRoot, 'bench', 'RESULTS.md');
+    const before = await readFile(file, 'utf8').catch(() => '');
+    const at = before.indexOf(ANALYSIS_MARKER);
+    await writeFile(file, at >= 0 ? `${md}\n${before.slice(at)}` : md);
+  }
   console.log(md);
 }
 

@@ -297,14 +297,14 @@ tenants:
       '        status: pending\n',
       '        status: pending\n      - kind: StatefulSet\n        name: ledger\n        secrets: []\n        status: "skipped" # on purpose\n',
     );
-    const spans = provenSpans(two, 2);
+    const spans = provenSpans(two, parsePlan(two, 'p').plan);
     expect(spans?.map((s) => two.slice(s.start, s.end))).toEqual(['pending', '"skipped"']);
     // A look-alike in a block scalar while a real status key is missing: the
     // count still matches, but the markers land in the wrong places.
     const fooled = two
       .replace('createdBy: platform-team', 'createdBy: |\n    status: pending')
       .replace('        status: pending\n', '');
-    expect(provenSpans(fooled, 2)).toBeUndefined();
+    expect(provenSpans(fooled, parsePlan(fooled, 'p').plan)).toBeUndefined();
     const editor = new PlanEditor(parsePlan(fooled, 'p'));
     editor.setStatus({ namespace: 'payments', kind: 'StatefulSet', name: 'ledger' }, 'migrated');
     const after = parsePlan(editor.toString(), 'p').plan;
@@ -312,7 +312,8 @@ tenants:
     expect(after.tenants[0]?.workloads.map((w) => w.status)).toEqual(['pending', 'migrated']);
     expect(editor.toString()).toBe(fooled.replace('"skipped"', '"migrated"'));
     // A commented-out status line changes the count: also refused.
-    expect(provenSpans(two.replace('tenants:', '# status: pending\ntenants:'), 2)).toBeUndefined();
+    const commented = two.replace('tenants:', '# status: pending\ntenants:');
+    expect(provenSpans(commented, parsePlan(commented, 'p').plan)).toBeUndefined();
   });
 
   it('adds a status key where the human left it out', () => {

@@ -8,20 +8,23 @@
 // times faster) and validated; only a plan that fails, or that uses a YAML
 // feature on which the two could disagree, goes through `yaml`.
 import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { CORE_SCHEMA, load as loadFast } from 'js-yaml';
-import {
-  isMap,
-  isNode,
-  isScalar,
-  isSeq,
-  LineCounter,
-  parseDocument,
-  type Document,
-  type Pair,
-} from 'yaml';
+import type { Document, LineCounter as LineCounterType, Pair } from 'yaml';
+import type * as Yaml from 'yaml';
 import type { z } from 'zod';
 import { UserError } from '../core/errors.js';
 import { MigrationPlanSchema, type MigrationPlan } from './schema.js';
+
+// `yaml` is loaded on first use: read-only commands on plain plans never
+// need it, and it is a tenth of their start-up. (Its Node entry point is
+// CommonJS, so a synchronous require returns the one module instance that
+// `import` elsewhere gets too.)
+let yamlModule: typeof Yaml | undefined;
+function yaml(): typeof Yaml {
+  yamlModule ??= createRequire(import.meta.url)('yaml') as typeof Yaml;
+  return yamlModule;
+}
 
 export interface PlanIssue {
   line: number;
@@ -61,8 +64,8 @@ function pathLabel(path: readonly PathKey[]): string {
 }
 
 function pairFor(node: unknown, key: PathKey): Pair | undefined {
-  if (!isMap(node)) return undefined;
-  return node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(key));
+  if (!yaml().isMap(node)) return undefined;
+  return node.items.find((p) => yaml().isScalar(p.key) && String(p.key.value) === String(key));
 }
 
 /**
@@ -72,19 +75,23 @@ function pairFor(node: unknown, key: PathKey): Pair | undefined {
  */
 function offsetOf(doc: Document.Parsed, path: readonly PathKey[], key?: PathKey): number {
   let node: unknown = doc.contents;
-  let offset = isNode(node) ? (node.range?.[0] ?? 0) : 0;
+  let offset = yaml().isNode(node) ? (node.range?.[0] ?? 0) : 0;
   for (const step of path) {
-    if (isSeq(node) && typeof step === 'number') node = node.items[step];
+    if (yaml().isSeq(node) && typeof step === 'number') node = node.items[step];
     else node = pairFor(node, step)?.value;
-    if (!isNode(node)) break;
+    if (!yaml().isNode(node)) break;
     offset = node.range?.[0] ?? offset;
   }
   const keyNode = key === undefined ? undefined : pairFor(node, key)?.key;
-  if (isNode(keyNode)) offset = keyNode.range?.[0] ?? offset;
+  if (yaml().isNode(keyNode)) offset = keyNode.range?.[0] ?? offset;
   return offset;
 }
 
-function issuesFromZod(error: z.ZodError, doc: Document.Parsed, lines: LineCounter): PlanIssue[] {
+function issuesFromZod(
+  error: z.ZodError,
+  doc: Document.Parsed,
+  lines: LineCounterType,
+): PlanIssue[] {
   const out: PlanIssue[] = [];
   for (const issue of error.issues) {
     const path = issue.path.filter((p): p is PathKey => typeof p !== 'symbol');
@@ -148,7 +155,7 @@ function parseFast(text: string): MigrationPlan | undefined {
 
 /** Parses with `yaml`: the meaning of record, and every problem with its position. */
 export function parseAuthoritative(text: string, file: string): LoadedPlan {
-  const lines = new LineCounter();
+  const lines = new (yaml().LineCounter)();
   const doc = parsePlanDocument(text, lines);
   if (doc.errors.length > 0) {
     throw new PlanError(
@@ -183,8 +190,8 @@ export function parseAuthoritative(text: string, file: string): LoadedPlan {
 }
 
 /** The YAML document of a plan's text, with source ranges on every node. */
-export function parsePlanDocument(text: string, lineCounter?: LineCounter): Document.Parsed {
-  return parseDocument(text, {
+export function parsePlanDocument(text: string, lineCounter?: LineCounterType): Document.Parsed {
+  return yaml().parseDocument(text, {
     ...(lineCounter ? { lineCounter } : {}),
     prettyErrors: false,
     uniqueKeys: true,

@@ -9,6 +9,7 @@ import { Document, isMap, isScalar, isSeq, Scalar, type Node } from 'yaml';
 import { UserError } from '../core/errors.js';
 import { loadFastRaw, parsePlan, parsePlanDocument, type LoadedPlan } from './read.js';
 import {
+  MigrationPlanSchema,
   PLAN_SCHEMA_URL,
   type MigrationPlan,
   type WorkloadKind,
@@ -151,7 +152,8 @@ function statusHolders(raw: unknown): { status?: unknown }[] | undefined {
  * parser leaves to the authoritative one) returns undefined. About ten times
  * cheaper in time and memory than building the document for its positions.
  */
-export function provenSpans(text: string, workloads: number): Span[] | undefined {
+export function provenSpans(text: string, plan: MigrationPlan): Span[] | undefined {
+  const workloads = plan.tenants.reduce((n, t) => n + t.workloads.length, 0);
   const spans: Span[] = [];
   for (const m of text.matchAll(STATUS_VALUE)) {
     const value = m[1] ?? '';
@@ -168,15 +170,17 @@ export function provenSpans(text: string, workloads: number): Span[] | undefined
   });
   parts.push(text.slice(at));
   const marked = loadFastRaw(parts.join(''));
-  const original = loadFastRaw(text);
-  const markedHolders = statusHolders(marked);
-  const originalHolders = statusHolders(original);
-  if (!markedHolders || !originalHolders || markedHolders.length !== workloads) return undefined;
-  for (const [i, holder] of markedHolders.entries()) {
+  const holders = statusHolders(marked);
+  if (!holders || holders.length !== workloads) return undefined;
+  const statuses = plan.tenants.flatMap((t) => t.workloads.map((w) => w.status));
+  for (const [i, holder] of holders.entries()) {
     if (holder.status !== `ct-status-${i}`) return undefined;
-    holder.status = originalHolders[i]?.status;
+    holder.status = statuses[i];
   }
-  return isDeepStrictEqual(marked, original) ? spans : undefined;
+  // With the statuses put back it must be the very same plan (the schema
+  // rejects unknown keys, so nothing the markers touched can hide).
+  const again = MigrationPlanSchema.safeParse(marked);
+  return again.success && isDeepStrictEqual(again.data, plan) ? spans : undefined;
 }
 
 /**
@@ -202,8 +206,7 @@ export class PlanEditor {
     this.assembled = text;
     this.slots.clear();
     this.ordered = [];
-    const count = plan.tenants.reduce((n, t) => n + t.workloads.length, 0);
-    const proven = provenSpans(text, count);
+    const proven = provenSpans(text, plan);
     // Otherwise positions come from a document parsed here and dropped at the
     // end, so no syntax tree of the plan stays in memory for a whole run.
     const doc = proven ? undefined : parsePlanDocument(text);

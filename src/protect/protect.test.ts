@@ -101,6 +101,10 @@ describe('plan store', () => {
     const file = await planFile();
     const store = await PlanStore.open(await readPlan(file), 'plan.yaml', { compactEveryMs: 0 });
     await store.record(one, 'migrated');
+    // The person edits the plan as it is on disk once the run has rewritten it.
+    while (!(await readFile(file, 'utf8')).includes('one, status: migrated}')) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
     const edited = (await readFile(file, 'utf8')).replace(
       '# reviewer note',
       '# reviewer note\n# approved by CAB-7',

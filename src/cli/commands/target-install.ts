@@ -3,7 +3,6 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Context } from '../../core/context.js';
 import { UserError } from '../../core/errors.js';
-import { installManifests, renderYaml } from '../../webhook/install.js';
 import { DEFAULT_INIT_IMAGE } from './webhook.js';
 
 export function registerTargetInstall(target: Command, ctx: Context): void {
@@ -59,6 +58,7 @@ export function registerTargetInstall(target: Command, ctx: Context): void {
           throw new UserError(`--ca-bundle ${o.caBundle}: cannot read`);
         }
       }
+      const { installManifests, renderYaml } = await import('../../webhook/install.js');
       const objects = installManifests({
         namespace: o.namespace,
         image: o.image,

@@ -3,7 +3,6 @@ import { isAbsolute, resolve } from 'node:path';
 import type { Context } from '../../core/context.js';
 import { UserError } from '../../core/errors.js';
 import { readPlan } from '../../plan/read.js';
-import { writeFileAtomic } from '../../plan/write.js';
 import type { VaultReportOptions } from '../../report/reports.js';
 import { normalizeMount } from '../../vault/apply.js';
 
@@ -117,6 +116,7 @@ export function registerTargetReports(target: Command, ctx: Context): void {
             ? renderHtml(report)
             : renderMarkdown(report);
       if (o.outputFile) {
+        const { writeFileAtomic } = await import('../../plan/write.js');
         await writeFileAtomic(
           isAbsolute(o.outputFile) ? o.outputFile : resolve(ctx.cwd, o.outputFile),
           text,

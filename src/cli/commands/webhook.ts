@@ -3,12 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { say, type Context } from '../../core/context.js';
 import { UserError } from '../../core/errors.js';
-import {
-  credentialsFromDockerConfig,
-  RegistryClient,
-  type RegistryOptions,
-} from '../../webhook/registry.js';
-import { startWebhookServer } from '../../webhook/server.js';
+import type { RegistryOptions } from '../../webhook/registry.js';
 
 export const DEFAULT_INIT_IMAGE = 'ghcr.io/cloudtaser/cloudtaser-init:0.1.0';
 
@@ -30,6 +25,7 @@ async function pullSecretReader(
 ): Promise<RegistryOptions['credentials']> {
   // Loaded on use: the Kubernetes client is large and most commands do not need it.
   const { CoreV1Api, KubeConfig } = await import('@kubernetes/client-node');
+  const { credentialsFromDockerConfig } = await import('../../webhook/registry.js');
   const kc = new KubeConfig();
   if (kubeconfig) kc.loadFromFile(resolve(ctx.cwd, kubeconfig));
   else if (ctx.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
@@ -79,6 +75,9 @@ export function registerWebhookCommands(webhook: Command, ctx: Context): void {
       'kubeconfig for reading image pull secrets (default: in-cluster service account, if any)',
     )
     .action(async (o) => {
+      // Loaded on use, like every command's implementation: start-up stays small.
+      const { RegistryClient } = await import('../../webhook/registry.js');
+      const { startWebhookServer } = await import('../../webhook/server.js');
       const registry = new RegistryClient({
         insecure: o.insecureRegistry ?? [],
         credentials: await pullSecretReader(o.kubeconfig, ctx),
