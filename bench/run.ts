@@ -132,6 +132,11 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 3000));
     log(`cluster settled in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   };
+  const protectArgs = (plan: string): string[] => [
+    cli,
+    ...['target', 'protect', '--plan', plan, '--vault-address', sb.info.baoAddr, '--yes'],
+    ...['--concurrency', String(CONCURRENCY)],
+  ];
   const rows: string[][] = [];
   const memory: string[][] = [];
   try {
@@ -386,18 +391,7 @@ async function main(): Promise<void> {
       await reset();
       const protect = await timed(
         process.execPath,
-        [
-          cli,
-          'target',
-          'protect',
-          '--plan',
-          'plan-protect.yaml',
-          '--vault-address',
-          sb.info.baoAddr,
-          '--yes',
-          '--concurrency',
-          String(CONCURRENCY),
-        ],
+        protectArgs('plan-protect.yaml'),
         env,
         work,
       );
@@ -445,18 +439,7 @@ async function main(): Promise<void> {
         await settle();
         const r = await timed(
           process.execPath,
-          [
-            cli,
-            'target',
-            'protect',
-            '--plan',
-            `plan-${count}.yaml`,
-            '--vault-address',
-            sb.info.baoAddr,
-            '--yes',
-            '--concurrency',
-            String(CONCURRENCY),
-          ],
+          protectArgs(`plan-${count}.yaml`),
           env,
           work,
         );
