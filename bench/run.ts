@@ -389,12 +389,7 @@ async function main(): Promise<void> {
         mapLimit(bodies, CONCURRENCY, (b) => apps.patchNamespacedDeployment(b, header)),
       );
       await reset();
-      const protect = await timed(
-        process.execPath,
-        protectArgs('plan-protect.yaml'),
-        env,
-        work,
-      );
+      const protect = await timed(process.execPath, protectArgs('plan-protect.yaml'), env, work);
       rows.push([
         `protect ${bodies.length} workloads --yes`,
         `${protect.seconds.toFixed(2)} s`,
@@ -437,12 +432,7 @@ async function main(): Promise<void> {
         );
         await writeFile(join(work, `plan-${count}.yaml`), text);
         await settle();
-        const r = await timed(
-          process.execPath,
-          protectArgs(`plan-${count}.yaml`),
-          env,
-          work,
-        );
+        const r = await timed(process.execPath, protectArgs(`plan-${count}.yaml`), env, work);
         growth.push(`${count * M}: ${((r.seconds * 1000) / (count * M)).toFixed(2)} ms/workload`);
       }
       rows.push(['protect cost growth', growth.join('; '), '—', '', 'flat']);
