@@ -20,6 +20,8 @@ import { cli, cliProcess, sandboxEnv, tempDir } from './helpers/cli.js';
 import { eventually, kubeConfig, sandbox, uniqueName } from './helpers/sandbox.js';
 
 const VAULT = 'https://vault.eu.example.com';
+/** `target protect --plan plan.yaml --vault-address VAULT --yes`, the CI form most tests run. */
+const PROTECT_YES = ['target', 'protect', '--plan', 'plan.yaml', '--vault-address', VAULT, '--yes'];
 
 function clients() {
   const kc = kubeConfig();
@@ -271,20 +273,7 @@ describe('target protect --yes', () => {
       },
     });
     const ctx = captureContext({ cwd: dir, env: sandboxEnv(), stdout });
-    const code = await runCli(
-      [
-        'target',
-        'protect',
-        '--plan',
-        'plan.yaml',
-        '--vault-address',
-        VAULT,
-        '--yes',
-        '--concurrency',
-        '1',
-      ],
-      ctx,
-    );
+    const code = await runCli([...PROTECT_YES, '--concurrency', '1'], ctx);
     expect(out).toContain(`Deployment ${ns}/a1: injected, restarted -> migrated`);
     expect(out).toContain(`Deployment ${ns}/a2: injected, restarted -> migrated`);
     expect(out).toContain(`Deployment ${ns}/a3: left pending: no longer references k8s-secret/db`);
@@ -357,22 +346,9 @@ describe('target protect --yes', () => {
         `token: ${tr.status?.token ?? ''}`,
       ),
     );
-    const r = await cli(
-      [
-        'target',
-        'protect',
-        '--plan',
-        'plan.yaml',
-        '--vault-address',
-        VAULT,
-        '--yes',
-        '--kubeconfig',
-        kubeconfig,
-      ],
-      {
-        cwd: dir,
-      },
-    );
+    const r = await cli([...PROTECT_YES, '--kubeconfig', kubeconfig], {
+      cwd: dir,
+    });
     expect(r.stdout).toContain(
       `StatefulSet ${ns}/locked: left pending: missing RBAC permission: cannot patch statefulsets.apps/locked in namespace ${ns}`,
     );
@@ -404,21 +380,7 @@ describe('target protect --yes', () => {
     await deployment(ns, 'scaled-to-zero', { replicas: 0 });
     await deployment(ns, 'never-ready', { replicas: 1 });
     const { dir } = await discoverPlan([ns]);
-    const r = await cli(
-      [
-        'target',
-        'protect',
-        '--plan',
-        'plan.yaml',
-        '--vault-address',
-        VAULT,
-        '--yes',
-        '--wait',
-        '--timeout',
-        '3',
-      ],
-      { cwd: dir },
-    );
+    const r = await cli([...PROTECT_YES, '--wait', '--timeout', '3'], { cwd: dir });
     expect(r.stdout).toContain(
       `Deployment ${ns}/scaled-to-zero: injected, restarted, rolled out -> migrated`,
     );
@@ -556,13 +518,7 @@ describe('resumable under SIGKILL', () => {
     };
     const args = [
       join(projectRoot, 'dist', 'bin', 'cloudtaser.js'),
-      'target',
-      'protect',
-      '--plan',
-      'plan.yaml',
-      '--vault-address',
-      VAULT,
-      '--yes',
+      ...PROTECT_YES,
       '--concurrency',
       '3',
     ];
