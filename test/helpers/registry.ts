@@ -24,7 +24,17 @@ const BIN = '/usr/bin/docker-registry';
 
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-export async function startRegistry(dir: string): Promise<LocalRegistry> {
+/** A user the registry accepts when started with `auth` (htpasswd, bcrypt of the password). */
+export const REGISTRY_USER = {
+  username: 'puller',
+  password: 'pull-secret-password',
+  htpasswd: 'puller:$2a$10$briUHdDVrdsR.sgQEpRiNO0t.GeYJG04Ey1NAJfIgp0edq8TFT0v2',
+};
+
+export async function startRegistry(
+  dir: string,
+  opts: { auth?: boolean } = {},
+): Promise<LocalRegistry> {
   if (!existsSync(BIN)) {
     throw new Error(
       `${BIN} is missing: install it with apt-get install docker-registry (.ci/run does)`,
@@ -32,6 +42,13 @@ export async function startRegistry(dir: string): Promise<LocalRegistry> {
   }
   const port = await freePort();
   const host = `127.0.0.1:${port}`;
+  if (opts.auth) await writeFile(join(dir, 'htpasswd'), `${REGISTRY_USER.htpasswd}\n`);
+  // Pushes (the helper's own requests) carry the user when auth is on.
+  const pushAuth: Record<string, string> = opts.auth
+    ? {
+        authorization: `Basic ${Buffer.from(`${REGISTRY_USER.username}:${REGISTRY_USER.password}`).toString('base64')}`,
+      }
+    : {};
   await writeFile(
     join(dir, 'registry.yml'),
     [
@@ -41,24 +58,30 @@ export async function startRegistry(dir: string): Promise<LocalRegistry> {
       `  filesystem: {rootdirectory: ${join(dir, 'data')}}`,
       'http:',
       `  addr: ${host}`,
+      ...(opts.auth
+        ? ['auth:', `  htpasswd: {realm: cloudtaser-test, path: ${join(dir, 'htpasswd')}}`]
+        : []),
       '',
     ].join('\n'),
   );
   const child: ChildProcess = spawn(BIN, ['serve', join(dir, 'registry.yml')], { stdio: 'ignore' });
   await eventually('the registry', async () => {
-    const r = await fetch(`http://${host}/v2/`).catch(() => undefined);
+    const r = await fetch(`http://${host}/v2/`, { headers: pushAuth }).catch(() => undefined);
     return r?.status === 200 ? true : undefined;
   });
 
   const blob = async (repo: string, data: Buffer): Promise<string> => {
     const digest = sha(data);
-    const start = await fetch(`http://${host}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
+    const start = await fetch(`http://${host}/v2/${repo}/blobs/uploads/`, {
+      method: 'POST',
+      headers: pushAuth,
+    });
     const location = new URL(start.headers.get('location') ?? '', `http://${host}`);
     location.searchParams.set('digest', digest);
     const put = await fetch(location, {
       method: 'PUT',
       body: data,
-      headers: { 'content-type': 'application/octet-stream' },
+      headers: { 'content-type': 'application/octet-stream', ...pushAuth },
     });
     if (put.status !== 201) throw new Error(`blob upload: ${put.status} ${await put.text()}`);
     return digest;
@@ -73,7 +96,7 @@ export async function startRegistry(dir: string): Promise<LocalRegistry> {
     const res = await fetch(`http://${host}/v2/${repo}/manifests/${ref}`, {
       method: 'PUT',
       body: data,
-      headers: { 'content-type': mediaType },
+      headers: { 'content-type': mediaType, ...pushAuth },
     });
     if (res.status !== 201) throw new Error(`manifest upload: ${res.status} ${await res.text()}`);
     return sha(data);
