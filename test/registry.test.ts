@@ -1,12 +1,20 @@
 // The webhook's image lookup against a real registry that requires a login
 // (Debian's docker-registry with htpasswd): credentials come from a real
 // `.dockerconfigjson` the way an imagePullSecret carries them, and the
-// registry's Basic challenge is answered.
+// registry's Basic or Bearer (token server) challenge is answered.
+import { execFile } from 'node:child_process';
+import { createPrivateKey, randomBytes, sign, X509Certificate } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { credentialsFromDockerConfig, RegistryClient } from '../src/webhook/registry.js';
 import { tempDir } from './helpers/cli.js';
 import { REGISTRY_USER, startRegistry, type LocalRegistry } from './helpers/registry.js';
 
+const run = promisify(execFile);
 let registry: LocalRegistry | undefined;
 
 beforeAll(async () => {
@@ -66,5 +74,94 @@ describe('registry login', () => {
         ),
     });
     await expect(wrong.resolve(image, 'team-a', ['regcred'])).rejects.toThrow('answered 401');
+  });
+});
+
+describe('registry token login', () => {
+  it('answers a Bearer challenge: a token from the realm, asked with the pull secret, scoped to the image', async () => {
+    const dir = await tempDir('ct-registry-token-');
+    // The image is pushed while the registry is open, then the same storage
+    // is served by a registry that only accepts tokens from our issuer.
+    const open = await startRegistry(dir);
+    await open.push('private/tool', '3.1', { Entrypoint: ['/usr/bin/tool'], Cmd: [] });
+    open.stop();
+    const key = join(dir, 'issuer.key');
+    const cert = join(dir, 'issuer.crt');
+    await run('openssl', [
+      ...['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1'],
+      ...['-keyout', key, '-out', cert, '-subj', '/CN=cloudtaser-test-issuer'],
+    ]);
+    const certDer = new X509Certificate(await readFile(cert)).raw.toString('base64');
+    const signingKey = createPrivateKey(await readFile(key));
+    const requests: { scope: string; service: string; authorization: string }[] = [];
+    const issuer = createServer((req, res) => {
+      const u = new URL(req.url ?? '/', 'http://issuer');
+      requests.push({
+        scope: u.searchParams.get('scope') ?? '',
+        service: u.searchParams.get('service') ?? '',
+        authorization: req.headers.authorization ?? '',
+      });
+      const expected = `Basic ${Buffer.from(`${REGISTRY_USER.username}:${REGISTRY_USER.password}`).toString('base64')}`;
+      if (req.headers.authorization !== expected) {
+        res.writeHead(401).end();
+        return;
+      }
+      const [, name = '', actions = ''] = (u.searchParams.get('scope') ?? '').split(':');
+      const now = Math.floor(Date.now() / 1000);
+      const b64 = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('base64url');
+      const unsigned = `${b64({ alg: 'RS256', typ: 'JWT', x5c: [certDer] })}.${b64({
+        iss: 'cloudtaser-test-issuer',
+        sub: REGISTRY_USER.username,
+        aud: 'test-registry',
+        exp: now + 300,
+        nbf: now - 10,
+        iat: now,
+        jti: randomBytes(8).toString('hex'),
+        access: [{ type: 'repository', name, actions: actions.split(',') }],
+      })}`;
+      const signature = sign('sha256', Buffer.from(unsigned), signingKey).toString('base64url');
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ token: `${unsigned}.${signature}` }));
+    });
+    await new Promise<void>((resolve) => issuer.listen(0, '127.0.0.1', resolve));
+    const realm = `http://127.0.0.1:${(issuer.address() as AddressInfo).port}/token`;
+    const guarded = await startRegistry(dir, {
+      extraConfig: [
+        'auth:',
+        '  token:',
+        `    realm: ${realm}`,
+        '    service: test-registry',
+        '    issuer: cloudtaser-test-issuer',
+        `    rootcertbundle: ${cert}`,
+      ],
+    });
+    try {
+      const host = guarded.host;
+      const image = `${host}/private/tool:3.1`;
+      await expect(
+        new RegistryClient({ insecure: [host] }).resolve(image, 'ns', []),
+      ).rejects.toThrow('registry token request failed (401)');
+      const client = new RegistryClient({
+        insecure: [host],
+        credentials: (_ns, _secrets, reg) =>
+          Promise.resolve(
+            credentialsFromDockerConfig(
+              dockerConfig(host, REGISTRY_USER.username, REGISTRY_USER.password),
+              reg,
+            ),
+          ),
+      });
+      expect(await client.resolve(image, 'ns', ['regcred'])).toEqual({
+        entrypoint: ['/usr/bin/tool'],
+        cmd: [],
+      });
+      expect(requests.at(-1)).toMatchObject({
+        scope: 'repository:private/tool:pull',
+        service: 'test-registry',
+      });
+    } finally {
+      guarded.stop();
+      issuer.close();
+    }
   });
 });

@@ -33,7 +33,7 @@ export const REGISTRY_USER = {
 
 export async function startRegistry(
   dir: string,
-  opts: { auth?: boolean } = {},
+  opts: { auth?: boolean; extraConfig?: string[] } = {},
 ): Promise<LocalRegistry> {
   if (!existsSync(BIN)) {
     throw new Error(
@@ -61,13 +61,15 @@ export async function startRegistry(
       ...(opts.auth
         ? ['auth:', `  htpasswd: {realm: cloudtaser-test, path: ${join(dir, 'htpasswd')}}`]
         : []),
+      ...(opts.extraConfig ?? []),
       '',
     ].join('\n'),
   );
   const child: ChildProcess = spawn(BIN, ['serve', join(dir, 'registry.yml')], { stdio: 'ignore' });
   await eventually('the registry', async () => {
     const r = await fetch(`http://${host}/v2/`, { headers: pushAuth }).catch(() => undefined);
-    return r?.status === 200 ? true : undefined;
+    // Up: it answers (401 when it wants a token the helper does not have).
+    return r?.status === 200 || (r?.status === 401 && opts.extraConfig) ? true : undefined;
   });
 
   const blob = async (repo: string, data: Buffer): Promise<string> => {
