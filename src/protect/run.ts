@@ -1,6 +1,8 @@
 // `target protect` and `target unprotect`: for each selected workload,
-// re-read it, decide (prompt or --yes), patch its pod template in one
-// request, optionally restart and wait, and record the status durably.
+// read it (from one up-front list per kind with --yes, fresh before each
+// question when interactive), decide, patch its pod template in one request
+// guarded by the resourceVersion that was checked, optionally restart and
+// wait, and record the status durably.
 //
 // Resumability rests on the cluster, not only on the plan: a workload whose
 // live template already carries exactly the annotations we would write is
