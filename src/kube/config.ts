@@ -33,7 +33,7 @@ export interface KubeTarget {
 /**
  * client-node (1.x) hands every request a brand-new https.Agent, so each call
  * pays a TCP connect, a TLS handshake and a fresh SecureContext (the CA
- * parsed again) on both ends: profiled, that was over half of protect's CPU
+ * parsed again) on both ends: profiled, more than a third of protect's CPU
  * at 2,000 workloads. This authentication wrapper lets the kubeconfig do all
  * its work (tokens, exec plugins, client certificates), then swaps the
  * throw-away agent for a pooled keep-alive one built from the same TLS
