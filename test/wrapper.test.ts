@@ -118,6 +118,28 @@ describe('cloudtaser-wrapper', () => {
     expect(w.err()).not.toContain(VALUE);
   });
 
+  it("keeps a native Secret's value (as envFrom delivers it) out of /proc/1/environ, and gives the child vault's", async () => {
+    // A workload still carrying `envFrom: secretRef`: the kubelet puts the
+    // native Secret's keys into the container's environment before the
+    // wrapper starts.
+    const native = `native-${randomBytes(6).toString('hex')}`;
+    const w = start(
+      ['sh', '-c', 'echo "child sees DB_PASS=$DB_PASS"; echo ready; sleep 2'],
+      wrapperEnv({ DB_PASS: native, APP_MODE: 'blue' }),
+    );
+    await eventually(
+      'the child to start',
+      () => Promise.resolve(w.out().includes('ready') ? true : undefined),
+      20_000,
+    );
+    const environ = (await readFile(`/proc/${w.child.pid ?? 0}/environ`)).toString();
+    expect(environ).toContain('APP_MODE=blue');
+    expect(environ).not.toContain(native);
+    expect(environ).not.toContain('DB_PASS');
+    expect(await w.exit).toBe(0);
+    expect(w.out()).toContain(`child sees DB_PASS=${VALUE}`);
+  });
+
   it('forwards SIGTERM to the child', async () => {
     const w = start(
       ['sh', '-c', 'trap "echo got-term; exit 42" TERM; echo ready; while :; do sleep 0.1; done'],

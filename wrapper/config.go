@@ -143,22 +143,41 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 // ChildEnv is the wrapper's environment without VAULT_* and CLOUDTASER_*,
 // plus the secrets. Secrets win over variables of the same name.
 func ChildEnv(base []string, secrets map[string]string) []string {
-	out := make([]string, 0, len(base)+len(secrets))
+	out := withoutSettings(base, func(name string) bool {
+		_, overridden := secrets[name]
+		return overridden
+	})
+	for k, v := range secrets {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+// StageEnv is the environment the wrapper re-executes itself with: no
+// settings, and none of the variables the env-map provides from vault. Such
+// a variable can only have come from a native Secret (an envFrom the
+// workload still carries, say), and PID 1's /proc/1/environ must not show it;
+// the application gets the vault value instead.
+func StageEnv(base []string, c *Config) []string {
+	provided := make(map[string]bool, len(c.EnvMap))
+	for _, m := range c.EnvMap {
+		provided[m.Env] = true
+	}
+	return withoutSettings(base, func(name string) bool { return provided[name] })
+}
+
+// withoutSettings drops VAULT_*, CLOUDTASER_* and the names drop accepts.
+func withoutSettings(base []string, drop func(name string) bool) []string {
+	out := make([]string, 0, len(base))
 	for _, kv := range base {
 		name := kv
 		if i := strings.IndexByte(kv, '='); i >= 0 {
 			name = kv[:i]
 		}
-		if strings.HasPrefix(name, "VAULT_") || strings.HasPrefix(name, "CLOUDTASER_") {
-			continue
-		}
-		if _, overridden := secrets[name]; overridden {
+		if strings.HasPrefix(name, "VAULT_") || strings.HasPrefix(name, "CLOUDTASER_") || drop(name) {
 			continue
 		}
 		out = append(out, kv)
-	}
-	for k, v := range secrets {
-		out = append(out, k+"="+v)
 	}
 	return out
 }

@@ -87,8 +87,9 @@ func main() {
 		if err != nil {
 			fail("%v", err)
 		}
-		// Start again without VAULT_* and CLOUDTASER_*: /proc/1/environ then
-		// shows neither the settings nor (for token auth) the vault token.
+		// Start again without VAULT_*, CLOUDTASER_* and the variables vault
+		// will provide: /proc/1/environ then shows neither the settings, nor
+		// (for token auth) the vault token, nor a native Secret's value.
 		if err := reexecClean(c, args); err != nil {
 			fail("%v", err)
 		}
@@ -150,7 +151,7 @@ func reexecClean(c *Config, args []string) error {
 		return fmt.Errorf("cannot pass settings: %v", errno)
 	}
 	argv := append([]string{os.Args[0], stage2Flag}, args...)
-	return syscall.Exec(self, argv, ChildEnv(os.Environ(), nil))
+	return syscall.Exec(self, argv, StageEnv(os.Environ(), c))
 }
 
 func readStage2(args []string) (*Config, []string, error) {

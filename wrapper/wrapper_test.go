@@ -101,3 +101,13 @@ func TestRunReturnsExitCodeAndForwardsSignals(t *testing.T) {
 		t.Fatalf("killed child: exit code %d, want 137", code)
 	}
 }
+
+func TestStageEnvDropsSettingsAndWhatVaultProvides(t *testing.T) {
+	c := &Config{EnvMap: []Mapping{{Path: "secret/data/a", Field: "password", Env: "DB_PASS"}}}
+	got := StageEnv([]string{"PATH=/bin", "VAULT_TOKEN=t", "CLOUDTASER_ENV_MAP=m", "DB_PASS=native", "DB_HOST=db"}, c)
+	sort.Strings(got)
+	want := []string{"DB_HOST=db", "PATH=/bin"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %v", got)
+	}
+}
