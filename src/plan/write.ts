@@ -130,7 +130,8 @@ interface StatusSlot {
 const STATUS_VALUE =
   /(?<=^|[\s{,])status:[ \t]+("(?:pending|migrated|skipped)"|'(?:pending|migrated|skipped)'|(?:pending|migrated|skipped))(?=[ \t]*(?:#|,|\}|$))/gm;
 
-type RawPlan = { tenants?: { workloads?: { status?: unknown }[] }[] } | null | undefined;
+type Holder = { status?: unknown } | null;
+type RawPlan = { tenants?: ({ workloads?: Holder[] } | null)[] } | null | undefined;
 
 /** Each workload's status holder in document order, if the raw value has the plan's shape. */
 function statusHolders(raw: unknown): { status?: unknown }[] | undefined {
@@ -138,8 +139,11 @@ function statusHolders(raw: unknown): { status?: unknown }[] | undefined {
   if (!Array.isArray(tenants)) return undefined;
   const out: { status?: unknown }[] = [];
   for (const t of tenants) {
-    if (!Array.isArray(t.workloads)) return undefined;
-    out.push(...t.workloads);
+    if (!Array.isArray(t?.workloads)) return undefined;
+    for (const w of t.workloads) {
+      if (w === null || typeof w !== 'object') return undefined;
+      out.push(w);
+    }
   }
   return out;
 }

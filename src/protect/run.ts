@@ -191,6 +191,7 @@ class Runner {
     this.workloads = new Workloads(loadKube(o.kube, ctx.env, ctx.cwd));
   }
 
+  /** --yes approves at once; interactively the note (if any) is printed before the question. */
   private async decide(question: keyof typeof QUESTIONS, note?: string): Promise<boolean> {
     if (this.o.mode === 'yes') return true;
     this.prompter ??= new Prompter(this.ctx);
@@ -339,28 +340,18 @@ class Runner {
     const decision: Decision = { inject: await this.decide('inject'), restart: false };
     if (!decision.inject) return { status: 'skipped', steps: [] };
     const paused = isPaused(live);
-    if (!paused)
-      decision.restart = await this.decide(
-        'restart',
-        this.o.mode === 'interactive' ? restartNote(live) : undefined,
-      );
+    if (!paused) decision.restart = await this.decide('restart', restartNote(live));
 
-    const stamp = rfc3339(this.ctx.now());
-    const result = await this.patch(
-      item,
-      live,
-      () => ({
-        ...wanted,
-        ...(decision.restart ? { [ANNOTATION.restartedAt]: stamp } : {}),
-      }),
-      check,
-    );
+    const annotations: Record<string, string> = decision.restart
+      ? { ...wanted, [ANNOTATION.restartedAt]: rfc3339(this.ctx.now()) }
+      : wanted;
+    const result = await this.patch(item, live, () => annotations, check);
     if ('outcome' in result) return result.outcome;
     const patched = result.patched;
     if (this.o.dryRun) {
       say(
         this.ctx.stdout,
-        `  would patch ${label(item)} pod template annotations: ${JSON.stringify({ ...wanted, ...(decision.restart ? { [ANNOTATION.restartedAt]: stamp } : {}) })}`,
+        `  would patch ${label(item)} pod template annotations: ${JSON.stringify(annotations)}`,
       );
       return { status: item.workload.status, steps: ['dry run'], dryRun: true };
     }
@@ -403,10 +394,7 @@ class Runner {
       return { status: item.workload.status, steps: ['declined'] };
     const restart =
       updateStrategy(live) === 'on-delete' && !isPaused(live)
-        ? await this.decide(
-            'restart',
-            this.o.mode === 'interactive' ? restartNote(live) : undefined,
-          )
+        ? await this.decide('restart', restartNote(live))
         : false;
     const result = await this.patch(
       item,
