@@ -2,7 +2,7 @@
 // real CLI, kubectl and bao. Each command is printed before its output.
 // Pass --keep to leave the sandbox running afterwards.
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
@@ -81,6 +81,9 @@ async function main(): Promise<number> {
 
     heading('0b. Run the cloudtaser admission webhook (on loopback for the sandbox)');
     const pki = await loopbackPki(work);
+    // The webhook's own log lines go to a file, so they do not interleave
+    // with the commands' output the demo is showing.
+    const webhookLog = await open(join(work, 'webhook.log'), 'a');
     const webhook = spawn(
       process.execPath,
       [
@@ -96,12 +99,13 @@ async function main(): Promise<number> {
         '--port',
         '0',
       ],
-      { cwd: work, env, stdio: ['ignore', 'pipe', 'inherit'] },
+      { cwd: work, env, stdio: ['ignore', 'pipe', webhookLog.fd] },
     );
+    await webhookLog.close();
     stopWebhook = () => webhook.kill('SIGTERM');
     const port = await new Promise<string>((resolve, reject) => {
       let seen = '';
-      webhook.stdout.on('data', (b: Buffer) => {
+      webhook.stdout?.on('data', (b: Buffer) => {
         seen += b.toString();
         const m = /listening on https:\/\/127\.0\.0\.1:(\d+)\//.exec(seen);
         if (m?.[1]) resolve(m[1]);
@@ -114,6 +118,7 @@ async function main(): Promise<number> {
       `$ cloudtaser webhook serve --tls-cert tls.crt --tls-key tls.key --host 127.0.0.1 --port 0 &`,
     );
     console.log(`cloudtaser webhook listening on https://127.0.0.1:${port}/mutate`);
+    console.log(`(its log: ${join(work, 'webhook.log')})`);
     await writeFile(join(work, 'webhook.yaml'), webhookConfig(port, pki.ca));
     await step(kubectl(['apply', '-f', 'webhook.yaml']));
     // The API server loads new webhook configurations asynchronously.

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { parsePlan } from '../plan/read.js';
 import { renderPlan } from '../plan/write.js';
-import { discover, envNameFromKey, templateFields, type WorkloadObject } from './discover.js';
+import type { WorkloadObject } from '../contract/workload.js';
+import { discover, envNameFromKey, templateFields } from './discover.js';
 
 const opts = {
   kvMount: 'secret',

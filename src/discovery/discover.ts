@@ -1,7 +1,9 @@
 // Discovery: workloads + secret key names → MigrationPlan. Pure: no I/O, no
 // clock, no secret values (the input carries key names only), and the output
 // is sorted so an unchanged cluster always yields the same plan.
-import type { V1Container, V1PodSpec } from '@kubernetes/client-node';
+import type { V1Container } from '@kubernetes/client-node';
+import { AGENT_PREFIXES, ANNOTATION } from '../contract/annotations.js';
+import { SYSTEM_NAMESPACES, type SecretKeys, type WorkloadObject } from '../contract/workload.js';
 import type { PlanNote } from '../plan/write.js';
 import {
   ENV_VAR_NAME,
@@ -14,36 +16,6 @@ import {
   type Tenant,
   type WorkloadKind,
 } from '../plan/schema.js';
-
-export const SYSTEM_NAMESPACES: ReadonlySet<string> = new Set([
-  'kube-system',
-  'kube-public',
-  'kube-node-lease',
-]);
-export const INJECT_ANNOTATION = 'cloudtaser.io/inject';
-/** Vault Agent Injector annotation prefixes: HashiCorp's and OpenBao's fork. */
-export const AGENT_PREFIXES = ['vault.hashicorp.com/', 'openbao.openbao.org/'] as const;
-
-/** The parts of a Deployment/StatefulSet/DaemonSet discovery reads. */
-export interface WorkloadObject {
-  kind: WorkloadKind;
-  metadata: { name: string; namespace: string };
-  spec?: {
-    replicas?: number;
-    template?: {
-      metadata?: { annotations?: Record<string, string> };
-      spec?: V1PodSpec;
-    };
-  };
-}
-
-/** A Secret as discovery sees it: its key names, never its values. */
-export interface SecretKeys {
-  namespace: string;
-  name: string;
-  type?: string;
-  keys: readonly string[];
-}
 
 export interface DiscoverOptions {
   kvMount: string;
@@ -319,7 +291,7 @@ export function discover(
       continue;
     }
     summary.workloadsFound++;
-    if (w.spec?.template?.metadata?.annotations?.[INJECT_ANNOTATION] === 'true') {
+    if (w.spec?.template?.metadata?.annotations?.[ANNOTATION.inject] === 'true') {
       skip('already-injected');
       continue;
     }
@@ -377,34 +349,4 @@ export function discover(
     tenants,
   };
   return { plan, notes, summary };
-}
-
-/**
- * The plan sources a live workload still references: `k8s-secret/<name>` for
- * every Secret its pod template reads (env, envFrom, volumes, projected
- * volumes) and `vault-agent/<file>` for every Vault Agent secret annotation.
- */
-export function referencedSources(w: WorkloadObject): Set<string> {
-  const spec = w.spec?.template?.spec;
-  const out = new Set<string>();
-  for (const c of [...(spec?.initContainers ?? []), ...(spec?.containers ?? [])]) {
-    for (const e of c.env ?? []) {
-      const name = e.valueFrom?.secretKeyRef?.name;
-      if (name) out.add(`k8s-secret/${name}`);
-    }
-    for (const ef of c.envFrom ?? [])
-      if (ef.secretRef?.name) out.add(`k8s-secret/${ef.secretRef.name}`);
-  }
-  for (const v of spec?.volumes ?? []) {
-    if (v.secret?.secretName) out.add(`k8s-secret/${v.secret.secretName}`);
-    for (const p of v.projected?.sources ?? [])
-      if (p.secret?.name) out.add(`k8s-secret/${p.secret.name}`);
-  }
-  for (const [key, value] of Object.entries(w.spec?.template?.metadata?.annotations ?? {})) {
-    for (const prefix of AGENT_PREFIXES) {
-      const p = `${prefix}agent-inject-secret-`;
-      if (key.startsWith(p) && value) out.add(`vault-agent/${key.slice(p.length)}`);
-    }
-  }
-  return out;
 }

@@ -2,7 +2,7 @@
 // DaemonSets, and the key names (never the values) of Secrets.
 import { AppsV1Api, CoreV1Api, type V1Secret } from '@kubernetes/client-node';
 import { allSettledOrThrow } from '../core/concurrency.js';
-import type { SecretKeys, WorkloadObject } from '../discovery/discover.js';
+import type { SecretKeys, WorkloadObject } from '../contract/workload.js';
 import type { WorkloadKind } from '../plan/schema.js';
 import type { KubeTarget } from './config.js';
 import { listAll, PAGE_SIZE, type Page } from './list.js';

@@ -12,7 +12,7 @@ import { createInterface } from 'node:readline';
 import { rfc3339, say, type Context } from '../core/context.js';
 import { mapLimit } from '../core/concurrency.js';
 import { CheckFailed, ServerError, UserError } from '../core/errors.js';
-import { referencedSources, type WorkloadObject } from '../discovery/discover.js';
+import { referencedSources, type WorkloadObject } from '../contract/workload.js';
 import { loadKube, type KubeOptions } from '../kube/config.js';
 import { KubeApiError } from '../kube/errors.js';
 import {
@@ -25,12 +25,8 @@ import {
 import type { LoadedPlan } from '../plan/read.js';
 import { workloadKey } from '../plan/write.js';
 import type { PlanWorkload, Tenant, WorkloadStatus } from '../plan/schema.js';
-import {
-  ANNOTATION,
-  OWNED_ANNOTATIONS,
-  alreadyApplied,
-  protectAnnotations,
-} from './annotations.js';
+import { ANNOTATION, OWNED_ANNOTATIONS } from '../contract/annotations.js';
+import { alreadyApplied, protectAnnotations } from './annotations.js';
 import { PlanStore } from './plan-store.js';
 
 export interface RunOptions {

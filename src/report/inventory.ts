@@ -4,11 +4,7 @@
 // once with cluster-wide lists; judging is pure.
 import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { allSettledOrThrow } from '../core/concurrency.js';
-import {
-  referencedSources,
-  SYSTEM_NAMESPACES,
-  type WorkloadObject,
-} from '../discovery/discover.js';
+import { referencedSources, SYSTEM_NAMESPACES, type WorkloadObject } from '../contract/workload.js';
 import type { KubeTarget } from '../kube/config.js';
 import { kubeError, statusOf } from '../kube/errors.js';
 import { listAll, PAGE_SIZE } from '../kube/list.js';
@@ -19,7 +15,7 @@ import {
   OWNED_ANNOTATIONS,
   parseEnvMap,
   type EnvMapEntry,
-} from '../protect/annotations.js';
+} from '../contract/annotations.js';
 
 export const INIT_CONTAINER = 'cloudtaser-init';
 

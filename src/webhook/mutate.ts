@@ -6,7 +6,7 @@
 // environment. Never a secret value: only paths, field names and a role.
 import type { V1Container, V1EnvVar, V1Pod } from '@kubernetes/client-node';
 import { KV2_DATA_PATH } from '../plan/schema.js';
-import { ANNOTATION, parseEnvMap } from '../protect/annotations.js';
+import { ANNOTATION, parseEnvMap } from '../contract/annotations.js';
 
 export const INIT_CONTAINER_NAME = 'cloudtaser-init';
 export const VOLUME_NAME = 'cloudtaser-bin';
