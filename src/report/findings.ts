@@ -4,6 +4,7 @@ import type { PolicyRule } from './policy.js';
 import { excessGrants, grantsRead } from './policy.js';
 import type { Inventory, WorkloadFacts } from './inventory.js';
 import type { VaultFacts } from './vault-facts.js';
+import { VAULT_TOKEN_AUDIENCE } from '../contract/annotations.js';
 
 export type Severity = 'error' | 'warning';
 
@@ -15,6 +16,7 @@ export interface Finding {
     | 'role-missing'
     | 'role-namespace'
     | 'role-service-account'
+    | 'role-audience'
     | 'policy-missing'
     | 'path-not-granted'
     | 'path-missing'
@@ -58,6 +60,19 @@ export function validateWorkload(w: WorkloadFacts, facts: VaultFacts): Finding[]
         add(
           'role-service-account',
           `role ${roleName} is not bound to service account ${w.serviceAccount}`,
+        );
+      }
+      // The webhook gives pods a token for this audience only; a role without
+      // it refuses that token and takes the pod's Kubernetes-API token instead.
+      if (role.audience === '') {
+        add(
+          'role-audience',
+          `role ${roleName} sets no audience: it takes the pods' Kubernetes-API token and refuses their vault token (audience "${VAULT_TOKEN_AUDIENCE}"); run source apply-plan`,
+        );
+      } else if (role.audience !== VAULT_TOKEN_AUDIENCE) {
+        add(
+          'role-audience',
+          `role ${roleName} requires audience "${role.audience}", not "${VAULT_TOKEN_AUDIENCE}" (the pods' vault token); run source apply-plan`,
         );
       }
       for (const p of role.policies) {
