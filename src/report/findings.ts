@@ -62,12 +62,13 @@ export function validateWorkload(w: WorkloadFacts, facts: VaultFacts): Finding[]
           `role ${roleName} is not bound to service account ${w.serviceAccount}`,
         );
       }
-      // The webhook gives pods a token for this audience only; a role without
-      // it refuses that token and takes the pod's Kubernetes-API token instead.
+      // The webhook gives pods a token for this audience; a role without one
+      // also accepts the pod's Kubernetes-API token (tested against OpenBao),
+      // which the vault could then replay against the cluster.
       if (role.audience === '') {
         add(
           'role-audience',
-          `role ${roleName} sets no audience: it takes the pods' Kubernetes-API token and refuses their vault token (audience "${VAULT_TOKEN_AUDIENCE}"); run source apply-plan`,
+          `role ${roleName} sets no audience: it accepts the pods' Kubernetes-API token, not only their vault token (audience "${VAULT_TOKEN_AUDIENCE}"); run source apply-plan`,
         );
       } else if (role.audience !== VAULT_TOKEN_AUDIENCE) {
         add(

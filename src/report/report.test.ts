@@ -110,7 +110,7 @@ describe('role findings', () => {
         code: 'role-audience',
         subject: 'Deployment payments/api',
         message:
-          'role pay-role sets no audience: it takes the pods\' Kubernetes-API token and refuses their vault token (audience "cloudtaser"); run source apply-plan',
+          'role pay-role sets no audience: it accepts the pods\' Kubernetes-API token, not only their vault token (audience "cloudtaser"); run source apply-plan',
       },
     ]);
     expect(validateWorkload(w, facts('other')).map((f) => f.message)).toEqual([
