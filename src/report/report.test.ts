@@ -63,6 +63,19 @@ describe('protection state', () => {
     expect(judgeProtection({ 'cloudtaser.io/restartedAt': 'x' }, true).state).toBe('unprotected');
     expect(judgeProtection(undefined, false).state).toBe('not-applicable');
   });
+
+  it('counts a plain-http vault address without the opt-in as partial: the webhook refuses those pods', () => {
+    const plain = { ...full, 'cloudtaser.io/vault-address': 'http://v' };
+    expect(judgeProtection(plain, true)).toMatchObject({
+      state: 'partial',
+      problems: [
+        'cloudtaser.io/vault-address is plain http without cloudtaser.io/allow-insecure-vault: "true" (the webhook refuses these pods)',
+      ],
+    });
+    expect(
+      judgeProtection({ ...plain, 'cloudtaser.io/allow-insecure-vault': 'true' }, true).state,
+    ).toBe('protected');
+  });
 });
 
 describe('role findings', () => {
