@@ -135,7 +135,7 @@ async function main(): Promise<void> {
   };
   const protectArgs = (plan: string): string[] => [
     cli,
-    ...['target', 'protect', '--plan', plan, '--vault-address', sb.info.baoAddr, '--yes'],
+    ...['target', 'protect', '--plan', plan, '--vault-address', sb.info.baoTlsAddr, '--yes'],
     ...['--concurrency', String(CONCURRENCY)],
   ];
   const rows: string[][] = [];
@@ -364,7 +364,7 @@ async function main(): Promise<void> {
               template: {
                 metadata: {
                   annotations: {
-                    ...protectAnnotations(tenant, w, sb.info.baoAddr),
+                    ...protectAnnotations(tenant, w, sb.info.baoTlsAddr),
                     [ANNOTATION.restartedAt]: stamp,
                   },
                 },

@@ -169,9 +169,20 @@ async function main(): Promise<number> {
     );
 
     heading('6. Migrate interactively (answers: y, y for each workload)');
+    console.log(
+      `(pods reach OpenBao over TLS, ${sb.info.baoTlsAddr}: protect refuses plain http unless --allow-insecure-vault)`,
+    );
     await step(
       cloudtaser(
-        ['target', 'protect', '--plan', 'plan.yaml', '--vault-address', addr, '--interactive'],
+        [
+          'target',
+          'protect',
+          '--plan',
+          'plan.yaml',
+          '--vault-address',
+          sb.info.baoTlsAddr,
+          '--interactive',
+        ],
         'y\ny\ny\ny\n',
       ),
     );
@@ -200,7 +211,12 @@ async function main(): Promise<number> {
     console.log(
       '(no kubelet in the sandbox, so the wrapper runs here as the pod would run it: with the',
     );
-    console.log(" pod's injected environment and a service-account token bound to that pod)");
+    console.log(
+      " pod's injected environment and a service-account token bound to that pod, for vault's",
+    );
+    console.log(
+      ' audience as the projected volume holds it; the sandbox CA stands in for the image trust store)',
+    );
     await showWrapper(sb.info, work, env);
     await step(
       sh('grep -c "status: migrated" plan.yaml', 'grep', ['-c', 'status: migrated', 'plan.yaml']),
@@ -261,7 +277,8 @@ async function showWrapper(info: SandboxInfo, work: string, env: NodeJS.ProcessE
     namespace: 'payments',
     body: {
       spec: {
-        audiences: [],
+        // What the kubelet writes into the webhook's projected volume.
+        audiences: ['cloudtaser'],
         expirationSeconds: 600,
         boundObjectRef: {
           apiVersion: 'v1',
@@ -289,7 +306,12 @@ async function showWrapper(info: SandboxInfo, work: string, env: NodeJS.ProcessE
       'echo "app sees DB_USER=$DB_USER and a DB_PASS of ${#DB_PASS} characters"; sleep 2',
     ],
     {
-      env: { PATH: env.PATH ?? '', ...podEnv, CLOUDTASER_SA_TOKEN_FILE: tokenFile },
+      env: {
+        PATH: env.PATH ?? '',
+        ...podEnv,
+        CLOUDTASER_SA_TOKEN_FILE: tokenFile,
+        VAULT_CACERT: info.baoCaFile,
+      },
       stdio: ['ignore', 'inherit', 'inherit'],
     },
   );

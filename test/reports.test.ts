@@ -90,7 +90,7 @@ beforeAll(async () => {
   }
   expect((await cli(['source', 'verify-plan', 'plan.yaml'], { cwd: dir })).code).toBe(0);
   const p = await cli(
-    ['target', 'protect', '--plan', 'plan.yaml', '--vault-address', sandbox().baoAddr, '--yes'],
+    ['target', 'protect', '--plan', 'plan.yaml', '--vault-address', sandbox().baoTlsAddr, '--yes'],
     {
       cwd: dir,
     },
@@ -102,6 +102,8 @@ beforeAll(async () => {
   await bao('POST', `sys/policies/acl/${nsC}-read`, {
     policy: 'path "secret/data/elsewhere" { capabilities = ["read"] }',
   });
+  // A role as written before roles required vault's token audience.
+  await bao('POST', `auth/kubernetes/role/${nsC}-role`, { audience: '' });
   await bao('POST', `secret/data/${nsA}/db2`, { data: { username: 'u' } });
   const apps = kubeConfig().makeApiClient(AppsV1Api);
   await apps.patchNamespacedDeployment({
@@ -176,6 +178,9 @@ describe('target validate', () => {
     );
     expect(out).toContain(
       `  ✗ Deployment ${nsC}/dropped: role ${nsC}-role's policies do not grant read on secret/data/${nsC}/db`,
+    );
+    expect(out).toContain(
+      `  ✗ Deployment ${nsC}/dropped: role ${nsC}-role sets no audience: it accepts the pods' Kubernetes-API token, not only their vault token (audience "cloudtaser"); run source apply-plan`,
     );
     expect(out).toContain(
       `  ✗ Deployment ${nsA}/fieldgone: secret/data/${nsA}/db2 has no field password (for DB_PASS)`,

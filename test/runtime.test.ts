@@ -6,6 +6,7 @@ import {
   AdmissionregistrationV1Api,
   AppsV1Api,
   CoreV1Api,
+  type V1Container,
   type V1Pod,
 } from '@kubernetes/client-node';
 import { execFile, spawn } from 'node:child_process';
@@ -108,6 +109,22 @@ beforeAll(async () => {
           metadata: { labels: { app: 'payment-api' } },
           spec: {
             serviceAccountName: 'payment-api',
+            // Runs before the app and reads the same Secret: once the native
+            // Secret is gone it must get the value from vault too.
+            initContainers: [
+              {
+                name: 'migrate',
+                image: 'registry.example.com/payments/migrate:1.0',
+                command: ['/migrate'],
+                args: ['--up'],
+                env: [
+                  {
+                    name: 'DB_PASS',
+                    valueFrom: { secretKeyRef: { name: 'db-credentials', key: 'password' } },
+                  },
+                ],
+              },
+            ],
             containers: [
               {
                 name: 'api',
@@ -142,7 +159,7 @@ beforeAll(async () => {
   });
   expect((await cli(['source', 'verify-plan', 'plan.yaml'], { cwd: dir })).code).toBe(0);
   const p = await cli(
-    ['target', 'protect', '--plan', 'plan.yaml', '--vault-address', sandbox().baoAddr, '--yes'],
+    ['target', 'protect', '--plan', 'plan.yaml', '--vault-address', sandbox().baoTlsAddr, '--yes'],
     { cwd: dir },
   );
   expect(p.code).toBe(0);
@@ -187,7 +204,8 @@ describe('runtime injection', () => {
       '-o',
       'jsonpath={.spec.initContainers[*].name}',
     ]);
-    expect(stdout).toBe('cloudtaser-init');
+    // The copy first; the pod's own init container after it, wrapped.
+    expect(stdout).toBe('cloudtaser-init migrate');
     const c = pod.spec?.containers[0];
     expect(c?.command).toEqual([
       '/cloudtaser/bin/cloudtaser-wrapper',
@@ -198,28 +216,52 @@ describe('runtime injection', () => {
     expect(c?.args).toBeUndefined();
     const env = Object.fromEntries((c?.env ?? []).map((e) => [e.name, e.value ?? 'valueFrom']));
     const path = `secret/data/${ns}/db-credentials`;
-    expect(env).toEqual({
-      VAULT_ADDR: sandbox().baoAddr,
+    const injected = {
+      VAULT_ADDR: sandbox().baoTlsAddr,
       VAULT_AUTH_ROLE: `${ns}-role`,
       VAULT_AUTH_MOUNT_PATH: 'auth/kubernetes',
       CLOUDTASER_SECRET_PATHS: path,
       CLOUDTASER_ENV_MAP: `${path}:password=DB_PASS,${path}:username=DB_USER`,
-    });
+      CLOUDTASER_SA_TOKEN_FILE: '/var/run/secrets/cloudtaser.io/serviceaccount/token',
+    };
+    expect(env).toEqual(injected);
+    const migrate = pod.spec?.initContainers?.[1];
+    expect(migrate?.command).toEqual(['/cloudtaser/bin/cloudtaser-wrapper', '/migrate', '--up']);
+    expect(migrate?.args).toBeUndefined();
+    // The native Secret's DB_PASS is gone from the init container too.
+    expect(
+      Object.fromEntries((migrate?.env ?? []).map((e) => [e.name, e.value ?? 'valueFrom'])),
+    ).toEqual(injected);
     expect(pod.spec?.volumes?.find((v) => v.name === 'cloudtaser-bin')?.emptyDir?.medium).toBe(
       'Memory',
     );
+    // The wrapper's token: projected for vault's audience, never the API token.
+    expect(pod.spec?.volumes?.find((v) => v.name === 'cloudtaser-token')?.projected).toEqual({
+      sources: [
+        { serviceAccountToken: { audience: 'cloudtaser', expirationSeconds: 600, path: 'token' } },
+      ],
+      defaultMode: 420,
+    });
+    for (const k of [c, migrate]) {
+      expect(k?.volumeMounts).toContainEqual({
+        name: 'cloudtaser-token',
+        mountPath: '/var/run/secrets/cloudtaser.io/serviceaccount',
+        readOnly: true,
+      });
+    }
     expect(JSON.stringify(pod)).not.toContain(VALUE);
   });
 
-  it("starts the app through the wrapper with the pod's settings and a token bound to the pod", async () => {
+  it("starts the init container and the app through the wrapper with the pod's settings and a token bound to the pod", async () => {
     const pod = await injectedPod();
     const core = kubeConfig().makeApiClient(CoreV1Api);
+    // What the kubelet writes into the projected volume: vault's audience, bound to the pod.
     const tr = await core.createNamespacedServiceAccountToken({
       name: 'payment-api',
       namespace: ns,
       body: {
         spec: {
-          audiences: [],
+          audiences: ['cloudtaser'],
           expirationSeconds: 600,
           boundObjectRef: {
             apiVersion: 'v1',
@@ -232,14 +274,22 @@ describe('runtime injection', () => {
     });
     const tokenFile = join(dir, 'pod-token');
     await writeFile(tokenFile, tr.status?.token ?? '');
-    const podEnv = Object.fromEntries(
-      (pod.spec?.containers[0]?.env ?? []).map((e) => [e.name, e.value ?? '']),
+    const envOf = (c: V1Container | undefined): Record<string, string> =>
+      Object.fromEntries((c?.env ?? []).map((e) => [e.name, e.value ?? '']));
+    // The projected file's path and the trust store the image would hold
+    // stand in for what a kubelet and the image provide.
+    const local = { CLOUDTASER_SA_TOKEN_FILE: tokenFile, VAULT_CACERT: sandbox().baoCaFile };
+    const init = await run(
+      join(projectRoot, 'dist', 'wrapper', 'cloudtaser-wrapper'),
+      ['sh', '-c', 'echo "init DB_PASS=$DB_PASS"'],
+      { env: { PATH: process.env.PATH ?? '', ...envOf(pod.spec?.initContainers?.[1]), ...local } },
     );
+    expect(init.stdout).toContain(`init DB_PASS=${VALUE}`);
     const child = spawn(
       join(projectRoot, 'dist', 'wrapper', 'cloudtaser-wrapper'),
       ['sh', '-c', 'echo "DB_PASS=$DB_PASS"; echo ready; sleep 1'],
       {
-        env: { PATH: process.env.PATH ?? '', ...podEnv, CLOUDTASER_SA_TOKEN_FILE: tokenFile },
+        env: { PATH: process.env.PATH ?? '', ...envOf(pod.spec?.containers[0]), ...local },
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     );
@@ -298,12 +348,50 @@ describe('runtime injection', () => {
     expect(bad).toContain('cloudtaser.io/env-map');
   });
 
-  it("takes a command-less container's ENTRYPOINT and CMD from a real registry, and refuses when it cannot", async () => {
+  it('refuses a plain-http vault address at admission unless the template opts in', async () => {
     const core = kubeConfig().makeApiClient(CoreV1Api);
     const path = `secret/data/${ns}/db-credentials`;
     const annotations = {
       'cloudtaser.io/inject': 'true',
       'cloudtaser.io/vault-address': sandbox().baoAddr,
+      'cloudtaser.io/vault-role': `${ns}-role`,
+      'cloudtaser.io/secret-paths': path,
+      'cloudtaser.io/env-map': `${path}:password=DB_PASS`,
+    };
+    const spec = { containers: [{ name: 'c', image: 'busybox', command: ['true'] }] };
+    const refused = await core
+      .createNamespacedPod({
+        namespace: ns,
+        body: { metadata: { name: 'plain-http', annotations }, spec },
+      })
+      .then(
+        () => 'created',
+        (e: unknown) => String((e as { body?: unknown }).body),
+      );
+    expect(refused).toContain('is plain http');
+    expect(refused).toContain('cloudtaser.io/allow-insecure-vault');
+    const optedIn = await core.createNamespacedPod({
+      namespace: ns,
+      body: {
+        metadata: {
+          name: 'plain-http-opted-in',
+          annotations: { ...annotations, 'cloudtaser.io/allow-insecure-vault': 'true' },
+        },
+        spec,
+      },
+    });
+    expect(optedIn.spec?.containers[0]?.env).toContainEqual({
+      name: 'CLOUDTASER_ALLOW_INSECURE_VAULT',
+      value: 'true',
+    });
+  });
+
+  it("takes a command-less container's ENTRYPOINT and CMD from a real registry, and refuses when it cannot", async () => {
+    const core = kubeConfig().makeApiClient(CoreV1Api);
+    const path = `secret/data/${ns}/db-credentials`;
+    const annotations = {
+      'cloudtaser.io/inject': 'true',
+      'cloudtaser.io/vault-address': sandbox().baoTlsAddr,
       'cloudtaser.io/vault-role': `${ns}-role`,
       'cloudtaser.io/secret-paths': path,
       'cloudtaser.io/env-map': `${path}:password=DB_PASS`,

@@ -157,6 +157,8 @@ describe('source apply-plan', () => {
       token_policies: [`${tB}-read`],
       token_ttl: 300,
       token_max_ttl: 900,
+      // Only tokens projected for vault's audience log in, never API tokens.
+      audience: 'cloudtaser',
     });
 
     // Second run: nothing to write. A recording proxy on the wire proves
@@ -184,13 +186,19 @@ describe('source apply-plan', () => {
     await bao('POST', `auth/${authPath}/role/${tB}-role`, {
       bound_service_account_names: ['someone-else'],
     });
+    // A role from before the audience existed.
+    await bao('POST', `auth/${authPath}/role/${tA}-role`, { audience: '' });
     const dry = await cli(['source', 'apply-plan', file, '--dry-run', ...args()]);
     expect(dry.stdout).toContain(`Would update policies:\n  ${tA}-read\n`);
     expect(dry.stdout).toContain(
-      `Would update roles:\n  ${tB}-role (bound_service_account_names)\n`,
+      `Would update roles:\n  ${tA}-role (audience)\n  ${tB}-role (bound_service_account_names)\n`,
     );
     const fix = await cli(['source', 'apply-plan', file, ...args()]);
-    expect(fix.stdout).toContain('Done: 2 changes written.');
+    expect(fix.stdout).toContain('Done: 3 changes written.');
+    const repaired = (await bao('GET', `auth/${authPath}/role/${tA}-role`)).json as {
+      data: { audience: string };
+    };
+    expect(repaired.data.audience).toBe('cloudtaser');
     const fixed = (await bao('GET', `sys/policies/acl/${tA}-read`)).json as {
       data: { policy: string };
     };
@@ -247,7 +255,7 @@ describe('source apply-plan', () => {
 });
 
 describe('least privilege, proven with real logins', () => {
-  it("a tenant's role reads its own paths and gets 403 on another tenant's", async () => {
+  it("a tenant's role takes only tokens for vault's audience, reads its own paths and gets 403 on another tenant's", async () => {
     const core = kubeConfig().makeApiClient(CoreV1Api);
     const tA = uniqueName('la');
     const tB = uniqueName('lb');
@@ -272,14 +280,22 @@ describe('least privilege, proven with real logins', () => {
     for (const t of [tA, tB]) {
       await bao('POST', `secret/data/${t}/db`, { data: { password: PLANTED } });
     }
-    const jwt = async (ns: string): Promise<string> => {
+    // As the webhook's projected volume gets it: for vault's audience.
+    const jwt = async (ns: string, audiences = ['cloudtaser']): Promise<string> => {
       const tr = await core.createNamespacedServiceAccountToken({
         name: 'app',
         namespace: ns,
-        body: { spec: { audiences: [], expirationSeconds: 600 } },
+        body: { spec: { audiences, expirationSeconds: 600 } },
       });
       return tr.status?.token ?? '';
     };
+    // The pod's Kubernetes-API token (the API server's default audience) is
+    // refused: the role requires the audience the webhook projects.
+    const apiToken = await bao('POST', 'auth/kubernetes/login', {
+      role: `${tA}-role`,
+      jwt: await jwt(tA, []),
+    });
+    expect(apiToken.status).toBe(403);
     const login = await bao('POST', 'auth/kubernetes/login', {
       role: `${tA}-role`,
       jwt: await jwt(tA),

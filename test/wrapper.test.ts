@@ -16,6 +16,7 @@ const VALUE = `s3cret-${randomBytes(8).toString('hex')}`;
 const ns = uniqueName('wrap');
 let dir = '';
 let tokenFile = '';
+let apiTokenFile = '';
 
 beforeAll(async () => {
   const core = kubeConfig().makeApiClient(CoreV1Api);
@@ -50,20 +51,31 @@ beforeAll(async () => {
   await bao('POST', `secret/data/${ns}/db-credentials`, {
     data: { username: 'app', password: VALUE },
   });
+  // The token the webhook's projected volume holds: vault's audience.
   const tr = await core.createNamespacedServiceAccountToken({
+    name: 'payment-api',
+    namespace: ns,
+    body: { spec: { audiences: ['cloudtaser'], expirationSeconds: 600 } },
+  });
+  tokenFile = join(dir, 'sa-token');
+  await writeFile(tokenFile, tr.status?.token ?? '');
+  // The pod's Kubernetes-API token: the API server's default audience.
+  const api = await core.createNamespacedServiceAccountToken({
     name: 'payment-api',
     namespace: ns,
     body: { spec: { audiences: [], expirationSeconds: 600 } },
   });
-  tokenFile = join(dir, 'sa-token');
-  await writeFile(tokenFile, tr.status?.token ?? '');
+  apiTokenFile = join(dir, 'api-token');
+  await writeFile(apiTokenFile, api.status?.token ?? '');
 });
 
 function wrapperEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const path = `secret/data/${ns}/db-credentials`;
   return {
     PATH: process.env.PATH ?? '/usr/bin:/bin',
-    VAULT_ADDR: sandbox().baoAddr,
+    // Over TLS, as in production: the wrapper refuses plain http by default.
+    VAULT_ADDR: sandbox().baoTlsAddr,
+    VAULT_CACERT: sandbox().baoCaFile,
     VAULT_AUTH_ROLE: `${ns}-role`,
     VAULT_AUTH_MOUNT_PATH: 'auth/kubernetes',
     CLOUDTASER_SECRET_PATHS: path,
@@ -173,9 +185,9 @@ describe('cloudtaser-wrapper', () => {
     const wrongRole = start(['true'], wrapperEnv({ VAULT_AUTH_ROLE: 'someone-elses-role' }));
     expect(await wrongRole.exit).toBe(1);
     expect(wrongRole.err()).toContain('vault refused the login for role "someone-elses-role"');
-    const down = start(['true'], wrapperEnv({ VAULT_ADDR: 'http://127.0.0.1:1' }));
+    const down = start(['true'], wrapperEnv({ VAULT_ADDR: 'https://127.0.0.1:1' }));
     expect(await down.exit).toBe(1);
-    expect(down.err()).toContain('cannot reach vault at http://127.0.0.1:1');
+    expect(down.err()).toContain('cannot reach vault at https://127.0.0.1:1');
   });
 
   it('supports VAULT_AUTH_METHOD=token and never prints the token', async () => {
@@ -193,5 +205,34 @@ describe('cloudtaser-wrapper', () => {
     expect(await bad.exit).toBe(1);
     expect(bad.err()).not.toContain('not-a-token');
     expect(bad.err()).toContain('403');
+  });
+
+  it("is refused with the pod's Kubernetes-API token: the role takes only vault's audience", async () => {
+    const marker = join(dir, 'started-with-api-token');
+    const w = start(
+      ['sh', '-c', `touch ${marker}`],
+      wrapperEnv({ CLOUDTASER_SA_TOKEN_FILE: apiTokenFile }),
+    );
+    expect(await w.exit).toBe(1);
+    expect(w.err()).toContain(`role "${ns}-role"`);
+    expect(existsSync(marker)).toBe(false);
+  });
+
+  it('refuses a plain-http VAULT_ADDR before sending anything, unless CLOUDTASER_ALLOW_INSECURE_VAULT', async () => {
+    const marker = join(dir, 'started-over-http');
+    const plain = start(
+      ['sh', '-c', `touch ${marker}`],
+      wrapperEnv({ VAULT_ADDR: sandbox().baoAddr }),
+    );
+    expect(await plain.exit).toBe(1);
+    expect(plain.err()).toContain('VAULT_ADDR is plain http');
+    expect(plain.err()).toContain('CLOUDTASER_ALLOW_INSECURE_VAULT');
+    expect(existsSync(marker)).toBe(false);
+    const optedIn = start(
+      ['sh', '-c', 'echo "$DB_USER"'],
+      wrapperEnv({ VAULT_ADDR: sandbox().baoAddr, CLOUDTASER_ALLOW_INSECURE_VAULT: 'true' }),
+    );
+    expect(await optedIn.exit).toBe(0);
+    expect(optedIn.out().trim()).toBe('app');
   });
 });

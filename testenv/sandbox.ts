@@ -22,6 +22,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { ensureBinaries, type Binaries, type Log } from './build.js';
 import { httpCall, waitFor } from './http.js';
+import { loopbackPki } from './pki.js';
 
 /** Everything a test or a person needs to reach the sandbox. */
 export interface SandboxInfo {
@@ -32,6 +33,13 @@ export interface SandboxInfo {
   caFile: string;
   adminToken: string;
   baoAddr: string;
+  /**
+   * The same OpenBao server on a second listener, over TLS (certificate for
+   * 127.0.0.1 signed by baoCaFile): for tests of the pod-side path, which
+   * refuses plain http.
+   */
+  baoTlsAddr: string;
+  baoCaFile: string;
   baoToken: string;
   /** Kubernetes auth mount configured against the API server. */
   baoKubeAuthPath: string;
@@ -225,6 +233,8 @@ export async function startSandbox(opts: StartOptions = {}): Promise<Sandbox> {
     const apiPort = await freePort(used);
     let baoPort = await freePort(used);
     while (!(await portIsFree(baoPort + 1))) baoPort = await freePort(used);
+    const baoTlsPort = await freePort(used);
+    const baoTlsClusterPort = await freePort(used);
 
     const adminToken = randomBytes(24).toString('hex');
     const baoToken = `root-${randomBytes(16).toString('hex')}`;
@@ -253,12 +263,33 @@ export async function startSandbox(opts: StartOptions = {}): Promise<Sandbox> {
 
     // --- OpenBao (independent of Kubernetes, so it boots in parallel)
     const baoAddr = `http://127.0.0.1:${baoPort}`;
+    const baoTlsAddr = `https://127.0.0.1:${baoTlsPort}`;
+    // A second, TLS listener on the same dev server: the dev flags set up the
+    // plain one, and OpenBao merges the listeners of a -config file with them.
+    const baoPki = join(dir, 'pki', 'openbao');
+    await mkdir(baoPki, { recursive: true });
+    const tls = await loopbackPki(baoPki);
+    const baoCaFile = join(baoPki, 'ca.crt');
+    const baoConfig = join(baoPki, 'tls-listener.hcl');
+    await writeFile(
+      baoConfig,
+      [
+        'listener "tcp" {',
+        `  address = "127.0.0.1:${baoTlsPort}"`,
+        `  cluster_address = "127.0.0.1:${baoTlsClusterPort}"`,
+        `  tls_cert_file = "${tls.certFile}"`,
+        `  tls_key_file = "${tls.keyFile}"`,
+        '}',
+        '',
+      ].join('\n'),
+    );
     const bao = start('openbao', binaries.bao, [
       'server',
       '-dev',
       `-dev-root-token-id=${baoToken}`,
       `-dev-listen-address=127.0.0.1:${baoPort}`,
       '-dev-no-store-token',
+      `-config=${baoConfig}`,
       '-log-level=warn',
     ]);
 
@@ -351,7 +382,9 @@ export async function startSandbox(opts: StartOptions = {}): Promise<Sandbox> {
 
     await waitFor(
       'OpenBao',
-      async () => (await httpCall(`${baoAddr}/v1/sys/health`)).status === 200,
+      async () =>
+        (await httpCall(`${baoAddr}/v1/sys/health`)).status === 200 &&
+        (await httpCall(`${baoTlsAddr}/v1/sys/health`, { ca: tls.ca })).status === 200,
       60_000,
       () => bao.exited,
     );
@@ -383,6 +416,7 @@ export async function startSandbox(opts: StartOptions = {}): Promise<Sandbox> {
         `export KUBECONFIG='${kubeconfig}'`,
         `export BAO_ADDR='${baoAddr}'`,
         `export BAO_TOKEN='${baoToken}'`,
+        `# the same server over TLS: BAO_ADDR='${baoTlsAddr}' BAO_CACERT='${baoCaFile}'`,
         `export PATH='${binDirs}':"$PATH"`,
         '',
       ].join('\n'),
@@ -398,6 +432,8 @@ export async function startSandbox(opts: StartOptions = {}): Promise<Sandbox> {
       caFile,
       adminToken,
       baoAddr,
+      baoTlsAddr,
+      baoCaFile,
       baoToken,
       baoKubeAuthPath,
       envFile,

@@ -20,7 +20,13 @@ type Config struct {
 	Paths       []string
 	EnvMap      []Mapping
 	SATokenFile string
+	// AllowInsecure permits a plain-http Addr (CLOUDTASER_ALLOW_INSECURE_VAULT).
+	AllowInsecure bool
 }
+
+// DefaultSATokenFile is where the webhook mounts the projected token whose
+// audience is vault's (see the webhook's TOKEN_PATH).
+const DefaultSATokenFile = "/var/run/secrets/cloudtaser.io/serviceaccount/token"
 
 // Mapping says which field of which KV v2 path becomes which env var.
 type Mapping struct {
@@ -78,15 +84,16 @@ func truthy(v string) bool {
 // LoadConfig validates the environment; every error names the variable.
 func LoadConfig(getenv func(string) string) (*Config, error) {
 	c := &Config{
-		Addr:        strings.TrimRight(getenv("VAULT_ADDR"), "/"),
-		AuthMethod:  getenv("VAULT_AUTH_METHOD"),
-		Role:        getenv("VAULT_AUTH_ROLE"),
-		MountPath:   strings.Trim(getenv("VAULT_AUTH_MOUNT_PATH"), "/"),
-		Token:       getenv("VAULT_TOKEN"),
-		SkipVerify:  truthy(getenv("VAULT_SKIP_VERIFY")),
-		CACert:      getenv("VAULT_CACERT"),
-		Namespace:   getenv("VAULT_NAMESPACE"),
-		SATokenFile: getenv("CLOUDTASER_SA_TOKEN_FILE"),
+		Addr:          strings.TrimRight(getenv("VAULT_ADDR"), "/"),
+		AuthMethod:    getenv("VAULT_AUTH_METHOD"),
+		Role:          getenv("VAULT_AUTH_ROLE"),
+		MountPath:     strings.Trim(getenv("VAULT_AUTH_MOUNT_PATH"), "/"),
+		Token:         getenv("VAULT_TOKEN"),
+		SkipVerify:    truthy(getenv("VAULT_SKIP_VERIFY")),
+		CACert:        getenv("VAULT_CACERT"),
+		Namespace:     getenv("VAULT_NAMESPACE"),
+		SATokenFile:   getenv("CLOUDTASER_SA_TOKEN_FILE"),
+		AllowInsecure: truthy(getenv("CLOUDTASER_ALLOW_INSECURE_VAULT")),
 	}
 	if c.AuthMethod == "" {
 		c.AuthMethod = "kubernetes"
@@ -95,10 +102,17 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 		c.MountPath = "auth/kubernetes"
 	}
 	if c.SATokenFile == "" {
-		c.SATokenFile = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+		// The token the webhook projects for vault's audience. Never the pod's
+		// Kubernetes-API token by default: vault, or anyone on the path,
+		// could replay that one against the API server.
+		c.SATokenFile = DefaultSATokenFile
 	}
-	if !strings.HasPrefix(c.Addr, "http://") && !strings.HasPrefix(c.Addr, "https://") {
+	scheme := strings.ToLower(c.Addr[:strings.Index(c.Addr+"://", "://")])
+	if scheme != "http" && scheme != "https" {
 		return nil, fmt.Errorf("VAULT_ADDR must be an http(s) URL")
+	}
+	if scheme == "http" && !c.AllowInsecure {
+		return nil, fmt.Errorf("VAULT_ADDR is plain http: the login token and the secrets would cross the network unencrypted; use https, or set CLOUDTASER_ALLOW_INSECURE_VAULT=true (annotation cloudtaser.io/allow-insecure-vault)")
 	}
 	switch c.AuthMethod {
 	case "kubernetes":

@@ -31,4 +31,23 @@ describe('cloudtaser CLI', () => {
     expect(await runCli(['frobnicate'], ctx)).toBe(2);
     expect(ctx.err()).toContain("unknown command 'frobnicate'");
   });
+
+  it('refuses a plain-http --vault-address for protect unless --allow-insecure-vault, loopback included', async () => {
+    for (const address of ['http://vault.eu.example.com:8200', 'http://127.0.0.1:8200']) {
+      const ctx = captureContext();
+      const args = ['target', 'protect', '--plan', 'no-such-plan.yaml', '--yes'];
+      expect(await runCli([...args, '--vault-address', address], ctx)).toBe(2);
+      expect(ctx.err()).toContain('plain http');
+      expect(ctx.err()).toContain('--allow-insecure-vault');
+      // With the opt-in it gets as far as reading the plan.
+      const opted = captureContext();
+      const code = await runCli(
+        [...args, '--vault-address', address, '--allow-insecure-vault'],
+        opted,
+      );
+      expect(code).toBe(2);
+      expect(opted.err()).toContain('no-such-plan.yaml');
+      expect(opted.err()).not.toContain('plain http');
+    }
+  });
 });

@@ -9,7 +9,24 @@ export const ANNOTATION = {
   secretPaths: 'cloudtaser.io/secret-paths',
   envMap: 'cloudtaser.io/env-map',
   restartedAt: 'cloudtaser.io/restartedAt',
+  /** "true" when the vault address is plain http on purpose (`protect --allow-insecure-vault`). */
+  allowInsecureVault: 'cloudtaser.io/allow-insecure-vault',
 } as const;
+
+/**
+ * The audience of the service-account token the wrapper presents to vault,
+ * and the `audience` every role apply-plan writes. A token minted for this
+ * audience is refused by the Kubernetes API server (its audience is the
+ * issuer's), so a vault, or anyone who sees the login, cannot replay it
+ * against the cluster; and the role refuses the pod's API token. A fixed name
+ * rather than one derived from the vault address: the address apply-plan
+ * uses (a port-forward, an admin endpoint) often differs from the one pods
+ * use, and both sides must agree without configuration.
+ */
+export const VAULT_TOKEN_AUDIENCE = 'cloudtaser';
+
+/** True for an http:// URL: the token and the secrets would cross the network in clear. */
+export const isPlainHttp = (address: string): boolean => /^http:\/\//i.test(address);
 
 /** Every key protect may write; unprotect removes exactly these. */
 export const OWNED_ANNOTATIONS: readonly string[] = Object.values(ANNOTATION);

@@ -14,11 +14,16 @@ export function envMapEntries(w: PlanWorkload): EnvMapEntry[] {
   );
 }
 
-/** The protection annotations for one workload, without restartedAt. */
+/**
+ * The protection annotations for one workload, without restartedAt. The
+ * insecure opt-in is written only when given, so https templates carry no
+ * trace of it.
+ */
 export function protectAnnotations(
   tenant: Tenant,
   w: PlanWorkload,
   vaultAddress: string,
+  allowInsecureVault = false,
 ): Record<string, string> {
   return {
     [ANNOTATION.inject]: 'true',
@@ -26,6 +31,7 @@ export function protectAnnotations(
     [ANNOTATION.vaultRole]: roleName(tenant.name),
     [ANNOTATION.secretPaths]: secretPaths(w).join(','),
     [ANNOTATION.envMap]: formatEnvMap(envMapEntries(w)),
+    ...(allowInsecureVault ? { [ANNOTATION.allowInsecureVault]: 'true' } : {}),
   };
 }
 

@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readPlan } from '../plan/read.js';
 import { journalPath, PlanStore } from './plan-store.js';
+import { protectAnnotations } from './annotations.js';
+import { OWNED_ANNOTATIONS } from '../contract/annotations.js';
 
 const PLAN = `# reviewer note
 apiVersion: cloudtaser.io/v1
@@ -84,5 +86,26 @@ describe('plan store', () => {
     expect(text).toContain('# approved by CAB-7');
     expect(text).toContain('one, status: migrated}');
     expect(text).toContain('two, status: migrated}');
+  });
+});
+
+describe('protection annotations', () => {
+  const tenant = { name: 'pay', namespace: 'payments', workloads: [] };
+  const workload = {
+    kind: 'Deployment' as const,
+    name: 'api',
+    serviceAccount: 'api',
+    status: 'pending' as const,
+    secrets: [
+      { source: 'k8s-secret/db', vaultPath: 'secret/data/payments/db', fields: { p: 'P' } },
+    ],
+  };
+
+  it('carry the plain-http opt-in only when asked, and unprotect owns it', () => {
+    const https = protectAnnotations(tenant, workload, 'https://vault.eu.example.com');
+    expect(Object.keys(https)).not.toContain('cloudtaser.io/allow-insecure-vault');
+    const http = protectAnnotations(tenant, workload, 'http://vault:8200', true);
+    expect(http['cloudtaser.io/allow-insecure-vault']).toBe('true');
+    expect(OWNED_ANNOTATIONS).toContain('cloudtaser.io/allow-insecure-vault');
   });
 });

@@ -42,6 +42,8 @@ export interface RunOptions {
 
 export interface ProtectOptions extends RunOptions {
   vaultAddress: string;
+  /** A plain-http vaultAddress is intended: the pod templates say so. */
+  allowInsecureVault?: boolean | undefined;
 }
 
 interface Item {
@@ -316,9 +318,9 @@ class Runner {
     }
   }
 
-  async protectOne(item: Item, vaultAddress: string): Promise<Outcome> {
+  async protectOne(item: Item, vaultAddress: string, allowInsecure = false): Promise<Outcome> {
     const steps: string[] = [];
-    const wanted = protectAnnotations(item.tenant, item.workload, vaultAddress);
+    const wanted = protectAnnotations(item.tenant, item.workload, vaultAddress, allowInsecure);
     const check = (w: LiveWorkload | undefined): Outcome | undefined => {
       if (!w) return { status: 'pending', steps, reason: 'not found in the cluster' };
       if (alreadyApplied(w.spec?.template.metadata?.annotations, wanted)) {
@@ -524,7 +526,7 @@ export async function runProtect(
     o,
     ctx,
     items,
-    (runner, item) => runner.protectOne(item, o.vaultAddress),
+    (runner, item) => runner.protectOne(item, o.vaultAddress, o.allowInsecureVault ?? false),
     (c) =>
       `Done: ${c.migrated} migrated, ${c.skipped} skipped, ${c.held} left pending, ${c.failed} failed.`,
   );

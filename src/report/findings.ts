@@ -4,6 +4,7 @@ import type { PolicyRule } from './policy.js';
 import { excessGrants, grantsRead } from './policy.js';
 import type { Inventory, WorkloadFacts } from './inventory.js';
 import type { VaultFacts } from './vault-facts.js';
+import { VAULT_TOKEN_AUDIENCE } from '../contract/annotations.js';
 
 export type Severity = 'error' | 'warning';
 
@@ -15,6 +16,7 @@ export interface Finding {
     | 'role-missing'
     | 'role-namespace'
     | 'role-service-account'
+    | 'role-audience'
     | 'policy-missing'
     | 'path-not-granted'
     | 'path-missing'
@@ -58,6 +60,20 @@ export function validateWorkload(w: WorkloadFacts, facts: VaultFacts): Finding[]
         add(
           'role-service-account',
           `role ${roleName} is not bound to service account ${w.serviceAccount}`,
+        );
+      }
+      // The webhook gives pods a token for this audience; a role without one
+      // also accepts the pod's Kubernetes-API token (tested against OpenBao),
+      // which the vault could then replay against the cluster.
+      if (role.audience === '') {
+        add(
+          'role-audience',
+          `role ${roleName} sets no audience: it accepts the pods' Kubernetes-API token, not only their vault token (audience "${VAULT_TOKEN_AUDIENCE}"); run source apply-plan`,
+        );
+      } else if (role.audience !== VAULT_TOKEN_AUDIENCE) {
+        add(
+          'role-audience',
+          `role ${roleName} requires audience "${role.audience}", not "${VAULT_TOKEN_AUDIENCE}" (the pods' vault token); run source apply-plan`,
         );
       }
       for (const p of role.policies) {

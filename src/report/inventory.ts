@@ -12,6 +12,7 @@ import { scanCluster } from '../kube/scan.js';
 import { KV2_DATA_PATH, type WorkloadKind } from '../plan/schema.js';
 import {
   ANNOTATION,
+  isPlainHttp,
   OWNED_ANNOTATIONS,
   parseEnvMap,
   type EnvMapEntry,
@@ -71,6 +72,10 @@ export function judgeProtection(
   if (!address) problems.push(`${ANNOTATION.vaultAddress} is missing`);
   else if (!/^https?:\/\/\S+$/.test(address))
     problems.push(`${ANNOTATION.vaultAddress} is not an http(s) URL`);
+  else if (isPlainHttp(address) && a[ANNOTATION.allowInsecureVault] !== 'true')
+    problems.push(
+      `${ANNOTATION.vaultAddress} is plain http without ${ANNOTATION.allowInsecureVault}: "true" (the webhook refuses these pods)`,
+    );
   const role = a[ANNOTATION.vaultRole];
   if (!role) problems.push(`${ANNOTATION.vaultRole} is missing`);
   const rawPaths = a[ANNOTATION.secretPaths];

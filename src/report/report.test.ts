@@ -2,7 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { planJsonSchema } from '../plan/schema.js';
 import { auditJsonSchema } from './audit-schema.js';
-import { judgeProtection } from './inventory.js';
+import { validateWorkload } from './findings.js';
+import { judgeProtection, type WorkloadFacts } from './inventory.js';
 import { excessGrants, grantsRead, parsePolicy } from './policy.js';
 
 describe('policy reading', () => {
@@ -61,6 +62,74 @@ describe('protection state', () => {
     ]);
     expect(judgeProtection({ 'cloudtaser.io/restartedAt': 'x' }, true).state).toBe('unprotected');
     expect(judgeProtection(undefined, false).state).toBe('not-applicable');
+  });
+
+  it('counts a plain-http vault address without the opt-in as partial: the webhook refuses those pods', () => {
+    const plain = { ...full, 'cloudtaser.io/vault-address': 'http://v' };
+    expect(judgeProtection(plain, true)).toMatchObject({
+      state: 'partial',
+      problems: [
+        'cloudtaser.io/vault-address is plain http without cloudtaser.io/allow-insecure-vault: "true" (the webhook refuses these pods)',
+      ],
+    });
+    expect(
+      judgeProtection({ ...plain, 'cloudtaser.io/allow-insecure-vault': 'true' }, true).state,
+    ).toBe('protected');
+  });
+});
+
+describe('role findings', () => {
+  const w: WorkloadFacts = {
+    kind: 'Deployment',
+    namespace: 'payments',
+    name: 'api',
+    serviceAccount: 'api',
+    sources: [],
+    protection: {
+      state: 'protected',
+      problems: [],
+      role: 'pay-role',
+      paths: ['secret/data/payments/db'],
+      envMap: [{ path: 'secret/data/payments/db', field: 'p', env: 'P' }],
+    },
+    pods: { total: 0, injected: 0 },
+    rollout: 'no-pods',
+  };
+  const facts = (audience: string) => ({
+    authPath: 'kubernetes',
+    authEnabled: true,
+    roles: new Map([
+      [
+        'pay-role',
+        {
+          exists: true,
+          namespaces: ['payments'],
+          serviceAccounts: ['api'],
+          policies: ['pay-read'],
+          audience,
+        },
+      ],
+    ]),
+    policies: new Map([
+      ['pay-read', parsePolicy('path "secret/data/payments/db" { capabilities = ["read"] }')],
+    ]),
+    paths: new Map([['secret/data/payments/db', { kind: 'found' as const, keys: ['p'] }]]),
+  });
+
+  it('flag a role without the vault token audience, and pass one with it', () => {
+    expect(validateWorkload(w, facts(''))).toEqual([
+      {
+        severity: 'error',
+        code: 'role-audience',
+        subject: 'Deployment payments/api',
+        message:
+          'role pay-role sets no audience: it accepts the pods\' Kubernetes-API token, not only their vault token (audience "cloudtaser"); run source apply-plan',
+      },
+    ]);
+    expect(validateWorkload(w, facts('other')).map((f) => f.message)).toEqual([
+      'role pay-role requires audience "other", not "cloudtaser" (the pods\' vault token); run source apply-plan',
+    ]);
+    expect(validateWorkload(w, facts('cloudtaser'))).toEqual([]);
   });
 });
 

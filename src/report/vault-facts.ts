@@ -10,6 +10,8 @@ export interface RoleFacts {
   namespaces: string[];
   serviceAccounts: string[];
   policies: string[];
+  /** The `aud` a login token must carry; "" when the role sets none. */
+  audience: string;
 }
 
 export interface VaultFacts {
@@ -45,6 +47,7 @@ export async function readVaultFacts(
       policies: [...list(d?.token_policies), ...list(d?.policies)].filter(
         (p, i, a) => a.indexOf(p) === i,
       ),
+      audience: typeof d?.audience === 'string' ? d.audience : '',
     });
   });
   const policyNames = [...new Set([...roles.values()].flatMap((r) => r.policies))].filter(

@@ -30,6 +30,34 @@ export interface VaultFlags {
   caCert?: string | undefined;
   skipVerify?: boolean | undefined;
   namespace?: string | undefined;
+  /** Permit plain http to a non-loopback address (`--allow-insecure-vault`). */
+  allowInsecure?: boolean | undefined;
+}
+
+/** 127.0.0.0/8, ::1 and localhost: plain http there never leaves the machine. */
+function isLoopbackHost(hostname: string): boolean {
+  const h = hostname.toLowerCase().replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h);
+}
+
+/**
+ * Plain http sends the token (root-capable for apply-plan) in clear. It is
+ * allowed without a flag only to loopback, where a dev server or a
+ * port-forward listens and nothing crosses the network.
+ */
+function checkScheme(address: string, allowInsecure: boolean): void {
+  if (!/^http:\/\//i.test(address) || allowInsecure) return;
+  let host = '';
+  try {
+    host = new URL(address).hostname;
+  } catch {
+    throw new UserError(`vault address "${address}" is not a valid URL`);
+  }
+  if (isLoopbackHost(host)) return;
+  throw new UserError(
+    `vault address "${address}" is plain http: the vault token would cross the network unencrypted`,
+    'use https, or pass --allow-insecure-vault if that is really intended',
+  );
 }
 
 function truthy(v: string | undefined): boolean {
@@ -57,6 +85,7 @@ export function resolveVaultConfig(
   if (!/^https?:\/\/[^\s/]+/.test(address)) {
     throw new UserError(`vault address "${address}" must be an http:// or https:// URL`);
   }
+  checkScheme(address, flags.allowInsecure ?? false);
   let token = flags.token ?? env.BAO_TOKEN ?? env.VAULT_TOKEN;
   if (!token) {
     try {

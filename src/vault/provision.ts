@@ -3,6 +3,7 @@
 // from comparing it with a snapshot of the server's current state.
 import { UserError } from '../core/errors.js';
 import type { MigrationPlan, Tenant } from '../plan/schema.js';
+import { VAULT_TOKEN_AUDIENCE } from '../contract/annotations.js';
 
 /** Tokens issued to workloads live just long enough to read their secrets at start. */
 export const ROLE_TOKEN_TTL = 300;
@@ -14,6 +15,11 @@ export interface RoleBody {
   token_policies: string[];
   token_ttl: number;
   token_max_ttl: number;
+  /**
+   * The `aud` the login JWT must carry: the webhook projects a token for this
+   * audience, so the pod's Kubernetes-API token is refused by the role.
+   */
+  audience: string;
 }
 
 export interface DesiredPolicy {
@@ -97,6 +103,7 @@ export function desiredState(
         token_policies: [policyName(t.name)],
         token_ttl: ROLE_TOKEN_TTL,
         token_max_ttl: ROLE_TOKEN_MAX_TTL,
+        audience: VAULT_TOKEN_AUDIENCE,
       },
     });
   }
@@ -163,6 +170,8 @@ export function roleDifferences(current: RoleState, want: RoleBody): string[] {
   for (const key of ['token_ttl', 'token_max_ttl'] as const) {
     if (Number(current[key]) !== want[key]) diffs.push(key);
   }
+  // The server returns "" for a role without one.
+  if ((current.audience ?? '') !== want.audience) diffs.push('audience');
   return diffs;
 }
 

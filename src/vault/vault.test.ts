@@ -95,6 +95,21 @@ describe('provisioning plan', () => {
     expect(again.writes).toBe(1);
   });
 
+  it('sets the vault token audience on every role and updates a role that lacks it', () => {
+    const d = desiredState(plan, { kvMount: 'secret', authPath: 'kubernetes' });
+    const [role] = d.roles;
+    if (!role) throw new Error('fixture');
+    expect(role.body).toMatchObject({ audience: 'cloudtaser' });
+    // A role written before the audience existed (the server returns "").
+    const state = emptyState();
+    state.roles.set('pay-role', { ...role.body, audience: '' });
+    const before = computeChanges(d, state);
+    expect(before.roles[0]?.action).toBe('update');
+    expect(before.roles[0]?.differences).toEqual(['audience']);
+    state.roles.set('pay-role', { ...role.body });
+    expect(computeChanges(d, state).roles[0]?.action).toBe('unchanged');
+  });
+
   it('refuses a KV v1 mount and a non-kubernetes auth method', () => {
     const d = desiredState(plan, { kvMount: 'secret', authPath: 'kubernetes' });
     const v1 = emptyState();
@@ -107,11 +122,42 @@ describe('provisioning plan', () => {
 });
 
 describe('vault connection settings', () => {
+  it('refuses plain http except to loopback, unless --allow-insecure-vault', () => {
+    const env = { VAULT_TOKEN: 't' };
+    for (const address of [
+      'http://vault.example.com:8200',
+      'http://localhost.example.com',
+      'http://127.0.0.1@vault.example.com',
+      'http://10.0.0.1:8200',
+    ]) {
+      let message = '';
+      try {
+        resolveVaultConfig({ address }, env, '--openbao-addr');
+      } catch (e) {
+        if (!(e instanceof UserError)) throw e;
+        message = `${e.message} ${e.hint ?? ''}`;
+      }
+      expect(message, address).toContain('plain http');
+      expect(message, address).toContain('--allow-insecure-vault');
+    }
+    for (const address of [
+      'http://127.0.0.1:8200',
+      'http://127.1.2.3',
+      'http://localhost:8200',
+      'http://[::1]:8200',
+    ]) {
+      expect(resolveVaultConfig({ address }, env, '--x').address, address).toBe(address);
+    }
+    expect(
+      resolveVaultConfig({ address: 'http://vault:8200', allowInsecure: true }, env, '--x').address,
+    ).toBe('http://vault:8200');
+  });
+
   it('takes flag, then BAO_*, then VAULT_*, then ~/.vault-token', async () => {
     const home = await mkdtemp(join(tmpdir(), 'ct-home-'));
-    const env = { BAO_ADDR: 'http://bao:8200/', VAULT_ADDR: 'http://vault', VAULT_TOKEN: 'vt' };
+    const env = { BAO_ADDR: 'https://bao:8200/', VAULT_ADDR: 'https://vault', VAULT_TOKEN: 'vt' };
     expect(resolveVaultConfig({}, env, '--x', home)).toMatchObject({
-      address: 'http://bao:8200',
+      address: 'https://bao:8200',
       token: 'vt',
       skipVerify: false,
     });
@@ -123,7 +169,7 @@ describe('vault connection settings', () => {
     });
     await writeFile(join(home, '.vault-token'), 'from-file\n');
     expect(
-      resolveVaultConfig({}, { VAULT_ADDR: 'http://v', VAULT_SKIP_VERIFY: 'true' }, '--x', home),
+      resolveVaultConfig({}, { VAULT_ADDR: 'https://v', VAULT_SKIP_VERIFY: 'true' }, '--x', home),
     ).toMatchObject({
       token: 'from-file',
       skipVerify: true,
@@ -145,7 +191,7 @@ describe('vault connection settings', () => {
     expect(() => resolveVaultConfig({ address: 'ftp://x' }, {}, '--x', '/nonexistent')).toThrow(
       /http/,
     );
-    expect(() => resolveVaultConfig({ address: 'http://x' }, {}, '--x', '/nonexistent')).toThrow(
+    expect(() => resolveVaultConfig({ address: 'https://x' }, {}, '--x', '/nonexistent')).toThrow(
       /no vault token/,
     );
   });

@@ -1,12 +1,18 @@
 // The admission decision, as a pure function of the Pod, the webhook's
 // settings and the image commands already looked up. For a Pod annotated
 // cloudtaser.io/inject: "true" it adds an in-memory volume, an init
-// container that installs the wrapper into it, and rewrites every app
-// container to start through the wrapper with the vault settings in its
-// environment. Never a secret value: only paths, field names and a role.
-import type { V1Container, V1EnvVar, V1Pod } from '@kubernetes/client-node';
+// container that installs the wrapper into it, a projected service-account
+// token for vault's audience, and rewrites every other container, init
+// containers included, to start through the wrapper with the vault settings
+// in its environment. Never a secret value: only paths, field names and a role.
+import type { V1Container, V1EnvVar, V1Pod, V1Volume } from '@kubernetes/client-node';
 import { KV2_DATA_PATH } from '../plan/schema.js';
-import { ANNOTATION, parseEnvMap } from '../contract/annotations.js';
+import {
+  ANNOTATION,
+  isPlainHttp,
+  parseEnvMap,
+  VAULT_TOKEN_AUDIENCE,
+} from '../contract/annotations.js';
 
 export const INIT_CONTAINER_NAME = 'cloudtaser-init';
 export const VOLUME_NAME = 'cloudtaser-bin';
@@ -14,6 +20,15 @@ export const MOUNT_PATH = '/cloudtaser/bin';
 export const WRAPPER_PATH = `${MOUNT_PATH}/cloudtaser-wrapper`;
 /** Where the wrapper sits inside the init image. */
 export const IMAGE_WRAPPER_PATH = '/cloudtaser-wrapper';
+/**
+ * The token the wrapper logs in with: projected for vault's audience, not the
+ * pod's Kubernetes-API token (which vault could replay against the cluster).
+ */
+export const TOKEN_VOLUME_NAME = 'cloudtaser-token';
+export const TOKEN_MOUNT_PATH = '/var/run/secrets/cloudtaser.io/serviceaccount';
+export const TOKEN_PATH = `${TOKEN_MOUNT_PATH}/token`;
+/** The shortest lifetime Kubernetes issues; the wrapper reads the token once, at start. */
+export const TOKEN_EXPIRATION_SECONDS = 600;
 
 export interface MutateConfig {
   initImage: string;
@@ -40,21 +55,46 @@ export const INJECTED_ENV = [
   'VAULT_AUTH_MOUNT_PATH',
   'CLOUDTASER_SECRET_PATHS',
   'CLOUDTASER_ENV_MAP',
+  'CLOUDTASER_SA_TOKEN_FILE',
+  'CLOUDTASER_ALLOW_INSECURE_VAULT',
 ] as const;
 
 export function wantsInjection(pod: V1Pod): boolean {
   return pod.metadata?.annotations?.[ANNOTATION.inject] === 'true';
 }
 
+/**
+ * The containers the webhook wraps, init containers first. Init containers
+ * are wrapped too: discover maps their Secret references into the plan, so
+ * once the native Secret is gone they need the values from vault as much as
+ * the app does (left alone, the pod would hang in Init).
+ */
+function wrappedContainers(pod: V1Pod): { c: V1Container; base: string; what: string }[] {
+  const spec = pod.spec;
+  return [
+    ...(spec?.initContainers ?? [])
+      .map((c, i) => ({ c, base: `/spec/initContainers/${i}`, what: 'init container' }))
+      .filter((x) => x.c.name !== INIT_CONTAINER_NAME),
+    ...(spec?.containers ?? []).map((c, i) => ({
+      c,
+      base: `/spec/containers/${i}`,
+      what: 'container',
+    })),
+  ];
+}
+
 /** Containers whose command must come from their image's config. */
 export function containersNeedingImageConfig(pod: V1Pod): V1Container[] {
-  return (pod.spec?.containers ?? []).filter((c) => !c.command || c.command.length === 0);
+  return wrappedContainers(pod)
+    .map((x) => x.c)
+    .filter((c) => !c.command || c.command.length === 0);
 }
 
 const escapePointer = (s: string): string => s.replace(/~/g, '~0').replace(/\//g, '~1');
 
 interface Settings {
   address: string;
+  allowInsecure: boolean;
   role: string;
   paths: string[];
   envMap: string;
@@ -66,6 +106,10 @@ function readSettings(pod: V1Pod): Settings | string {
   const address = a[ANNOTATION.vaultAddress];
   if (!address || !/^https?:\/\/[^\s,]+$/.test(address)) {
     return `annotation ${ANNOTATION.vaultAddress} must be an http(s) URL`;
+  }
+  const allowInsecure = a[ANNOTATION.allowInsecureVault] === 'true';
+  if (isPlainHttp(address) && !allowInsecure) {
+    return `annotation ${ANNOTATION.vaultAddress} is plain http (${address}): the login token and the secrets would cross the network unencrypted; use https, or set ${ANNOTATION.allowInsecureVault}: "true" (target protect --allow-insecure-vault)`;
   }
   const role = a[ANNOTATION.vaultRole];
   if (!role || !/^[A-Za-z0-9_.-]+$/.test(role))
@@ -86,7 +130,14 @@ function readSettings(pod: V1Pod): Settings | string {
   if (unlisted.length > 0) {
     return `annotation ${ANNOTATION.envMap} reads ${unlisted[0]?.path ?? ''}, which is not in ${ANNOTATION.secretPaths}`;
   }
-  return { address, role, paths, envMap: raw, envNames: new Set(entries.map((e) => e.env)) };
+  return {
+    address,
+    allowInsecure,
+    role,
+    paths,
+    envMap: raw,
+    envNames: new Set(entries.map((e) => e.env)),
+  };
 }
 
 /** The argv a container would have run, by the Kubernetes rules for command/args vs ENTRYPOINT/CMD. */
@@ -116,9 +167,70 @@ export function decide(
   if (typeof settings === 'string') return { allowed: false, message: `cloudtaser: ${settings}` };
 
   const patch: JsonPatchOp[] = [];
-  const volume = { name: VOLUME_NAME, emptyDir: { medium: 'Memory', sizeLimit: '32Mi' } };
-  if (spec.volumes) patch.push({ op: 'add', path: '/spec/volumes/-', value: volume });
-  else patch.push({ op: 'add', path: '/spec/volumes', value: [volume] });
+  const volumes: V1Volume[] = [
+    { name: VOLUME_NAME, emptyDir: { medium: 'Memory', sizeLimit: '32Mi' } },
+    {
+      name: TOKEN_VOLUME_NAME,
+      projected: {
+        sources: [
+          {
+            serviceAccountToken: {
+              audience: VAULT_TOKEN_AUDIENCE,
+              expirationSeconds: TOKEN_EXPIRATION_SECONDS,
+              path: 'token',
+            },
+          },
+        ],
+      },
+    },
+  ];
+  if (spec.volumes) {
+    for (const v of volumes) patch.push({ op: 'add', path: '/spec/volumes/-', value: v });
+  } else patch.push({ op: 'add', path: '/spec/volumes', value: volumes });
+
+  const injected: V1EnvVar[] = [
+    { name: 'VAULT_ADDR', value: settings.address },
+    { name: 'VAULT_AUTH_ROLE', value: settings.role },
+    { name: 'VAULT_AUTH_MOUNT_PATH', value: cfg.authMountPath },
+    { name: 'CLOUDTASER_SECRET_PATHS', value: settings.paths.join(',') },
+    { name: 'CLOUDTASER_ENV_MAP', value: settings.envMap },
+    { name: 'CLOUDTASER_SA_TOKEN_FILE', value: TOKEN_PATH },
+    ...(settings.allowInsecure ? [{ name: 'CLOUDTASER_ALLOW_INSECURE_VAULT', value: 'true' }] : []),
+  ];
+  const mounts = [
+    { name: VOLUME_NAME, mountPath: MOUNT_PATH, readOnly: true },
+    { name: TOKEN_VOLUME_NAME, mountPath: TOKEN_MOUNT_PATH, readOnly: true },
+  ];
+  // Every container is rewritten before cloudtaser-init is inserted, so the
+  // init containers' indices still name the pod's own init containers.
+  for (const { c, base, what } of wrappedContainers(pod)) {
+    const image = images.get(c.image ?? '');
+    if (typeof image === 'string' && (!c.command || c.command.length === 0)) {
+      return {
+        allowed: false,
+        message: `cloudtaser: cannot find the command of ${what} ${c.name} (image ${c.image ?? '?'}): ${image}; set command in the pod spec`,
+      };
+    }
+    const argv = effectiveArgv(c, typeof image === 'string' ? undefined : image);
+    if (!argv) {
+      return {
+        allowed: false,
+        message: `cloudtaser: ${what} ${c.name} has no command and its image ${c.image ?? '?'} declares none; set command in the pod spec`,
+      };
+    }
+    patch.push({ op: 'add', path: `${base}/command`, value: [WRAPPER_PATH, ...argv] });
+    if (c.args) patch.push({ op: 'remove', path: `${base}/args` });
+    // Values that now come from vault must not also arrive from native
+    // Secrets: the kubelet would put them in the wrapper's (PID 1's) environ.
+    const kept = (c.env ?? []).filter(
+      (e) =>
+        !settings.envNames.has(e.name) && !(INJECTED_ENV as readonly string[]).includes(e.name),
+    );
+    patch.push({ op: 'add', path: `${base}/env`, value: [...kept, ...injected] });
+    if (c.volumeMounts) {
+      for (const m of mounts) patch.push({ op: 'add', path: `${base}/volumeMounts/-`, value: m });
+    } else patch.push({ op: 'add', path: `${base}/volumeMounts`, value: mounts });
+  }
 
   const init: V1Container = {
     name: INIT_CONTAINER_NAME,
@@ -134,47 +246,12 @@ export function decide(
       capabilities: { drop: ['ALL'] },
     },
   };
-  // First, so the wrapper exists before any other container starts.
+  // First: init containers run one after another, and the wrapped ones (and
+  // the app) need the wrapper in place.
   if (spec.initContainers && spec.initContainers.length > 0) {
     patch.push({ op: 'add', path: '/spec/initContainers/0', value: init });
   } else patch.push({ op: 'add', path: '/spec/initContainers', value: [init] });
 
-  const injected: V1EnvVar[] = [
-    { name: 'VAULT_ADDR', value: settings.address },
-    { name: 'VAULT_AUTH_ROLE', value: settings.role },
-    { name: 'VAULT_AUTH_MOUNT_PATH', value: cfg.authMountPath },
-    { name: 'CLOUDTASER_SECRET_PATHS', value: settings.paths.join(',') },
-    { name: 'CLOUDTASER_ENV_MAP', value: settings.envMap },
-  ];
-  for (const [i, c] of spec.containers.entries()) {
-    const image = images.get(c.image ?? '');
-    if (typeof image === 'string' && (!c.command || c.command.length === 0)) {
-      return {
-        allowed: false,
-        message: `cloudtaser: cannot find the command of container ${c.name} (image ${c.image ?? '?'}): ${image}; set command in the pod spec`,
-      };
-    }
-    const argv = effectiveArgv(c, typeof image === 'string' ? undefined : image);
-    if (!argv) {
-      return {
-        allowed: false,
-        message: `cloudtaser: container ${c.name} has no command and its image ${c.image ?? '?'} declares none; set command in the pod spec`,
-      };
-    }
-    const base = `/spec/containers/${i}`;
-    patch.push({ op: 'add', path: `${base}/command`, value: [WRAPPER_PATH, ...argv] });
-    if (c.args) patch.push({ op: 'remove', path: `${base}/args` });
-    // Values that now come from vault must not also arrive from native
-    // Secrets: the kubelet would put them in the wrapper's (PID 1's) environ.
-    const kept = (c.env ?? []).filter(
-      (e) =>
-        !settings.envNames.has(e.name) && !(INJECTED_ENV as readonly string[]).includes(e.name),
-    );
-    patch.push({ op: 'add', path: `${base}/env`, value: [...kept, ...injected] });
-    const mount = { name: VOLUME_NAME, mountPath: MOUNT_PATH, readOnly: true };
-    if (c.volumeMounts) patch.push({ op: 'add', path: `${base}/volumeMounts/-`, value: mount });
-    else patch.push({ op: 'add', path: `${base}/volumeMounts`, value: [mount] });
-  }
   patch.push({
     op: 'add',
     path: `/metadata/annotations/${escapePointer('cloudtaser.io/injected-by')}`,

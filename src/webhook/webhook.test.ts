@@ -1,6 +1,6 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { decide, effectiveArgv, type JsonPatchOp } from './mutate.js';
+import { containersNeedingImageConfig, decide, effectiveArgv, type JsonPatchOp } from './mutate.js';
 import { review } from './server.js';
 
 const cfg = {
@@ -66,13 +66,17 @@ describe('admission decision', () => {
   });
 
   it('adds the volume, the init container first, the wrapper command and the env', () => {
-    const input = pod(annotated(), { initContainers: [{ name: 'migrate', image: 'm' }] });
+    const input = pod(annotated(), {
+      initContainers: [{ name: 'migrate', image: 'm', command: ['/m'] }],
+    });
     const d = decide(input, cfg);
     if (!d.allowed) throw new Error(d.message);
     const out = apply(input, d.patch);
-    expect(out.spec?.volumes).toEqual([
-      { name: 'cloudtaser-bin', emptyDir: { medium: 'Memory', sizeLimit: '32Mi' } },
-    ]);
+    expect(out.spec?.volumes?.map((v) => v.name)).toEqual(['cloudtaser-bin', 'cloudtaser-token']);
+    expect(out.spec?.volumes?.[0]).toEqual({
+      name: 'cloudtaser-bin',
+      emptyDir: { medium: 'Memory', sizeLimit: '32Mi' },
+    });
     expect(out.spec?.initContainers?.map((c) => c.name)).toEqual(['cloudtaser-init', 'migrate']);
     expect(out.spec?.initContainers?.[0]?.command).toEqual([
       '/cloudtaser-wrapper',
@@ -84,6 +88,11 @@ describe('admission decision', () => {
     expect(app?.args).toBeUndefined();
     expect(app?.volumeMounts).toEqual([
       { name: 'cloudtaser-bin', mountPath: '/cloudtaser/bin', readOnly: true },
+      {
+        name: 'cloudtaser-token',
+        mountPath: '/var/run/secrets/cloudtaser.io/serviceaccount',
+        readOnly: true,
+      },
     ]);
     // DB_PASS no longer comes from the native Secret (it would sit in PID 1's environ).
     expect(app?.env).toEqual([
@@ -93,6 +102,10 @@ describe('admission decision', () => {
       { name: 'VAULT_AUTH_MOUNT_PATH', value: 'auth/kubernetes' },
       { name: 'CLOUDTASER_SECRET_PATHS', value: path },
       { name: 'CLOUDTASER_ENV_MAP', value: `${path}:password=DB_PASS` },
+      {
+        name: 'CLOUDTASER_SA_TOKEN_FILE',
+        value: '/var/run/secrets/cloudtaser.io/serviceaccount/token',
+      },
     ]);
     // Reinvocation finds the init container and changes nothing.
     expect(decide(out, cfg)).toEqual({ allowed: true, patch: [], reason: 'already injected' });
@@ -168,5 +181,129 @@ describe('admission decision', () => {
       cfg,
     );
     expect(denied.response).toMatchObject({ uid: 'u2', allowed: false, status: { code: 400 } });
+  });
+});
+
+describe('the token the wrapper presents to vault', () => {
+  it('is a projected service-account token with the cloudtaser audience and a short expiry, not the API token', () => {
+    const input = pod(annotated(), { volumes: [{ name: 'data', emptyDir: {} }] });
+    const d = decide(input, cfg);
+    if (!d.allowed) throw new Error(d.message);
+    const out = apply(input, d.patch);
+    expect(out.spec?.volumes?.find((v) => v.name === 'cloudtaser-token')).toEqual({
+      name: 'cloudtaser-token',
+      projected: {
+        sources: [
+          {
+            serviceAccountToken: { audience: 'cloudtaser', expirationSeconds: 600, path: 'token' },
+          },
+        ],
+      },
+    });
+    const app = out.spec?.containers[0];
+    expect(app?.volumeMounts).toContainEqual({
+      name: 'cloudtaser-token',
+      mountPath: '/var/run/secrets/cloudtaser.io/serviceaccount',
+      readOnly: true,
+    });
+    expect(app?.env).toContainEqual({
+      name: 'CLOUDTASER_SA_TOKEN_FILE',
+      value: '/var/run/secrets/cloudtaser.io/serviceaccount/token',
+    });
+    // The init container that copies the wrapper needs no token at all.
+    expect(out.spec?.initContainers?.[0]?.volumeMounts).toEqual([
+      { name: 'cloudtaser-bin', mountPath: '/cloudtaser/bin' },
+    ]);
+  });
+});
+
+describe('plain-http vault addresses', () => {
+  it('are refused unless the pod template opts in with cloudtaser.io/allow-insecure-vault', () => {
+    const plain = pod(
+      annotated({ 'cloudtaser.io/vault-address': 'http://vault.eu.example.com:8200' }),
+    );
+    const refused = decide(plain, cfg);
+    expect(refused.allowed).toBe(false);
+    if (!refused.allowed) {
+      expect(refused.message).toContain('plain http');
+      expect(refused.message).toContain('cloudtaser.io/allow-insecure-vault');
+    }
+    const optedIn = pod(
+      annotated({
+        'cloudtaser.io/vault-address': 'http://vault.eu.example.com:8200',
+        'cloudtaser.io/allow-insecure-vault': 'true',
+      }),
+    );
+    const d = decide(optedIn, cfg);
+    if (!d.allowed) throw new Error(d.message);
+    expect(apply(optedIn, d.patch).spec?.containers[0]?.env).toContainEqual({
+      name: 'CLOUDTASER_ALLOW_INSECURE_VAULT',
+      value: 'true',
+    });
+    // https needs no opt-in, and gets no opt-in variable.
+    const tls = pod(annotated());
+    const t = decide(tls, cfg);
+    if (!t.allowed) throw new Error(t.message);
+    const env = apply(tls, t.patch).spec?.containers[0]?.env ?? [];
+    expect(env.map((e) => e.name)).not.toContain('CLOUDTASER_ALLOW_INSECURE_VAULT');
+  });
+});
+
+describe('init containers', () => {
+  const withInit = (): V1Pod =>
+    pod(annotated(), {
+      initContainers: [
+        {
+          name: 'migrate',
+          image: 'migrate:1',
+          command: ['/migrate'],
+          args: ['--up'],
+          env: [
+            { name: 'MODE', value: 'up' },
+            { name: 'DB_PASS', valueFrom: { secretKeyRef: { name: 'db', key: 'password' } } },
+          ],
+        },
+        { name: 'warm', image: 'warm:1' },
+      ],
+    });
+
+  it('start through the wrapper after cloudtaser-init, without the native Secret env', () => {
+    const input = withInit();
+    const d = decide(input, cfg, new Map([['warm:1', { entrypoint: ['/warm'], cmd: [] }]]));
+    if (!d.allowed) throw new Error(d.message);
+    const out = apply(input, d.patch);
+    const inits = out.spec?.initContainers ?? [];
+    // Init containers run one after another: the copy must come first.
+    expect(inits.map((c) => c.name)).toEqual(['cloudtaser-init', 'migrate', 'warm']);
+    const migrate = inits[1];
+    expect(migrate?.command).toEqual(['/cloudtaser/bin/cloudtaser-wrapper', '/migrate', '--up']);
+    expect(migrate?.args).toBeUndefined();
+    expect(migrate?.env?.map((e) => e.name)).toEqual([
+      'MODE',
+      'VAULT_ADDR',
+      'VAULT_AUTH_ROLE',
+      'VAULT_AUTH_MOUNT_PATH',
+      'CLOUDTASER_SECRET_PATHS',
+      'CLOUDTASER_ENV_MAP',
+      'CLOUDTASER_SA_TOKEN_FILE',
+    ]);
+    expect(migrate?.volumeMounts?.map((m) => m.name)).toEqual([
+      'cloudtaser-bin',
+      'cloudtaser-token',
+    ]);
+    expect(inits[2]?.command).toEqual(['/cloudtaser/bin/cloudtaser-wrapper', '/warm']);
+    // The app container is wrapped as before.
+    expect(out.spec?.containers[0]?.command?.[0]).toBe('/cloudtaser/bin/cloudtaser-wrapper');
+    expect(decide(out, cfg)).toEqual({ allowed: true, patch: [], reason: 'already injected' });
+  });
+
+  it("need their image's command looked up like app containers, and are refused by name without one", () => {
+    expect(containersNeedingImageConfig(withInit()).map((c) => c.name)).toEqual(['warm']);
+    const refused = decide(withInit(), cfg, new Map([['warm:1', 'registry said 404']]));
+    expect(refused).toEqual({
+      allowed: false,
+      message:
+        'cloudtaser: cannot find the command of init container warm (image warm:1): registry said 404; set command in the pod spec',
+    });
   });
 });

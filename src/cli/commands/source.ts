@@ -15,6 +15,8 @@ function concurrency(value: string): number {
 }
 
 const TOKEN_HELP = 'vault token (default: $BAO_TOKEN, $VAULT_TOKEN; prefer the environment)';
+const INSECURE_HELP =
+  'allow a plain-http address that is not loopback (the token travels in clear)';
 
 export function registerSourceCommands(source: Command, ctx: Context): void {
   source
@@ -32,6 +34,7 @@ export function registerSourceCommands(source: Command, ctx: Context): void {
     .option('--ca-cert <file>', 'CA certificate for TLS (default: $BAO_CACERT, $VAULT_CACERT)')
     .option('--tls-skip-verify', 'do not verify the server certificate (insecure)')
     .option('--vault-namespace <ns>', 'OpenBao/Vault namespace (default: $BAO_NAMESPACE)')
+    .option('--allow-insecure-vault', INSECURE_HELP)
     .addOption(
       new Option('--concurrency <n>', 'parallel requests').default(16).argParser(concurrency),
     )
@@ -45,6 +48,7 @@ export function registerSourceCommands(source: Command, ctx: Context): void {
           caCert: o.caCert,
           skipVerify: o.tlsSkipVerify,
           namespace: o.vaultNamespace,
+          allowInsecure: o.allowInsecureVault,
           dryRun: o.dryRun,
           authPath: o.authPath,
           kvMount: o.kvMount,
@@ -66,6 +70,7 @@ export function registerSourceCommands(source: Command, ctx: Context): void {
     .option('--ca-cert <file>', 'CA certificate for TLS (default: $BAO_CACERT, $VAULT_CACERT)')
     .option('--tls-skip-verify', 'do not verify the server certificate (insecure)')
     .option('--vault-namespace <ns>', 'OpenBao/Vault namespace (default: $BAO_NAMESPACE)')
+    .option('--allow-insecure-vault', INSECURE_HELP)
     .addOption(
       new Option('-o, --output <format>', 'output format')
         .choices(['text', 'json'])
@@ -83,6 +88,7 @@ export function registerSourceCommands(source: Command, ctx: Context): void {
           caCert: o.caCert,
           skipVerify: o.tlsSkipVerify,
           namespace: o.vaultNamespace,
+          allowInsecure: o.allowInsecureVault,
         },
         ctx,
         '--openbao-addr',

@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import type { Context } from '../../core/context.js';
 import { UserError } from '../../core/errors.js';
 import { readPlan } from '../../plan/read.js';
+import { isPlainHttp } from '../../contract/annotations.js';
 
 function positiveInt(flag: string, max: number) {
   return (value: string): number => {
@@ -22,6 +23,11 @@ export function registerTargetProtect(target: Command, ctx: Context): void {
     )
     .requiredOption('--plan <file>', 'MigrationPlan file')
     .option('--vault-address <url>', 'vault address the pods use (default: $BAO_ADDR, $VAULT_ADDR)')
+    .option(
+      '--allow-insecure-vault',
+      'let pods reach vault over plain http (their token and secrets travel in clear)',
+      false,
+    )
     .option('--interactive', 'prompt for each workload')
     .option('--yes', 'approve every workload (CI mode)')
     .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)')
@@ -47,6 +53,14 @@ export function registerTargetProtect(target: Command, ctx: Context): void {
       if (!/^https?:\/\/[^\s,]+$/.test(vaultAddress)) {
         throw new UserError(`--vault-address "${vaultAddress}" must be an http(s) URL`);
       }
+      // The address pods use: even a loopback one would be the pod's own,
+      // so there is no safe plain-http case to allow silently.
+      if (isPlainHttp(vaultAddress) && !o.allowInsecureVault) {
+        throw new UserError(
+          `--vault-address "${vaultAddress}" is plain http: pods would send their login token and receive their secrets unencrypted`,
+          'use https, or pass --allow-insecure-vault if that is really intended',
+        );
+      }
       const { resolveMode, runProtect } = await import('../../protect/run.js');
       const mode = resolveMode(o, ctx);
       const loaded = await readPlan(resolve(ctx.cwd, o.plan), o.plan);
@@ -55,6 +69,7 @@ export function registerTargetProtect(target: Command, ctx: Context): void {
         {
           display: o.plan,
           vaultAddress,
+          allowInsecureVault: o.allowInsecureVault,
           mode,
           namespace: o.namespace,
           kube: { kubeconfig: o.kubeconfig, context: o.context },

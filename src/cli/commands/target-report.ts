@@ -9,6 +9,8 @@ import { normalizeMount } from '../../vault/apply.js';
 const KUBECONFIG_HELP = 'kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)';
 const ADDRESS_HELP = 'OpenBao/Vault address (default: $BAO_ADDR, $VAULT_ADDR)';
 const TOKEN_HELP = 'vault token (default: $BAO_TOKEN, $VAULT_TOKEN; prefer the environment)';
+const INSECURE_HELP =
+  'allow a plain-http address that is not loopback (the token travels in clear)';
 
 interface ReportFlags {
   vaultAddress?: string | undefined;
@@ -16,6 +18,7 @@ interface ReportFlags {
   caCert?: string | undefined;
   tlsSkipVerify?: true | undefined;
   vaultNamespace?: string | undefined;
+  allowInsecureVault?: true | undefined;
   kubeconfig?: string | undefined;
   context?: string | undefined;
   namespace?: string | undefined;
@@ -29,6 +32,7 @@ function reportOptions(o: ReportFlags): VaultReportOptions {
     caCert: o.caCert,
     skipVerify: o.tlsSkipVerify,
     namespace: o.vaultNamespace,
+    allowInsecure: o.allowInsecureVault,
     kube: { kubeconfig: o.kubeconfig, context: o.context },
     kubeNamespace: o.namespace,
     authPath: normalizeMount(o.authPath, '--auth-path'),
@@ -76,6 +80,7 @@ export function registerTargetReports(target: Command, ctx: Context): void {
     .option('--ca-cert <file>', 'CA certificate for TLS (default: $BAO_CACERT, $VAULT_CACERT)')
     .option('--tls-skip-verify', 'do not verify the server certificate (insecure)')
     .option('--vault-namespace <ns>', 'OpenBao/Vault namespace (default: $BAO_NAMESPACE)')
+    .option('--allow-insecure-vault', INSECURE_HELP)
     .option('-n, --namespace <namespace>', 'only this namespace')
     .option('--kubeconfig <file>', KUBECONFIG_HELP)
     .option('--context <name>', 'kubeconfig context to use')
@@ -95,6 +100,7 @@ export function registerTargetReports(target: Command, ctx: Context): void {
     .option('--ca-cert <file>', 'CA certificate for TLS (default: $BAO_CACERT, $VAULT_CACERT)')
     .option('--tls-skip-verify', 'do not verify the server certificate (insecure)')
     .option('--vault-namespace <ns>', 'OpenBao/Vault namespace (default: $BAO_NAMESPACE)')
+    .option('--allow-insecure-vault', INSECURE_HELP)
     .option('-n, --namespace <namespace>', 'only this namespace')
     .option('--kubeconfig <file>', KUBECONFIG_HELP)
     .option('--context <name>', 'kubeconfig context to use')
