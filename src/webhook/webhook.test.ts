@@ -59,6 +59,12 @@ function apply(doc: unknown, ops: JsonPatchOp[]): V1Pod {
   return out;
 }
 
+function decideOrThrow(p: V1Pod): JsonPatchOp[] {
+  const d = decide(p, cfg);
+  if (!d.allowed) throw new Error(d.message);
+  return d.patch;
+}
+
 describe('admission decision', () => {
   it('leaves pods without the annotation untouched', () => {
     expect(decide(pod(), cfg)).toEqual({ allowed: true, patch: [], reason: 'not annotated' });
@@ -154,7 +160,20 @@ describe('admission decision', () => {
     const patch = JSON.parse(
       Buffer.from(String(out.response.patch), 'base64').toString(),
     ) as JsonPatchOp[];
-    expect(patch.length).toBeGreaterThan(3);
+    // The patch, applied to the pod under review, gives the injected pod.
+    const injected = apply(pod(annotated()), patch);
+    expect(injected.spec?.initContainers?.map((c) => c.name)).toEqual(['cloudtaser-init']);
+    expect(injected.spec?.containers[0]?.command).toEqual([
+      '/cloudtaser/bin/cloudtaser-wrapper',
+      '/app',
+      '--port',
+      '8080',
+    ]);
+    expect(injected.spec?.containers[0]?.args).toBeUndefined();
+    expect(injected.metadata?.annotations?.['cloudtaser.io/injected-by']).toBe(
+      'cloudtaser-webhook',
+    );
+    expect(injected).toEqual(apply(pod(annotated()), decideOrThrow(pod(annotated()))));
     const denied = await review(
       {
         apiVersion: 'admission.k8s.io/v1',
