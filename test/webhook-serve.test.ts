@@ -3,6 +3,7 @@
 // service account may not read, and SIGTERM while reviews are in flight.
 // AdmissionReviews are posted to it over HTTPS as the API server does.
 import {
+  AdmissionregistrationV1Api,
   CoreV1Api,
   RbacAuthorizationV1Api,
   type V1Container,
@@ -61,6 +62,11 @@ async function serve(args: string[]): Promise<WebhookProcess> {
   return w;
 }
 
+function named(pod: V1Pod, name: string): V1Pod {
+  if (pod.metadata) pod.metadata.name = name;
+  return pod;
+}
+
 function annotatedPod(containers: V1Container[], pullSecrets: string[] = []): V1Pod {
   const path = 'secret/data/team/db';
   return {
@@ -104,6 +110,82 @@ describe('admission deadline', () => {
     expect(answer.response.status?.message).toContain('within the 3s admission budget');
     // All three lookups were under way at once.
     expect((silent?.sockets.length ?? 0) - before).toBe(3);
+  });
+});
+
+describe('admission deadline, through the API server', () => {
+  const ns = uniqueName('budget');
+  const hookName = `cloudtaser-${ns}`;
+
+  afterAll(async () => {
+    const kc = kubeConfig();
+    await kc
+      .makeApiClient(AdmissionregistrationV1Api)
+      .deleteMutatingWebhookConfiguration({ name: hookName })
+      .catch(() => undefined);
+    await kc
+      .makeApiClient(CoreV1Api)
+      .deleteNamespace({ name: ns })
+      .catch(() => undefined);
+  });
+
+  it("rejects the pod with the webhook's own reason before the API server's timeoutSeconds runs out", async () => {
+    const host = silent?.host ?? '';
+    // No --review-timeout: the default budget (8 s) is cut to fit timeoutSeconds 4.
+    const w = await serve(['--insecure-registry', host]);
+    const kc = kubeConfig();
+    const core = kc.makeApiClient(CoreV1Api);
+    await core.createNamespace({ body: { metadata: { name: ns } } });
+    await kc.makeApiClient(AdmissionregistrationV1Api).createMutatingWebhookConfiguration({
+      body: {
+        metadata: { name: hookName },
+        webhooks: [
+          {
+            name: 'inject.cloudtaser.io',
+            admissionReviewVersions: ['v1'],
+            sideEffects: 'None',
+            failurePolicy: 'Fail',
+            timeoutSeconds: 4,
+            clientConfig: {
+              url: `https://127.0.0.1:${w.port}/mutate`,
+              caBundle: Buffer.from(pki.ca).toString('base64'),
+            },
+            rules: [
+              {
+                apiGroups: [''],
+                apiVersions: ['v1'],
+                operations: ['CREATE'],
+                resources: ['pods'],
+              },
+            ],
+            namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns } },
+          },
+        ],
+      },
+    });
+    const containers = ['a', 'b'].map((n) => ({ name: n, image: `${host}/team/${n}:1` }));
+    // The API server picks up a new webhook configuration asynchronously:
+    // until then the pod is created unmutated (and removed again).
+    const refusal = await eventually('the webhook to be called', async () => {
+      const name = uniqueName('p');
+      const outcome = await core
+        .createNamespacedPod({
+          namespace: ns,
+          body: named(annotatedPod(containers), name),
+        })
+        .then(
+          async () => {
+            await core.deleteNamespacedPod({ name, namespace: ns });
+            return undefined;
+          },
+          (e: unknown) => String((e as { body?: unknown }).body ?? e),
+        );
+      return outcome;
+    });
+    expect(refusal).toContain('cannot find the command of container a');
+    expect(refusal).toContain('within the 3s admission budget');
+    expect(refusal).not.toContain('deadline exceeded');
+    expect(w.log()).toContain(`admission ${ns}/`);
   });
 });
 

@@ -123,6 +123,21 @@ export async function review(
   });
 }
 
+/**
+ * The review's budget: the configured one, shortened to fit the timeout the
+ * API server says it will wait (it appends `?timeout=10s`, the webhook's
+ * timeoutSeconds) less a margin for the answer's way back.
+ */
+export function budgetFor(url: string | undefined, configuredMs: number | undefined): number {
+  const budget = configuredMs ?? DEFAULT_REVIEW_BUDGET_MS;
+  const param = new URL(url ?? '/', 'https://webhook').searchParams.get('timeout') ?? '';
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)$/.exec(param);
+  if (!m) return budget;
+  const unit = m[2] === 'ms' ? 1 : m[2] === 's' ? 1000 : 60_000;
+  const waitMs = Number(m[1]) * unit;
+  return Math.min(budget, Math.max(waitMs - 1000, waitMs / 2));
+}
+
 export interface WebhookServer {
   port: number;
   /**
@@ -192,7 +207,7 @@ export function startWebhookServer(o: {
         res.writeHead(400, { 'content-type': 'text/plain' }).end('request body is not JSON');
         return;
       }
-      review(body, o.config, o.resolve, o.reviewBudgetMs).then(
+      review(body, o.config, o.resolve, budgetFor(req.url, o.reviewBudgetMs)).then(
         (out) => {
           const pod = body.request?.object;
           const name = `${body.request?.namespace ?? ''}/${pod?.metadata?.name ?? pod?.metadata?.generateName ?? '?'}`;

@@ -1,7 +1,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { decide, effectiveArgv, type JsonPatchOp } from './mutate.js';
-import { review } from './server.js';
+import { budgetFor, review } from './server.js';
 
 const cfg = {
   initImage: 'registry.example.com/cloudtaser-init:1',
@@ -187,5 +187,16 @@ describe('admission decision', () => {
       cfg,
     );
     expect(denied.response).toMatchObject({ uid: 'u2', allowed: false, status: { code: 400 } });
+  });
+});
+
+describe('review budget', () => {
+  it("fits the configured budget inside the API server's timeout, with a margin", () => {
+    expect(budgetFor('/mutate', 8000)).toBe(8000);
+    expect(budgetFor('/mutate?timeout=10s', 8000)).toBe(8000);
+    expect(budgetFor('/mutate?timeout=4s', 8000)).toBe(3000);
+    expect(budgetFor('/mutate?timeout=1s', 8000)).toBe(500);
+    expect(budgetFor('/mutate?timeout=1500ms', undefined)).toBe(750);
+    expect(budgetFor('/mutate?timeout=junk', 5000)).toBe(5000);
   });
 });
