@@ -98,9 +98,10 @@ describe('admission deadline', () => {
     const t0 = Date.now();
     const answer = await postReview(w.port, pki.ca, admissionReview('d1', 'team', pod));
     const elapsed = Date.now() - t0;
-    // Three images, one budget: not three budgets (nor 4 × 10 s per image).
+    // Three images, one budget: not three budgets (nor up to 4 × 10 s per image, one after another).
     expect(elapsed).toBeGreaterThanOrEqual(2900);
-    expect(elapsed).toBeLessThan(4500);
+    // Slack for a loaded machine; two budgets would already be 6 s.
+    expect(elapsed).toBeLessThan(5500);
     expect(answer.status).toBe(200);
     expect(answer.response.uid).toBe('d1');
     expect(answer.response.allowed).toBe(false);
