@@ -12,6 +12,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { credentialsFromDockerConfig, RegistryClient } from '../src/webhook/registry.js';
 import { tempDir } from './helpers/cli.js';
+import { startFaultProxy, type FaultProxy } from './helpers/fault-proxy.js';
 import { REGISTRY_USER, startRegistry, type LocalRegistry } from './helpers/registry.js';
 
 const run = promisify(execFile);
@@ -163,5 +164,66 @@ describe('registry token login', () => {
       guarded.stop();
       issuer.close();
     }
+  });
+});
+
+describe('image lookup limits', () => {
+  let open: LocalRegistry | undefined;
+  let proxy: FaultProxy | undefined;
+
+  beforeAll(async () => {
+    open = await startRegistry(await tempDir('ct-registry-open-'));
+    // Forwards everything (no faults) and records what reached the registry.
+    proxy = await startFaultProxy(`http://${open.host}`, { faultRate: 0 });
+  });
+
+  afterAll(async () => {
+    await proxy?.close();
+    open?.stop();
+  });
+
+  it("picks the index entry for the runtime's platform, not the first linux one", async () => {
+    const arch = process.arch === 'arm64' ? 'arm64' : 'amd64';
+    const other = arch === 'amd64' ? 'arm64' : 'amd64';
+    const platforms = {
+      [other]: { Entrypoint: [`/bin/${other}`], Cmd: ['wrong'] },
+      [arch]: { Entrypoint: [`/bin/${arch}`], Cmd: ['right'] },
+    };
+    await open?.push('multi/app', '1', {}, platforms);
+    const host = open?.host ?? '';
+    const found = await new RegistryClient({ insecure: [host] }).resolve(
+      `${host}/multi/app:1`,
+      'ns',
+      [],
+    );
+    expect(found).toEqual({ entrypoint: [`/bin/${arch}`], cmd: ['right'] });
+  });
+
+  it('refuses an image config larger than the cap, naming the limit', async () => {
+    const huge = 'x'.repeat(5 * 1024 * 1024);
+    await open?.push('big/app', '1', { Entrypoint: ['/app'], Cmd: [huge] });
+    const host = open?.host ?? '';
+    await expect(
+      new RegistryClient({ insecure: [host] }).resolve(`${host}/big/app:1`, 'ns', []),
+    ).rejects.toThrow(`registry ${host}: the config of big/app:1 is larger than 4 MiB`);
+  });
+
+  it('keeps at most the configured number of images cached, evicting the least recently used', async () => {
+    for (const n of ['a', 'b', 'c']) await open?.push(`lru/${n}`, '1', { Entrypoint: [`/${n}`] });
+    const host = new URL(proxy?.url ?? '').host;
+    const client = new RegistryClient({ insecure: [host], cacheEntries: 2 });
+    const lookups = (n: string): number =>
+      (proxy?.requests ?? []).filter((r) => r.url === `/v2/lru/${n}/manifests/1`).length;
+    const resolve = (n: string) => client.resolve(`${host}/lru/${n}:1`, 'ns', []);
+    await resolve('a');
+    await resolve('b');
+    await resolve('a'); // a is now the most recently used
+    expect(lookups('a')).toBe(1);
+    await resolve('c'); // evicts b
+    await resolve('a');
+    expect(lookups('a')).toBe(1);
+    await resolve('b');
+    expect(lookups('b')).toBe(2);
+    expect(await resolve('c')).toEqual({ entrypoint: ['/c'], cmd: [] });
   });
 });

@@ -2,6 +2,11 @@
 // for Pods whose spec leaves the command to the image. Honours the Pod's
 // imagePullSecrets (Basic and Bearer token auth), picks the linux manifest
 // for this architecture from an index, and caches configs by digest.
+//
+// Every lookup runs under the admission's deadline (an AbortSignal), reads
+// at most `maxBodyBytes` of any answer, and the caches are bounded: the
+// webhook has seconds per review and a small memory limit.
+import { Lru } from './lru.js';
 import type { ImageCommand } from './mutate.js';
 
 export interface ImageRef {
@@ -18,16 +23,68 @@ export interface Credentials {
 export interface RegistryOptions {
   /** Registries (host[:port]) spoken to over plain HTTP, e.g. a local test registry. */
   insecure?: readonly string[];
-  /** Credentials for a registry host from the named pull secrets of a namespace. */
+  /**
+   * Credentials for a registry host from the named pull secrets of a
+   * namespace. Throws when a secret could not be read; the lookup then goes
+   * on anonymously and a refusal by the registry carries that reason.
+   */
   credentials?: (
     namespace: string,
     pullSecrets: readonly string[],
     registry: string,
   ) => Promise<Credentials | undefined>;
+  /** Longest wait for one registry request, inside the caller's own deadline. */
   timeoutMs?: number;
-  /** Tag → digest answers are reused this long; digests forever. */
+  /** Tag → digest answers are reused this long; digests until evicted. */
   tagTtlMs?: number;
+  /** Largest manifest, index, config or token answer read (default 4 MiB). */
+  maxBodyBytes?: number;
+  /** Images (and tags) remembered, least recently used evicted first (default 1000). */
+  cacheEntries?: number;
+  /** Bytes of image commands remembered (default 8 MiB). */
+  cacheBytes?: number;
 }
+
+const MiB = 1024 * 1024;
+export const DEFAULT_MAX_BODY_BYTES = 4 * MiB;
+
+function sizeText(bytes: number): string {
+  return bytes % MiB === 0 ? `${bytes / MiB} MiB` : `${bytes} bytes`;
+}
+
+/** The body of `res`, refusing (and dropping the connection's rest) past `limit` bytes. */
+export async function readCapped(res: Response, limit: number, what: string): Promise<Buffer> {
+  const declared = Number(res.headers.get('content-length') ?? NaN);
+  if (declared > limit) {
+    await res.body?.cancel().catch(() => undefined);
+    throw new Error(`${what} is larger than ${sizeText(limit)}`);
+  }
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  if (!res.body) return Buffer.alloc(0);
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel().catch(() => undefined);
+      throw new Error(`${what} is larger than ${sizeText(limit)}`);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks);
+}
+
+function parseJson(body: Buffer, what: string): unknown {
+  try {
+    return JSON.parse(body.toString('utf8')) as unknown;
+  } catch {
+    throw new Error(`${what} is not JSON`);
+  }
+}
+
+const message = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 const ACCEPT = [
   'application/vnd.oci.image.index.v1+json',
@@ -109,25 +166,60 @@ const GOARCH: Record<string, string> = {
 };
 
 export class RegistryClient {
-  private readonly configs = new Map<string, ImageCommand>();
-  private readonly tags = new Map<string, { digest: string; at: number }>();
+  private readonly configs: Lru<string, ImageCommand>;
+  private readonly tags: Lru<string, { digest: string; at: number }>;
+  private readonly maxBody: number;
 
-  constructor(private readonly o: RegistryOptions = {}) {}
+  constructor(private readonly o: RegistryOptions = {}) {
+    const entries = o.cacheEntries ?? 1000;
+    this.configs = new Lru(entries, o.cacheBytes ?? 8 * MiB, (c) =>
+      // UTF-16 string lengths: close enough for a budget.
+      [...c.entrypoint, ...c.cmd].reduce((n, a) => n + 2 * a.length + 16, 64),
+    );
+    this.tags = new Lru(entries);
+    this.maxBody = o.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  }
 
   private base(registry: string): string {
     return `${this.o.insecure?.includes(registry) ? 'http' : 'https'}://${registry}`;
+  }
+
+  /** fetch, under the caller's deadline and the per-request limit, with errors that say which. */
+  private async fetch(
+    url: string | URL,
+    headers: Record<string, string>,
+    signal: AbortSignal | undefined,
+  ): Promise<Response> {
+    const limitMs = this.o.timeoutMs ?? 10_000;
+    const own = AbortSignal.timeout(limitMs);
+    try {
+      return await fetch(url, {
+        headers,
+        signal: signal ? AbortSignal.any([signal, own]) : own,
+      });
+    } catch (e) {
+      // The admission's deadline: its reason says so.
+      if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : e;
+      const host = new URL(url).host;
+      if (own.aborted) throw new Error(`registry ${host} did not answer within ${limitMs} ms`);
+      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+      throw new Error(
+        `registry ${host} cannot be reached: ${cause?.code ?? cause?.message ?? message(e)}`,
+      );
+    }
   }
 
   private async get(
     url: string,
     accept: string,
     auth: { header?: string; creds?: Credentials },
+    signal: AbortSignal | undefined,
   ): Promise<Response> {
-    const signal = AbortSignal.timeout(this.o.timeoutMs ?? 10_000);
     const headers: Record<string, string> = { accept };
     if (auth.header) headers.authorization = auth.header;
-    const res = await fetch(url, { headers, signal });
+    const res = await this.fetch(url, headers, signal);
     if (res.status !== 401 || auth.header !== undefined) return res;
+    await res.body?.cancel().catch(() => undefined);
     // One round of the registry's auth challenge.
     const challenge = parseChallenge(res.headers.get('www-authenticate') ?? '');
     const basic = auth.creds
@@ -136,7 +228,7 @@ export class RegistryClient {
     if (challenge.scheme === 'basic') {
       if (!basic) return res;
       auth.header = basic;
-      return this.get(url, accept, auth);
+      return this.get(url, accept, auth, signal);
     }
     if (challenge.scheme === 'bearer' && challenge.params.realm) {
       const tokenUrl = new URL(challenge.params.realm);
@@ -144,16 +236,19 @@ export class RegistryClient {
         const v = challenge.params[k];
         if (v) tokenUrl.searchParams.set(k, v);
       }
-      const tokenRes = await fetch(tokenUrl, {
-        headers: basic ? { authorization: basic } : {},
-        signal,
-      });
-      if (!tokenRes.ok) throw new Error(`registry token request failed (${tokenRes.status})`);
-      const body = (await tokenRes.json()) as { token?: string; access_token?: string };
+      const tokenRes = await this.fetch(tokenUrl, basic ? { authorization: basic } : {}, signal);
+      if (!tokenRes.ok) {
+        await tokenRes.body?.cancel().catch(() => undefined);
+        throw new Error(`registry token request failed (${tokenRes.status})`);
+      }
+      const body = parseJson(
+        await readCapped(tokenRes, this.maxBody, 'the registry token response'),
+        'the registry token response',
+      ) as { token?: string; access_token?: string };
       const token = body.token ?? body.access_token;
       if (!token) throw new Error('registry token response had no token');
       auth.header = `Bearer ${token}`;
-      return this.get(url, accept, auth);
+      return this.get(url, accept, auth, signal);
     }
     return res;
   }
@@ -162,18 +257,17 @@ export class RegistryClient {
     image: string,
     namespace: string,
     pullSecrets: readonly string[],
+    signal?: AbortSignal,
   ): Promise<ImageCommand> {
     const ref = parseImageRef(image);
-    const creds = await this.o.credentials?.(namespace, pullSecrets, ref.registry);
-    const auth: { header?: string; creds?: Credentials } = creds ? { creds } : {};
-    const repoUrl = `${this.base(ref.registry)}/v2/${ref.repository}`;
     const digestKey = (d: string): string => `${ref.registry}/${ref.repository}@${d}`;
+    const tagKey = `${ref.registry}/${ref.repository}:${ref.reference}`;
 
     if (ref.reference.startsWith('sha256:')) {
       const hit = this.configs.get(digestKey(ref.reference));
       if (hit) return hit;
     } else {
-      const tag = this.tags.get(`${ref.registry}/${ref.repository}:${ref.reference}`);
+      const tag = this.tags.get(tagKey);
       const hit =
         tag && Date.now() - tag.at < (this.o.tagTtlMs ?? 300_000)
           ? this.configs.get(digestKey(tag.digest))
@@ -181,13 +275,44 @@ export class RegistryClient {
       if (hit) return hit;
     }
 
-    let res = await this.get(`${repoUrl}/manifests/${ref.reference}`, ACCEPT, auth);
-    if (!res.ok)
-      throw new Error(
-        `registry ${ref.registry} answered ${res.status} for ${ref.repository}:${ref.reference}`,
-      );
+    // A pull secret that cannot be read is not fatal (the image may be
+    // public), but a refusal by the registry must name it as the likely cause.
+    let secretProblem: string | undefined;
+    let creds: Credentials | undefined;
+    try {
+      creds = await this.o.credentials?.(namespace, pullSecrets, ref.registry);
+    } catch (e) {
+      secretProblem = message(e);
+    }
+    try {
+      return await this.lookup(image, ref, creds, signal, digestKey, tagKey);
+    } catch (e) {
+      if (secretProblem && !signal?.aborted) throw new Error(`${message(e)}; ${secretProblem}`);
+      throw e;
+    }
+  }
+
+  private async lookup(
+    image: string,
+    ref: ImageRef,
+    creds: Credentials | undefined,
+    signal: AbortSignal | undefined,
+    digestKey: (d: string) => string,
+    tagKey: string,
+  ): Promise<ImageCommand> {
+    const auth: { header?: string; creds?: Credentials } = creds ? { creds } : {};
+    const repoUrl = `${this.base(ref.registry)}/v2/${ref.repository}`;
+    const where = `registry ${ref.registry}:`;
+    const refused = async (r: Response, what: string): Promise<Error> => {
+      await r.body?.cancel().catch(() => undefined);
+      return new Error(`registry ${ref.registry} answered ${r.status} for ${what}`);
+    };
+
+    let res = await this.get(`${repoUrl}/manifests/${ref.reference}`, ACCEPT, auth, signal);
+    if (!res.ok) throw await refused(res, `${ref.repository}:${ref.reference}`);
     let digest = res.headers.get('docker-content-digest') ?? ref.reference;
-    let manifest = (await res.json()) as {
+    const manifestOf = `${where} the manifest of ${ref.repository}:${ref.reference}`;
+    let manifest = parseJson(await readCapped(res, this.maxBody, manifestOf), manifestOf) as {
       mediaType?: string;
       manifests?: { digest: string; platform?: { os?: string; architecture?: string } }[];
       config?: { digest: string };
@@ -199,19 +324,20 @@ export class RegistryClient {
           (m) => m.platform?.os === 'linux' && m.platform.architecture === arch,
         ) ?? manifest.manifests.find((m) => m.platform?.os === 'linux');
       if (!pick) throw new Error(`image ${image} has no linux manifest`);
-      res = await this.get(`${repoUrl}/manifests/${pick.digest}`, ACCEPT, auth);
-      if (!res.ok)
-        throw new Error(`registry ${ref.registry} answered ${res.status} for ${pick.digest}`);
+      res = await this.get(`${repoUrl}/manifests/${pick.digest}`, ACCEPT, auth, signal);
+      if (!res.ok) throw await refused(res, pick.digest);
       digest = pick.digest;
-      manifest = (await res.json()) as typeof manifest;
+      const platformOf = `${where} the linux/${arch} manifest of ${ref.repository}:${ref.reference}`;
+      manifest = parseJson(
+        await readCapped(res, this.maxBody, platformOf),
+        platformOf,
+      ) as typeof manifest;
     }
     if (!manifest.config?.digest) throw new Error(`image ${image} has no config`);
-    const blob = await this.get(`${repoUrl}/blobs/${manifest.config.digest}`, '*/*', auth);
-    if (!blob.ok)
-      throw new Error(
-        `registry ${ref.registry} answered ${blob.status} for the config of ${image}`,
-      );
-    const config = (await blob.json()) as {
+    const blob = await this.get(`${repoUrl}/blobs/${manifest.config.digest}`, '*/*', auth, signal);
+    if (!blob.ok) throw await refused(blob, `the config of ${image}`);
+    const configOf = `${where} the config of ${ref.repository}:${ref.reference}`;
+    const config = parseJson(await readCapped(blob, this.maxBody, configOf), configOf) as {
       config?: { Entrypoint?: string[] | null; Cmd?: string[] | null };
     };
     const command: ImageCommand = {
@@ -220,10 +346,7 @@ export class RegistryClient {
     };
     this.configs.set(digestKey(digest), command);
     if (!ref.reference.startsWith('sha256:')) {
-      this.tags.set(`${ref.registry}/${ref.repository}:${ref.reference}`, {
-        digest,
-        at: Date.now(),
-      });
+      this.tags.set(tagKey, { digest, at: Date.now() });
     }
     return command;
   }

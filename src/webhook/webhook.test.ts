@@ -1,7 +1,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { containersNeedingImageConfig, decide, effectiveArgv, type JsonPatchOp } from './mutate.js';
-import { review } from './server.js';
+import { budgetFor, review } from './server.js';
 
 const cfg = {
   initImage: 'registry.example.com/cloudtaser-init:1',
@@ -57,6 +57,12 @@ function apply(doc: unknown, ops: JsonPatchOp[]): V1Pod {
     else parent[last] = op.value;
   }
   return out;
+}
+
+function decideOrThrow(p: V1Pod): JsonPatchOp[] {
+  const d = decide(p, cfg);
+  if (!d.allowed) throw new Error(d.message);
+  return d.patch;
 }
 
 describe('admission decision', () => {
@@ -167,7 +173,20 @@ describe('admission decision', () => {
     const patch = JSON.parse(
       Buffer.from(String(out.response.patch), 'base64').toString(),
     ) as JsonPatchOp[];
-    expect(patch.length).toBeGreaterThan(3);
+    // The patch, applied to the pod under review, gives the injected pod.
+    const injected = apply(pod(annotated()), patch);
+    expect(injected.spec?.initContainers?.map((c) => c.name)).toEqual(['cloudtaser-init']);
+    expect(injected.spec?.containers[0]?.command).toEqual([
+      '/cloudtaser/bin/cloudtaser-wrapper',
+      '/app',
+      '--port',
+      '8080',
+    ]);
+    expect(injected.spec?.containers[0]?.args).toBeUndefined();
+    expect(injected.metadata?.annotations?.['cloudtaser.io/injected-by']).toBe(
+      'cloudtaser-webhook',
+    );
+    expect(injected).toEqual(apply(pod(annotated()), decideOrThrow(pod(annotated()))));
     const denied = await review(
       {
         apiVersion: 'admission.k8s.io/v1',
@@ -305,5 +324,16 @@ describe('init containers', () => {
       message:
         'cloudtaser: cannot find the command of init container warm (image warm:1): registry said 404; set command in the pod spec',
     });
+  });
+});
+
+describe('review budget', () => {
+  it("fits the configured budget inside the API server's timeout, with a margin", () => {
+    expect(budgetFor('/mutate', 8000)).toBe(8000);
+    expect(budgetFor('/mutate?timeout=10s', 8000)).toBe(8000);
+    expect(budgetFor('/mutate?timeout=4s', 8000)).toBe(3000);
+    expect(budgetFor('/mutate?timeout=1s', 8000)).toBe(500);
+    expect(budgetFor('/mutate?timeout=1500ms', undefined)).toBe(750);
+    expect(budgetFor('/mutate?timeout=junk', 5000)).toBe(5000);
   });
 });

@@ -9,13 +9,24 @@ import { gzipSync } from 'node:zlib';
 import { freePort } from './net.js';
 import { eventually } from './sandbox.js';
 
+export interface ImageConfig {
+  Entrypoint?: string[];
+  Cmd?: string[];
+}
+
 export interface LocalRegistry {
   host: string;
+  /**
+   * Pushes an image and returns its manifest digest. `asIndex` pushes an
+   * index instead: `true` puts `config` under linux/amd64 next to a linux/arm64
+   * image with a different ENTRYPOINT (so each platform has its own digest);
+   * a map gives each architecture's config, listed in the map's order.
+   */
   push(
     repository: string,
     tag: string,
-    config: { Entrypoint?: string[]; Cmd?: string[] },
-    asIndex?: boolean,
+    config: ImageConfig,
+    asIndex?: boolean | Record<string, ImageConfig>,
   ): Promise<string>;
   stop(): void;
 }
@@ -108,43 +119,61 @@ export async function startRegistry(
     host,
     async push(repository, tag, config, asIndex = false) {
       const layer = gzipSync(Buffer.alloc(1024));
-      const cfg = Buffer.from(
-        JSON.stringify({
-          architecture: 'amd64',
-          os: 'linux',
-          config,
-          rootfs: { type: 'layers', diff_ids: [sha(Buffer.alloc(1024))] },
-        }),
-      );
       const layerDigest = await blob(repository, layer);
-      const cfgDigest = await blob(repository, cfg);
-      const imageManifest = {
-        schemaVersion: 2,
-        mediaType: 'application/vnd.oci.image.manifest.v1+json',
-        config: {
-          mediaType: 'application/vnd.oci.image.config.v1+json',
-          digest: cfgDigest,
-          size: cfg.length,
-        },
-        layers: [
-          {
-            mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
-            digest: layerDigest,
-            size: layer.length,
-          },
-        ],
-      };
       const mediaType = 'application/vnd.oci.image.manifest.v1+json';
-      if (!asIndex) return manifest(repository, tag, mediaType, imageManifest);
-      const digest = await manifest(repository, `${tag}-amd64`, mediaType, imageManifest);
-      const size = Buffer.byteLength(JSON.stringify(imageManifest));
+      const image = async (
+        architecture: string,
+        c: ImageConfig,
+      ): Promise<{ body: unknown; size: number }> => {
+        const cfg = Buffer.from(
+          JSON.stringify({
+            architecture,
+            os: 'linux',
+            config: c,
+            rootfs: { type: 'layers', diff_ids: [sha(Buffer.alloc(1024))] },
+          }),
+        );
+        const cfgDigest = await blob(repository, cfg);
+        const body = {
+          schemaVersion: 2,
+          mediaType,
+          config: {
+            mediaType: 'application/vnd.oci.image.config.v1+json',
+            digest: cfgDigest,
+            size: cfg.length,
+          },
+          layers: [
+            {
+              mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+              digest: layerDigest,
+              size: layer.length,
+            },
+          ],
+        };
+        return { body, size: Buffer.byteLength(JSON.stringify(body)) };
+      };
+      if (asIndex === false) {
+        return manifest(repository, tag, mediaType, (await image('amd64', config)).body);
+      }
+      const platforms: Record<string, ImageConfig> =
+        asIndex === true
+          ? { arm64: { Entrypoint: ['/wrong-platform/arm64'], Cmd: [] }, amd64: config }
+          : asIndex;
+      const manifests = [];
+      for (const [architecture, c] of Object.entries(platforms)) {
+        const m = await image(architecture, c);
+        const digest = await manifest(repository, `${tag}-${architecture}`, mediaType, m.body);
+        manifests.push({
+          mediaType,
+          digest,
+          size: m.size,
+          platform: { os: 'linux', architecture },
+        });
+      }
       return manifest(repository, tag, 'application/vnd.oci.image.index.v1+json', {
         schemaVersion: 2,
         mediaType: 'application/vnd.oci.image.index.v1+json',
-        manifests: [
-          { mediaType, digest, size, platform: { os: 'linux', architecture: 'arm64' } },
-          { mediaType, digest, size, platform: { os: 'linux', architecture: 'amd64' } },
-        ],
+        manifests,
       });
     },
     stop() {
