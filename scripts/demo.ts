@@ -18,8 +18,10 @@ async function main(): Promise<number> {
     log: (l) => {
       console.error(l);
     },
-    // A kept sandbox lives where `npm run sandbox -- down` finds it.
-    ...(keep ? { dir: personalSandboxDir, ownerPid: null } : {}),
+    // A kept sandbox lives where `npm run sandbox -- down` finds it. The demo
+    // needs a fresh cluster, so it never borrows one already up there: it
+    // says which one is up and how to stop it.
+    ...(keep ? { dir: personalSandboxDir(), ownerPid: null, ifUp: 'refuse' as const } : {}),
   });
   const work = await mkdtemp(join(tmpdir(), 'cloudtaser-demo-'));
   const env: NodeJS.ProcessEnv = {
