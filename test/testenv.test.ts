@@ -156,7 +156,10 @@ describe('testenv', () => {
     expect(demo.stderr.trim().split('\n')).toHaveLength(1);
     expect(demo.stderr).toContain(`sandbox is already up in ${dir}`);
     expect(demo.stderr).toContain('npm run sandbox -- down');
-    expect(demo.seconds).toBeLessThan(20);
+    expect(demo.stderr).not.toMatch(/not ready|etcd/);
+    // Under 30 s, the time the old demo spent on that etcd alone (most of
+    // what is left is loading the Kubernetes client on a busy machine).
+    expect(demo.seconds).toBeLessThan(30);
     // The running sandbox is untouched.
     expect(state.pids.every(groupAlive)).toBe(true);
     expect(existsSync(join(dir, 'state.json'))).toBe(true);
@@ -164,7 +167,7 @@ describe('testenv', () => {
     const down = await runTs('testenv/cli.ts', ['down'], env);
     expect(down.code).toBe(0);
     expect(down.stderr).toContain('sandbox stopped');
-    expect(down.seconds).toBeLessThan(20);
+    expect(down.seconds).toBeLessThan(30);
     expect(state.pids.some(groupAlive)).toBe(false);
     expect(processesFor(dir)).toEqual([]);
     expect(existsSync(dir)).toBe(false);
