@@ -17,7 +17,7 @@ import { ANNOTATION } from '../src/contract/annotations.js';
 import { protectAnnotations } from '../src/protect/annotations.js';
 import { startRaftOpenBao } from './raft-openbao.js';
 import { personalSandboxDir, projectRoot } from '../testenv/paths.js';
-import { startSandbox, type SandboxInfo } from '../testenv/sandbox.js';
+import { runningSandbox, startSandbox, type SandboxInfo } from '../testenv/sandbox.js';
 
 const arg = (name: string, dflt: number): number => {
   const i = process.argv.indexOf(`--${name}`);
@@ -85,16 +85,13 @@ const log = (s: string): void => {
 };
 
 async function main(): Promise<void> {
+  // --running borrows the healthy sandbox of `npm run sandbox -- up` (its
+  // owner stops it); otherwise the bench owns a fresh temporary one.
   const sb: { info: SandboxInfo; stop: () => Promise<void> } = useRunning
-    ? {
-        info: JSON.parse(
-          await readFile(join(personalSandboxDir, 'state.json'), 'utf8'),
-        ) as SandboxInfo,
-        stop: () => Promise.resolve(),
-      }
+    ? { info: await runningSandbox(personalSandboxDir()), stop: () => Promise.resolve() }
     : await startSandbox({ log });
   const work = useRunning
-    ? join(personalSandboxDir, 'bench')
+    ? join(personalSandboxDir(), 'bench')
     : await mkdtemp(join(tmpdir(), 'cloudtaser-bench-'));
   await mkdir(work, { recursive: true });
   if (useRunning) log(`work dir ${work}`);

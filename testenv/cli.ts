@@ -1,24 +1,17 @@
 // `npm run sandbox -- <up|down|status|build>`: the sandbox for a person.
-// `up` leaves the servers running in the background (state in .sandbox/),
-// `down` stops them and removes their data.
-import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+// `up` leaves the servers running in the background (state in .sandbox/, or
+// in $CLOUDTASER_SANDBOX_DIR), `down` stops them and removes their data.
+import { relative } from 'node:path';
 import { BuildError, ensureBinaries } from './build.js';
 import { personalSandboxDir, projectRoot } from './paths.js';
-import { groupAlive, startSandbox, stopGroups, type SandboxInfo } from './sandbox.js';
+import { sandboxStatus, startSandbox, stopSandboxDir } from './sandbox.js';
 
-const stateFile = join(personalSandboxDir, 'state.json');
 const log = (line: string): void => {
   console.error(line);
 };
 
-async function readState(): Promise<SandboxInfo | undefined> {
-  if (!existsSync(stateFile)) return undefined;
-  return JSON.parse(await readFile(stateFile, 'utf8')) as SandboxInfo;
-}
-
 async function main(cmd: string | undefined): Promise<number> {
+  const dir = personalSandboxDir();
   switch (cmd) {
     case 'build': {
       const bins = await ensureBinaries(log);
@@ -26,13 +19,12 @@ async function main(cmd: string | undefined): Promise<number> {
       return 0;
     }
     case 'up': {
-      const state = await readState();
-      if (state?.pids.every(groupAlive)) {
-        log(`sandbox already up; source ${relative(process.cwd(), state.envFile)}`);
+      // A healthy sandbox already up is the one asked for; a broken one is replaced.
+      const sb = await startSandbox({ log, dir, ownerPid: null, ifUp: 'reuse' });
+      if (sb.reused) {
+        log(`sandbox already up; source ${relative(process.cwd(), sb.info.envFile)}`);
         return 0;
       }
-      if (state) await stopGroups(state.pids, state.dir);
-      const sb = await startSandbox({ log, dir: personalSandboxDir, ownerPid: null });
       console.log(`API server: ${sb.info.apiServer}`);
       console.log(`OpenBao:    ${sb.info.baoAddr}`);
       console.log(`Use it:     source ${relative(process.cwd(), sb.info.envFile)}`);
@@ -40,20 +32,27 @@ async function main(cmd: string | undefined): Promise<number> {
       return 0;
     }
     case 'down': {
-      const state = await readState();
-      if (!state) {
+      const r = await stopSandboxDir(dir, log);
+      if (r.hadState) {
+        log(
+          r.unrecorded > 0
+            ? `sandbox stopped, and ${r.unrecorded} sandbox servers it had not recorded`
+            : 'sandbox stopped',
+        );
+      } else if (r.recorded + r.unrecorded > 0) {
+        log(
+          `stopped ${r.recorded + r.unrecorded} sandbox servers left running without state ` +
+            `(started for ${relative(process.cwd(), dir) || dir})`,
+        );
+      } else {
         log('sandbox is not up');
-        return 0;
       }
-      await stopGroups(state.pids, state.dir);
-      log('sandbox stopped');
       return 0;
     }
     case 'status': {
-      const state = await readState();
-      const up = state?.pids.every(groupAlive) ?? false;
-      console.log(up ? `up (${state?.apiServer ?? ''}, ${state?.baoAddr ?? ''})` : 'down');
-      return up ? 0 : 1;
+      const s = await sandboxStatus(dir);
+      console.log(s.line);
+      return s.state === 'up' ? 0 : 1;
     }
     default:
       console.error('usage: npm run sandbox -- <up|down|status|build>');

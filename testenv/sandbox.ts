@@ -3,25 +3,25 @@
 // wires OpenBao's Kubernetes auth to that API server, and tears it all down.
 //
 // Every server runs in its own process group so one signal stops it and its
-// children. A watchdog shell process outlives a killed parent (SIGKILL,
+// children, and records that group in the state dir before it execs the
+// server. A watchdog shell process outlives a killed parent (SIGKILL,
 // crashed test runner) just long enough to stop the servers and remove the
 // temporary directory, so no orphan survives its owner.
+//
+// A named state dir (the long-lived sandbox of `npm run sandbox -- up`) is
+// shared state: one process at a time starts or stops servers in it, under a
+// lock next to it, and a second starter never starts a second set of servers
+// on top of a running one.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import {
-  appendFileSync,
-  closeSync,
-  existsSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-} from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { mkdtemp, readFile, rename, rm, writeFile, mkdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { ensureBinaries, type Binaries, type Log } from './build.js';
 import { httpCall, waitFor } from './http.js';
+import { cacheRoot, defaultSandboxDir } from './paths.js';
 import { loopbackPki } from './pki.js';
 
 /** Everything a test or a person needs to reach the sandbox. */
@@ -51,6 +51,9 @@ export interface SandboxInfo {
 
 export interface Sandbox {
   info: SandboxInfo;
+  /** True when `dir` already held a healthy sandbox and it was handed back. */
+  reused: boolean;
+  /** Stops what this call started (nothing, for a reused sandbox). */
   stop(): Promise<void>;
 }
 
@@ -64,6 +67,31 @@ export interface StartOptions {
    * `sandbox up` command, stopped later with `sandbox down`).
    */
   ownerPid?: number | null;
+  /**
+   * When `dir` already has servers running: `reuse` hands back a healthy
+   * sandbox (for callers that only need one) and replaces a broken one;
+   * `refuse` (the default) throws SandboxInUseError and touches nothing.
+   */
+  ifUp?: 'reuse' | 'refuse';
+  /** Fixed ports instead of free ones (tests take one on purpose). */
+  ports?: { apiServer?: number };
+}
+
+/** A second starter met a sandbox that is up: one line, what is up and how to stop it. */
+export class SandboxInUseError extends Error {
+  constructor(dir: string, what: string) {
+    super(
+      `testenv: a sandbox is already up in ${dir} (${what}); stop it with: ${downCommand(dir)}`,
+    );
+    this.name = 'SandboxInUseError';
+  }
+}
+
+/** The command that stops the long-lived sandbox kept in `dir`. */
+export function downCommand(dir: string): string {
+  return resolve(dir) === defaultSandboxDir
+    ? 'npm run sandbox -- down'
+    : `CLOUDTASER_SANDBOX_DIR=${dir} npm run sandbox -- down`;
 }
 
 async function freePort(avoid: Set<number>): Promise<number> {
@@ -108,10 +136,24 @@ interface Proc {
   exited?: string;
 }
 
-function startProc(name: string, bin: string, args: string[], dir: string): Proc {
+/**
+ * Starts a server in its own process group. A tiny shell records the group
+ * in `pidsFile` first and only then execs the server (same pid), so there is
+ * no moment in which a server runs unrecorded; it gives up instead if the
+ * owner died in between, because the watchdog may already have read the file.
+ */
+function startProc(
+  name: string,
+  bin: string,
+  args: string[],
+  dir: string,
+  pidsFile: string,
+  ownerPid: number,
+): Proc {
   const logFile = join(dir, 'logs', `${name}.log`);
   const fd = openSync(logFile, 'a');
-  const child = spawn(bin, args, {
+  const record = 'echo $$ >> "$0" && kill -0 "$1" 2>/dev/null || exit 1; shift; exec "$@"';
+  const child = spawn('sh', ['-c', record, pidsFile, String(ownerPid), bin, ...args], {
     cwd: dir,
     detached: true,
     stdio: ['ignore', fd, fd],
@@ -127,14 +169,6 @@ function startProc(name: string, bin: string, args: string[], dir: string): Proc
   return proc;
 }
 
-function killGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    // already gone
-  }
-}
-
 /**
  * True while any non-zombie process is in the group. `kill(-pgid, 0)` alone
  * also counts zombies, which an init that reaps slowly can leave around for
@@ -147,48 +181,334 @@ export function groupAlive(pgid: number): boolean {
     return false;
   }
   if (!existsSync('/proc/self/stat')) return true;
+  return listProcs(false).some((p) => p.pgid === pgid);
+}
+
+/** A live (non-zombie) process, as /proc shows it. */
+interface ProcEntry {
+  pid: number;
+  pgid: number;
+  argv: string[];
+  exe: string;
+  cwd: string;
+}
+
+const deleted = (p: string): string => p.replace(/ \(deleted\)$/, '');
+
+/** Live processes; `detail` also reads each one's argv, exe and cwd. */
+function listProcs(detail = true): ProcEntry[] {
+  const out: ProcEntry[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
     try {
-      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      // Fields after the parenthesised command: state, ppid, pgrp, ...
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (rest[0] === 'Z' || rest[0] === 'X') continue;
+      if (!detail) {
+        out.push({ pid: Number(entry), pgid: Number(rest[2]), argv: [], exe: '', cwd: '' });
+        continue;
+      }
+      const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').filter(Boolean);
+      let exe = '';
+      let cwd = '';
+      try {
+        exe = deleted(readlinkSync(`/proc/${entry}/exe`));
+        cwd = deleted(readlinkSync(`/proc/${entry}/cwd`));
+      } catch {
+        // a kernel thread, or a process not ours to inspect
+      }
+      out.push({ pid: Number(entry), pgid: Number(rest[2]), argv, exe, cwd });
     } catch {
-      continue;
+      // gone while we looked
     }
-    // Fields after the parenthesised command: state, ppid, pgrp, ...
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (Number(rest[2]) === pgid && rest[0] !== 'Z') return true;
   }
-  return false;
+  return out;
+}
+
+/** The process names it (an argument holds a path inside it) or runs in it. */
+function referencesDir(p: ProcEntry, dir: string): boolean {
+  return (
+    p.cwd === dir ||
+    p.cwd.startsWith(`${dir}/`) ||
+    p.argv.some((a) => a === dir || a.includes(`${dir}/`))
+  );
+}
+
+const SERVER_NAMES = new Set([
+  'etcd',
+  'kube-apiserver',
+  'kube-controller-manager',
+  'bao',
+  'registry',
+]);
+
+/**
+ * One of the sandbox's own cached server binaries (of any cached version).
+ * kubectl is not a server: a person's `kubectl get -w` is left alone.
+ */
+function isSandboxServer(p: ProcEntry, known: readonly string[]): boolean {
+  const root = `${cacheRoot()}/`;
+  return [p.exe, p.argv[0] ?? ''].some(
+    (path) => SERVER_NAMES.has(basename(path)) && (known.includes(path) || path.startsWith(root)),
+  );
+}
+
+function readState(dir: string): SandboxInfo | undefined {
+  try {
+    return JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as SandboxInfo;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Groups the state dir recorded: the finished sandbox's, and every started one. */
+function recordedGroups(dir: string): number[] {
+  const fromFile = (() => {
+    try {
+      return readFileSync(join(dir, 'pids'), 'utf8').split('\n').map(Number);
+    } catch {
+      return [];
+    }
+  })();
+  return [...new Set([...(readState(dir)?.pids ?? []), ...fromFile])].filter((p) => p > 0);
 }
 
 /**
- * Stops the given process groups and removes the directory. The sandbox's
- * data is thrown away, so a short grace after SIGTERM is enough: the API
- * server's own graceful drain takes over ten seconds and protects nothing here.
+ * The live processes started for `dir`: members of a recorded group whose
+ * leader still references the dir (a recycled pid does not), and any process
+ * of the sandbox's own binaries that references the dir, recorded or not. On
+ * a shared machine nothing else ever matches.
  */
-export async function stopGroups(pids: readonly number[], dir?: string): Promise<void> {
-  for (const pid of pids) killGroup(pid, 'SIGTERM');
-  const deadline = Date.now() + 2_000;
-  while (pids.some(groupAlive) && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 100));
+function serversOf(
+  dir: string,
+  recorded: readonly number[],
+  known: readonly string[],
+): ProcEntry[] {
+  const procs = listProcs();
+  const groups = new Set(
+    recorded.filter((g) => procs.some((p) => p.pid === g && referencesDir(p, dir))),
+  );
+  return procs.filter(
+    (p) =>
+      p.pid !== process.pid &&
+      (groups.has(p.pgid) || (referencesDir(p, dir) && isSandboxServer(p, known))),
+  );
+}
+
+function signal(p: ProcEntry, sig: NodeJS.Signals): void {
+  try {
+    // Our servers lead their own group; anything else gets the signal alone.
+    if (p.pgid === p.pid) process.kill(-p.pid, sig);
+    else process.kill(p.pid, sig);
+  } catch {
+    // already gone
   }
-  for (const pid of pids) if (groupAlive(pid)) killGroup(pid, 'SIGKILL');
-  if (dir) await rm(dir, { recursive: true, force: true });
+}
+
+const sleep = (ms: number): Promise<void> =>
+  new Promise((r) => {
+    setTimeout(r, ms);
+  });
+
+/**
+ * Stops every process started for `dir` (see serversOf): SIGTERM, then
+ * SIGKILL after `graceMs` (the data is thrown away, and the API server has
+ * been seen ignoring SIGTERM for 20 s), then waits until they are gone.
+ * Returns how many were recorded and how many only `ps` found; throws if any
+ * survive, so the caller keeps the dir.
+ */
+async function stopServers(
+  dir: string,
+  known: readonly string[],
+  started: readonly number[] = [],
+  graceMs = 2_000,
+): Promise<{ recorded: number; unrecorded: number }> {
+  const recorded = [...new Set([...recordedGroups(dir), ...started])];
+  const found = serversOf(dir, recorded, known);
+  const leaders = found.filter((p) => p.pgid === p.pid || !found.some((q) => q.pid === p.pgid));
+  const counted = {
+    recorded: leaders.filter((p) => recorded.includes(p.pgid)).length,
+    unrecorded: leaders.filter((p) => !recorded.includes(p.pgid)).length,
+  };
+  if (found.length === 0) return counted;
+  const alive = (): ProcEntry[] => {
+    const now = new Set(listProcs(false).map((p) => p.pid));
+    return found.filter((p) => now.has(p.pid));
+  };
+  for (const p of found) signal(p, 'SIGTERM');
+  const termDeadline = Date.now() + graceMs;
+  while (alive().length > 0 && Date.now() < termDeadline) await sleep(100);
+  for (const p of alive()) signal(p, 'SIGKILL');
+  const killDeadline = Date.now() + 10_000;
+  while (alive().length > 0 && Date.now() < killDeadline) await sleep(100);
+  const left = alive();
+  if (left.length > 0) {
+    throw new Error(
+      `testenv: could not stop ${left.map((p) => `${basename(p.argv[0] ?? '?')} (pid ${p.pid})`).join(', ')}; kept ${dir}`,
+    );
+  }
+  return counted;
+}
+
+/**
+ * Removes a state dir, but only an empty one or one a sandbox start made
+ * (every start writes `pids` first): never a mistyped $HOME.
+ */
+async function removeStateDir(dir: string): Promise<void> {
+  if (!existsSync(dir)) return;
+  const entries = readdirSync(dir);
+  if (entries.length > 0 && !entries.includes('pids') && !entries.includes('state.json')) {
+    throw new Error(`testenv: ${dir} is not a sandbox state dir; not removing it`);
+  }
+  await rm(dir, { recursive: true, force: true });
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Runs `fn` as the only process starting or stopping servers in `dir`. The
+ * lock is a directory next to the state dir (the state dir itself comes and
+ * goes), holding the owner's pid; a lock whose owner died is taken over.
+ */
+async function withDirLock<T>(dir: string, log: Log, fn: () => Promise<T>): Promise<T> {
+  const lock = `${dir}.lock`;
+  await mkdir(dirname(lock), { recursive: true });
+  const deadline = Date.now() + 10 * 60_000;
+  let told = 0;
+  for (;;) {
+    // Written aside and renamed into place, so a lock never exists without its pid.
+    const tmp = await mkdtemp(`${lock}.new-`);
+    await writeFile(join(tmp, 'pid'), String(process.pid));
+    try {
+      await rename(tmp, lock);
+      break;
+    } catch {
+      await rm(tmp, { recursive: true, force: true });
+    }
+    const owner = Number(await readFile(join(lock, 'pid'), 'utf8').catch(() => '0'));
+    if (!owner || !pidAlive(owner)) {
+      await rm(lock, { recursive: true, force: true });
+      continue;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`testenv: pid ${owner} has held ${lock} for over 10 min; is it stuck?`);
+    }
+    if (told !== owner) {
+      log(
+        `testenv: waiting for pid ${owner}, which is starting or stopping the sandbox in ${dir}…`,
+      );
+      told = owner;
+    }
+    await sleep(500);
+  }
+  try {
+    return await fn();
+  } finally {
+    await rm(lock, { recursive: true, force: true });
+  }
+}
+
+/** What runs in a state dir, and whether it is a whole, answering sandbox. */
+async function inspect(
+  dir: string,
+): Promise<{ info?: SandboxInfo; live: ProcEntry[]; healthy: boolean }> {
+  const info = readState(dir);
+  const known = info ? Object.values(info.binaries) : [];
+  const live = serversOf(dir, recordedGroups(dir), known);
+  let healthy = false;
+  if (info && info.pids.length > 0 && info.pids.every((g) => live.some((p) => p.pgid === g))) {
+    try {
+      const ca = await readFile(info.caFile, 'utf8');
+      const api = await httpCall(`${info.apiServer}/readyz`, {
+        ca,
+        headers: { authorization: `Bearer ${info.adminToken}` },
+        timeoutMs: 3000,
+      });
+      const bao = await httpCall(`${info.baoAddr}/v1/sys/health`, { timeoutMs: 3000 });
+      healthy = api.status === 200 && bao.status === 200;
+    } catch {
+      healthy = false;
+    }
+  }
+  return { info, live, healthy };
+}
+
+/** One line on what runs in a state dir, for messages. */
+function describe(state: { info?: SandboxInfo; live: ProcEntry[]; healthy: boolean }): string {
+  if (state.healthy && state.info) {
+    return `API server ${state.info.apiServer}, OpenBao ${state.info.baoAddr}`;
+  }
+  const names = [...new Set(state.live.map((p) => basename(p.argv[0] ?? '?')))].join(', ');
+  return `not healthy; still running: ${names}`;
+}
+
+/**
+ * The healthy sandbox kept in `dir`, for callers that use one without
+ * starting it (`npm run bench -- --running`); one line if there is none.
+ */
+export async function runningSandbox(dir: string): Promise<SandboxInfo> {
+  const state = await inspect(resolve(dir));
+  if (state.healthy && state.info) return state.info;
+  const up = `npm run sandbox -- up${resolve(dir) === defaultSandboxDir ? '' : ` (with CLOUDTASER_SANDBOX_DIR=${dir})`}`;
+  throw new Error(
+    state.live.length > 0
+      ? `testenv: the sandbox in ${dir} is ${describe(state)}; stop it with ${downCommand(dir)}, then ${up}`
+      : `testenv: no sandbox is up in ${dir}; start one with ${up}`,
+  );
+}
+
+/** Whether `dir` holds a healthy sandbox, a broken one, or nothing. */
+export async function sandboxStatus(
+  dir: string,
+): Promise<{ state: 'up' | 'broken' | 'down'; line: string }> {
+  const state = await inspect(resolve(dir));
+  if (state.healthy) return { state: 'up', line: `up (${describe(state)})` };
+  if (state.live.length > 0) return { state: 'broken', line: describe(state) };
+  return { state: 'down', line: 'down' };
+}
+
+/**
+ * `npm run sandbox -- down`: stops every server started for `dir` — those
+ * its state recorded and, when the state is gone, those `ps` finds running
+ * the sandbox's binaries for that dir — then removes the dir.
+ */
+export async function stopSandboxDir(
+  dir: string,
+  log: Log = () => undefined,
+): Promise<{ hadState: boolean; recorded: number; unrecorded: number }> {
+  const abs = resolve(dir);
+  return withDirLock(abs, log, async () => {
+    const info = readState(abs);
+    const counts = await stopServers(abs, info ? Object.values(info.binaries) : []);
+    await removeStateDir(abs);
+    return { hadState: info !== undefined, ...counts };
+  });
 }
 
 /**
  * A POSIX sh process, independent of Node, that outlives the owner: once the
- * owner is gone it stops every group listed in `pidsFile` (appended to as
- * servers start, so a kill during start-up is covered too) and removes `dir`.
+ * owner is gone it stops every group listed in `pidsFile` (each server
+ * records itself there before it starts, so a kill during start-up is
+ * covered too), waits for them to go, and removes `dir`.
  */
 function startWatchdog(ownerPid: number, pidsFile: string, dir: string): ChildProcess {
   const script = [
     `while kill -0 ${ownerPid} 2>/dev/null; do sleep 0.5; done`,
     `groups=$(sed 's/^/-/' '${pidsFile}' 2>/dev/null)`,
+    // True while any recorded group still has a process.
+    `alive() { for g in $groups; do kill -0 $g 2>/dev/null && return 0; done; return 1; }`,
     `[ -n "$groups" ] && kill -TERM $groups 2>/dev/null`,
-    `i=0; while [ $i -lt 4 ] && [ -n "$groups" ] && kill -0 $groups 2>/dev/null; do sleep 0.5; i=$((i+1)); done`,
+    `i=0; while [ $i -lt 4 ] && alive; do sleep 0.5; i=$((i+1)); done`,
     `[ -n "$groups" ] && kill -KILL $groups 2>/dev/null`,
+    `i=0; while [ $i -lt 20 ] && alive; do sleep 0.5; i=$((i+1)); done`,
     `rm -rf '${dir}'`,
   ].join('\n');
   const child = spawn('sh', ['-c', script], { detached: true, stdio: 'ignore' });
@@ -196,12 +516,45 @@ function startWatchdog(ownerPid: number, pidsFile: string, dir: string): ChildPr
   return child;
 }
 
-/** Brings up the whole sandbox; throws (after cleaning up) if any part fails. */
+/**
+ * Brings up the whole sandbox; throws (after stopping everything it started)
+ * if any part fails. With `dir`, first takes that dir's lock and looks at
+ * what already runs there (see StartOptions.ifUp).
+ */
 export async function startSandbox(opts: StartOptions = {}): Promise<Sandbox> {
   const log = opts.log ?? (() => undefined);
   const binaries = await ensureBinaries(log);
+  if (opts.dir === undefined) {
+    return startIn(await mkdtemp(join(tmpdir(), 'cloudtaser-sandbox-')), binaries, opts, log);
+  }
+  const dir = resolve(opts.dir);
+  return withDirLock(dir, log, async () => {
+    const state = await inspect(dir);
+    if (state.live.length > 0) {
+      if (state.healthy && state.info && opts.ifUp === 'reuse') {
+        return { info: state.info, reused: true, stop: () => Promise.resolve() };
+      }
+      if (opts.ifUp !== 'reuse') throw new SandboxInUseError(dir, describe(state));
+      // The owner command of this dir asked for a sandbox: replace the broken one.
+      const { recorded, unrecorded } = await stopServers(dir, Object.values(binaries));
+      log(
+        `testenv: stopped ${recorded + unrecorded} servers of a broken sandbox in ${dir} ` +
+          `(${describe(state)})`,
+      );
+    }
+    // Leftovers of a sandbox that is gone (an etcd data dir, old certificates).
+    await removeStateDir(dir);
+    return startIn(dir, binaries, opts, log);
+  });
+}
+
+async function startIn(
+  dir: string,
+  binaries: Binaries,
+  opts: StartOptions,
+  log: Log,
+): Promise<Sandbox> {
   const started = Date.now();
-  const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'cloudtaser-sandbox-')));
   await mkdir(join(dir, 'logs'), { recursive: true });
   await mkdir(join(dir, 'pki'), { recursive: true });
   const procs: Proc[] = [];
@@ -210,19 +563,20 @@ export async function startSandbox(opts: StartOptions = {}): Promise<Sandbox> {
   // Guards start-up even for a detached sandbox: if this process dies before
   // the sandbox is up, nothing is left behind. A detached sandbox dismisses
   // it once up.
-  const watchdog = startWatchdog(opts.ownerPid ?? process.pid, pidsFile, dir);
+  const guardPid = opts.ownerPid ?? process.pid;
+  const watchdog = startWatchdog(guardPid, pidsFile, dir);
   const start = (name: string, bin: string, args: string[]): Proc => {
-    const proc = startProc(name, bin, args, dir);
-    if (proc.child.pid) appendFileSync(pidsFile, `${proc.child.pid}\n`);
+    const proc = startProc(name, bin, args, dir, pidsFile, guardPid);
     procs.push(proc);
     return proc;
   };
 
   const cleanup = async (): Promise<void> => {
-    await stopGroups(
-      procs.map((p) => p.child.pid ?? 0).filter((p) => p > 0),
-      dir,
-    );
+    // The children's own pids too: a shell that has not yet written its
+    // record is still this process's child.
+    const own = procs.map((p) => p.child.pid ?? 0).filter((p) => p > 0);
+    await stopServers(dir, Object.values(binaries), own);
+    await rm(dir, { recursive: true, force: true });
     watchdog.kill('SIGKILL');
   };
 
@@ -230,7 +584,7 @@ export async function startSandbox(opts: StartOptions = {}): Promise<Sandbox> {
     const used = new Set<number>();
     const etcdPort = await freePort(used);
     const etcdPeer = await freePort(used);
-    const apiPort = await freePort(used);
+    const apiPort = opts.ports?.apiServer ?? (await freePort(used));
     let baoPort = await freePort(used);
     while (!(await portIsFree(baoPort + 1))) baoPort = await freePort(used);
     const baoTlsPort = await freePort(used);
@@ -442,9 +796,13 @@ export async function startSandbox(opts: StartOptions = {}): Promise<Sandbox> {
     };
     await writeFile(join(dir, 'state.json'), JSON.stringify(info, null, 2), { mode: 0o600 });
     log(`testenv: sandbox up in ${((Date.now() - started) / 1000).toFixed(1)} s (${dir})`);
-    return { info, stop: cleanup };
+    return { info, reused: false, stop: cleanup };
   } catch (e) {
-    await cleanup();
+    // The start's own error is the one to report; a failed clean-up says
+    // what it kept and why.
+    await cleanup().catch((c: unknown) => {
+      log(c instanceof Error ? c.message : String(c));
+    });
     throw e;
   }
 }

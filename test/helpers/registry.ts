@@ -1,13 +1,13 @@
-// A real OCI registry on loopback (Debian's docker-registry, the CNCF
-// distribution server), and a minimal image pushed to it over the HTTP API.
+// A real OCI registry on loopback (the CNCF distribution server, built from
+// its Go module and cached with the sandbox's other binaries), and a minimal
+// image pushed to it over the HTTP API.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { freePort } from './net.js';
-import { eventually } from './sandbox.js';
+import { eventually, sandbox } from './sandbox.js';
 
 export interface ImageConfig {
   Entrypoint?: string[];
@@ -31,8 +31,6 @@ export interface LocalRegistry {
   stop(): void;
 }
 
-const BIN = '/usr/bin/docker-registry';
-
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 /** A user the registry accepts when started with `auth` (htpasswd, bcrypt of the password). */
@@ -46,11 +44,8 @@ export async function startRegistry(
   dir: string,
   opts: { auth?: boolean; extraConfig?: string[] } = {},
 ): Promise<LocalRegistry> {
-  if (!existsSync(BIN)) {
-    throw new Error(
-      `${BIN} is missing: install it with apt-get install docker-registry (.ci/run does)`,
-    );
-  }
+  // Built by the test run's global setup along with the other servers.
+  const bin = sandbox().binaries.registry;
   const port = await freePort();
   const host = `127.0.0.1:${port}`;
   if (opts.auth) await writeFile(join(dir, 'htpasswd'), `${REGISTRY_USER.htpasswd}\n`);
@@ -76,7 +71,7 @@ export async function startRegistry(
       '',
     ].join('\n'),
   );
-  const child: ChildProcess = spawn(BIN, ['serve', join(dir, 'registry.yml')], { stdio: 'ignore' });
+  const child: ChildProcess = spawn(bin, ['serve', join(dir, 'registry.yml')], { stdio: 'ignore' });
   await eventually('the registry', async () => {
     const r = await fetch(`http://${host}/v2/`, { headers: pushAuth }).catch(() => undefined);
     // Up: it answers (401 when it wants a token the helper does not have).
