@@ -115,6 +115,11 @@ function start(
   return { child, out: () => out, err: () => err, exit };
 }
 
+/** Shell that waits until a file exists: the test's go-ahead. */
+function waitFile(path: string): string {
+  return `while [ ! -e ${path} ]; do sleep 0.05; done`;
+}
+
 function signalNumber(signal: NodeJS.Signals): number {
   return signal === 'SIGKILL' ? 9 : signal === 'SIGTERM' ? 15 : 0;
 }
@@ -213,11 +218,14 @@ async function tokensOfRole(role: string): Promise<string[]> {
 
 describe('cloudtaser-wrapper', () => {
   it("gives the child DB_PASS, keeps it out of the wrapper's /proc environ, and returns the child's exit code", async () => {
+    // The child holds on until the test has read the environ (not a sleep
+    // that a loaded machine can outlast).
+    const release = join(dir, 'release-1');
     const w = start(
       [
         'sh',
         '-c',
-        'echo "child sees DB_PASS=$DB_PASS DB_USER=$DB_USER"; env | grep -a -c -E "^(VAULT|CLOUDTASER)_" ; echo ready; sleep 2; exit 3',
+        `echo "child sees DB_PASS=$DB_PASS DB_USER=$DB_USER"; env | grep -a -c -E "^(VAULT|CLOUDTASER)_" ; echo ready; ${waitFile(release)}; exit 3`,
       ],
       wrapperEnv(),
     );
@@ -232,6 +240,7 @@ describe('cloudtaser-wrapper', () => {
     expect(environ.toString()).toContain('PATH=');
     expect(environ.includes(Buffer.from(VALUE))).toBe(false);
     expect(environ.toString()).not.toMatch(/DB_PASS|VAULT_|CLOUDTASER_/);
+    await writeFile(release, '');
     expect(await w.exit).toBe(3);
     expect(w.out()).toContain(`child sees DB_PASS=${VALUE} DB_USER=app`);
     // No VAULT_* or CLOUDTASER_* variable reaches the application.
@@ -244,8 +253,9 @@ describe('cloudtaser-wrapper', () => {
     // native Secret's keys into the container's environment before the
     // wrapper starts.
     const native = `native-${randomBytes(6).toString('hex')}`;
+    const release = join(dir, 'release-2');
     const w = start(
-      ['sh', '-c', 'echo "child sees DB_PASS=$DB_PASS"; echo ready; sleep 2'],
+      ['sh', '-c', `echo "child sees DB_PASS=$DB_PASS"; echo ready; ${waitFile(release)}`],
       wrapperEnv({ DB_PASS: native, APP_MODE: 'blue' }),
     );
     await eventually(
@@ -257,6 +267,7 @@ describe('cloudtaser-wrapper', () => {
     expect(environ).toContain('APP_MODE=blue');
     expect(environ).not.toContain(native);
     expect(environ).not.toContain('DB_PASS');
+    await writeFile(release, '');
     expect(await w.exit).toBe(0);
     expect(w.out()).toContain(`child sees DB_PASS=${VALUE}`);
   });
