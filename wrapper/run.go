@@ -146,8 +146,12 @@ func (r *reaper) reap() bool {
 // signals, to every other process that is ours (adopted orphans).
 func (r *reaper) forward(sig syscall.Signal) {
 	if r.code < 0 {
-		// The command is not reaped yet, so its PID still names its group.
-		_ = syscall.Kill(-r.child, sig)
+		// The command is not reaped yet, so its PID still names its group;
+		// should it have moved itself to another group, it gets the signal
+		// on its own.
+		if err := syscall.Kill(-r.child, sig); err != nil {
+			_ = syscall.Kill(r.child, sig)
+		}
 		if stopSignals[sig] {
 			for _, p := range r.scan() {
 				if p.ppid == r.self && p.pid != r.child {
