@@ -166,6 +166,10 @@ func loginHint(status int, reason string, c *Config, id saIdentity) string {
 		return fmt.Sprintf("no Kubernetes auth method is enabled at %s; check the auth mount path (VAULT_AUTH_MOUNT_PATH)", c.MountPath)
 	case strings.Contains(r, "expired"):
 		return "the service-account token has expired; the kubelet refreshes projected tokens, so check the token file the wrapper reads"
+	case r == "permission denied":
+		// What vault answers both for a path no auth method is mounted at
+		// (an unauthenticated request) and for a failed TokenReview.
+		return fmt.Sprintf("either no Kubernetes auth method is enabled at %s (check the auth mount path, VAULT_AUTH_MOUNT_PATH), or vault could not confirm the token with the Kubernetes API (check the auth method's kubernetes_host and CA, and that its reviewer may create TokenReviews: system:auth-delegator)", c.MountPath)
 	case strings.Contains(r, "permission denied") || strings.Contains(r, "lookup failed") || strings.Contains(r, "unauthorized"):
 		return "vault could not confirm the token with the Kubernetes API (TokenReview); check the auth method's kubernetes_host and CA, and that its reviewer may create TokenReviews (system:auth-delegator)"
 	}

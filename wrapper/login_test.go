@@ -84,7 +84,8 @@ func TestLoginRefusedGivesVaultsReasonAndAHintPerCase(t *testing.T) {
 		{403, "namespace not authorized", "bound_service_account_namespaces"},
 		{403, "invalid audience (aud) claim: audience claim does not match any expected audience", "audience (api)"},
 		{404, "no handler for route \"auth/kube/login\". route entry not found.", "no Kubernetes auth method is enabled at auth/kubernetes"},
-		{403, "permission denied", "TokenReview"},
+		{403, "permission denied", "no Kubernetes auth method is enabled at auth/kubernetes (check the auth mount path"},
+		{403, "lookup failed: service account unauthorized; this could mean it has been deleted or recreated with a new token", "TokenReview"},
 	}
 	seen := map[string]bool{}
 	for _, tc := range cases {
@@ -111,6 +112,19 @@ func TestReachHintNamesTheCause(t *testing.T) {
 	} {
 		if got := reachHint(cause); !strings.Contains(got, want) {
 			t.Errorf("%q: %q lacks %q", cause, got, want)
+		}
+	}
+}
+
+func TestVaultErrorsUnwrapsMultiErrors(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"errors":["1 error occurred:\n\t* permission denied\n\n"]}`: "permission denied",
+		`{"errors":["2 errors occurred:\n\t* a\n\t* b\n\n", "c"]}`:    "a; b; c",
+		`{"errors":["invalid role name \"x\""]}`:                      `invalid role name "x"`,
+		`not json`:                                                    "",
+	} {
+		if got := vaultErrors([]byte(body)); got != want {
+			t.Errorf("%s: got %q, want %q", body, got, want)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -127,7 +128,32 @@ func vaultErrors(data []byte) string {
 	if json.Unmarshal(data, &body) != nil || len(body.Errors) == 0 {
 		return ""
 	}
-	return strings.Join(body.Errors, "; ")
+	var out []string
+	for _, e := range body.Errors {
+		out = append(out, unwrapMultiError(e)...)
+	}
+	return strings.Join(out, "; ")
+}
+
+var multiErrorHead = regexp.MustCompile(`^\d+ errors? occurred:\s*`)
+
+// unwrapMultiError turns vault's "1 error occurred:\n\t* permission
+// denied\n\n" into its items ("permission denied").
+func unwrapMultiError(e string) []string {
+	head := multiErrorHead.FindString(e)
+	if head == "" {
+		return []string{e}
+	}
+	var items []string
+	for _, item := range strings.Split(e[len(head):], "\n") {
+		if item = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(item), "*")); item != "" {
+			items = append(items, item)
+		}
+	}
+	if len(items) == 0 {
+		return []string{e}
+	}
+	return items
 }
 
 // Login exchanges the service-account token for a vault token.
