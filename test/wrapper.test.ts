@@ -410,6 +410,26 @@ describe('cloudtaser-wrapper, its vault token', () => {
   });
 });
 
+describe('cloudtaser-wrapper on a terminal', () => {
+  it("starts the command in its own process group and makes it the terminal's foreground group", async () => {
+    // `script` runs the wrapper with a pseudo-terminal as its controlling
+    // terminal, as `kubectl run -it` or a `tty: true` container would.
+    const w = start(
+      ['-qec', `${WRAPPER} sh -c 'echo "stat=$(cat /proc/$$/stat)"'`, '/dev/null'],
+      wrapperEnv(),
+      'script',
+    );
+    expect(await w.exit, w.out()).toBe(0);
+    const stat = /stat=(\d+) \(.*\) \S+ \d+ (\d+) \d+ \d+ (-?\d+)/.exec(w.out());
+    expect(stat, w.out()).not.toBeNull();
+    const [pid, pgrp, tpgid] = [stat?.[1], stat?.[2], stat?.[3]];
+    // Its own group (signals go to the group), and the foreground one (it
+    // can still read the terminal).
+    expect(pgrp).toBe(pid);
+    expect(tpgid).toBe(pgrp);
+  });
+});
+
 describe('cloudtaser-wrapper as PID 1 of its own PID namespace', () => {
   it("passes SIGTERM to a non-exec'ing sh -c's worker, stops orphans before exiting, reaps them, locks its memory and returns the command's code", async () => {
     const release = join(dir, `release-${randomBytes(3).toString('hex')}`);
