@@ -302,12 +302,15 @@ async function showWrapper(info: SandboxInfo, work: string, env: NodeJS.ProcessE
   console.log(
     `\n${bold(`$ cloudtaser-wrapper sh -c 'echo "app sees DB_USER=$DB_USER and a DB_PASS of \${#DB_PASS} characters"'`)}`,
   );
+  // The app holds on until the environ has been read (its go-ahead is a
+  // file), so the check reads a live wrapper rather than racing its exit.
+  const release = join(work, 'release-app');
   const child = spawn(
     wrapper,
     [
       'sh',
       '-c',
-      'echo "app sees DB_USER=$DB_USER and a DB_PASS of ${#DB_PASS} characters"; sleep 2',
+      `echo "app sees DB_USER=$DB_USER and a DB_PASS of \${#DB_PASS} characters"; echo ready >&2; while [ ! -e ${release} ]; do sleep 0.05; done`,
     ],
     {
       env: {
@@ -316,23 +319,40 @@ async function showWrapper(info: SandboxInfo, work: string, env: NodeJS.ProcessE
         CLOUDTASER_SA_TOKEN_FILE: tokenFile,
         VAULT_CACERT: info.baoCaFile,
       },
-      stdio: ['ignore', 'inherit', 'inherit'],
+      stdio: ['ignore', 'inherit', 'pipe'],
     },
   );
+  let err = '';
+  const ready = new Promise<void>((resolve, reject) => {
+    child.stderr.on('data', (b: Buffer) => {
+      err += b.toString();
+      if (err.includes('ready\n')) resolve();
+    });
+    child.on('exit', () => {
+      reject(new Error(`the wrapper exited before the app started: ${err.trim()}`));
+    });
+  });
   const exited = new Promise<number | null>((resolve) =>
     child.on('exit', (code) => {
       resolve(code);
     }),
   );
-  await new Promise((r) => setTimeout(r, 1000));
+  await ready;
+  process.stderr.write(err.replace('ready\n', ''));
+  child.stderr.on('data', (b: Buffer) => process.stderr.write(b));
   console.log(`\n${bold(`$ cat /proc/${child.pid ?? 0}/environ | tr '\\0' '\\n' | grep DB_PASS`)}`);
-  const environ = await readFile(`/proc/${child.pid ?? 0}/environ`, 'utf8').catch(() => '');
+  // Read as root. A failed read must stop the demo, not print "no output".
+  const environ = await readFile(`/proc/${child.pid ?? 0}/environ`, 'utf8');
+  if (!environ.includes('PATH=')) {
+    throw new Error(`/proc/${child.pid ?? 0}/environ is not the wrapper's environment`);
+  }
   const hits = environ.split('\0').filter((l) => l.includes('DB_PASS'));
   console.log(
     hits.length === 0
       ? '(no output: the wrapper, PID 1 in the pod, never holds the value)'
       : hits.join('\n'),
   );
+  await writeFile(release, '');
   if ((await exited) !== 0) throw new Error('the wrapper failed');
   if (hits.length > 0) throw new Error('DB_PASS found in the wrapper environment');
 }

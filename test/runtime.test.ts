@@ -285,9 +285,16 @@ describe('runtime injection', () => {
       { env: { PATH: process.env.PATH ?? '', ...envOf(pod.spec?.initContainers?.[1]), ...local } },
     );
     expect(init.stdout).toContain(`init DB_PASS=${VALUE}`);
+    // The app waits for the test's go-ahead, so it (and the wrapper) is
+    // certainly alive while its environ is read.
+    const release = join(dir, 'release-app');
     const child = spawn(
       join(projectRoot, 'dist', 'wrapper', 'cloudtaser-wrapper'),
-      ['sh', '-c', 'echo "DB_PASS=$DB_PASS"; echo ready; sleep 1'],
+      [
+        'sh',
+        '-c',
+        `echo "DB_PASS=$DB_PASS"; echo ready; while [ ! -e ${release} ]; do sleep 0.05; done`,
+      ],
       {
         env: { PATH: process.env.PATH ?? '', ...envOf(pod.spec?.containers[0]), ...local },
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -302,15 +309,24 @@ describe('runtime injection', () => {
         resolve(code);
       }),
     );
-    await eventually(
-      'the app to start',
-      () => Promise.resolve(out.includes('ready') || child.exitCode !== null ? true : undefined),
-      20_000,
-    );
-    const environ = await readFile(`/proc/${child.pid ?? 0}/environ`).catch(() => Buffer.from(''));
-    expect(environ.includes(Buffer.from(VALUE))).toBe(false);
-    expect(await exited, err).toBe(0);
-    expect(out).toContain(`DB_PASS=${VALUE}`);
+    try {
+      await eventually(
+        'the app to start',
+        () => Promise.resolve(out.includes('ready') || child.exitCode !== null ? true : undefined),
+        20_000,
+      );
+      expect(child.exitCode, err).toBeNull();
+      // The read must succeed and be the wrapper's own environment: an
+      // unreadable or empty environ proves nothing.
+      const environ = await readFile(`/proc/${child.pid ?? 0}/environ`);
+      expect(environ.toString()).toContain('PATH=');
+      expect(environ.includes(Buffer.from(VALUE))).toBe(false);
+      await writeFile(release, '');
+      expect(await exited, err).toBe(0);
+      expect(out).toContain(`DB_PASS=${VALUE}`);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
   });
 
   it('passes pods without the annotation untouched and rejects malformed annotations by name', async () => {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -49,6 +50,7 @@ func NewVault(cfg *Config) (*Vault, error) {
 type apiError struct {
 	status int
 	msg    string
+	reason string // vault's own error text as sent: sanitise before printing
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -77,17 +79,23 @@ func (v *Vault) call(ctx context.Context, method, path string, body any, out any
 		res, err := v.http.Do(req)
 		if err != nil {
 			// Never include the URL's query or any header: just what failed.
-			last = fmt.Errorf("cannot reach vault at %s (%s)", v.cfg.Addr, rootCause(err))
+			cause := rootCause(err)
+			last = fmt.Errorf("cannot reach vault at %s (%s)%s", v.cfg.Addr, cause, reachHint(cause))
 			continue
 		}
 		data, _ := io.ReadAll(io.LimitReader(res.Body, 4<<20))
 		res.Body.Close()
 		if res.StatusCode == 429 || res.StatusCode >= 500 {
-			last = &apiError{res.StatusCode, fmt.Sprintf("vault %s %s: %d", method, path, res.StatusCode)}
+			last = &apiError{status: res.StatusCode, msg: fmt.Sprintf("vault %s %s: %d", method, path, res.StatusCode)}
 			continue
 		}
 		if res.StatusCode >= 300 {
-			return &apiError{res.StatusCode, fmt.Sprintf("vault %s %s: %d%s", method, path, res.StatusCode, vaultErrors(data))}
+			raw := vaultErrors(data)
+			msg := fmt.Sprintf("vault %s %s: %d", method, path, res.StatusCode)
+			if reason := sanitizeReason(raw, v.token); reason != "" {
+				msg += " " + reason
+			}
+			return &apiError{res.StatusCode, msg, raw}
 		}
 		if out != nil && len(data) > 0 {
 			if err := json.Unmarshal(data, out); err != nil {
@@ -120,8 +128,32 @@ func vaultErrors(data []byte) string {
 	if json.Unmarshal(data, &body) != nil || len(body.Errors) == 0 {
 		return ""
 	}
-	msg := strings.Join(strings.Fields(strings.Join(body.Errors, "; ")), " ")
-	return " " + msg
+	var out []string
+	for _, e := range body.Errors {
+		out = append(out, unwrapMultiError(e)...)
+	}
+	return strings.Join(out, "; ")
+}
+
+var multiErrorHead = regexp.MustCompile(`^\d+ errors? occurred:\s*`)
+
+// unwrapMultiError turns vault's "1 error occurred:\n\t* permission
+// denied\n\n" into its items ("permission denied").
+func unwrapMultiError(e string) []string {
+	head := multiErrorHead.FindString(e)
+	if head == "" {
+		return []string{e}
+	}
+	var items []string
+	for _, item := range strings.Split(e[len(head):], "\n") {
+		if item = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(item), "*")); item != "" {
+			items = append(items, item)
+		}
+	}
+	if len(items) == 0 {
+		return []string{e}
+	}
+	return items
 }
 
 // Login exchanges the service-account token for a vault token.
@@ -138,11 +170,14 @@ func (v *Vault) Login(ctx context.Context) error {
 			ClientToken string `json:"client_token"`
 		} `json:"auth"`
 	}
-	body := map[string]string{"role": v.cfg.Role, "jwt": strings.TrimSpace(string(jwt))}
+	token := strings.TrimSpace(string(jwt))
+	body := map[string]string{"role": v.cfg.Role, "jwt": token}
 	if err := v.call(ctx, "POST", v.cfg.MountPath+"/login", body, &res); err != nil {
 		var ae *apiError
-		if errors.As(err, &ae) && (ae.status == 400 || ae.status == 403) {
-			return fmt.Errorf("vault refused the login for role %q at %s (%d): check the role's bound namespace and service account", v.cfg.Role, v.cfg.MountPath, ae.status)
+		if errors.As(err, &ae) && ae.status >= 400 && ae.status < 500 {
+			// The reason is vault's own text; a JWT it might quote is cut out.
+			reason := sanitizeReason(ae.reason, token)
+			return loginRefused(v.cfg, ae.status, reason, identityOf(token, v.cfg.SATokenFile))
 		}
 		return err
 	}
@@ -177,12 +212,13 @@ func (v *Vault) Read(ctx context.Context, path string) (map[string]any, error) {
 }
 
 // Revoke ends the login token: the child never needs it.
-func (v *Vault) Revoke(ctx context.Context) {
+func (v *Vault) Revoke(ctx context.Context) error {
 	if v.cfg.AuthMethod == "token" || v.token == "" {
-		return
+		return nil
 	}
-	_ = v.call(ctx, "POST", "auth/token/revoke-self", nil, nil)
+	err := v.call(ctx, "POST", "auth/token/revoke-self", nil, nil)
 	v.token = ""
+	return err
 }
 
 // Fetch logs in and resolves every mapping; any missing path or field is an error.
@@ -190,7 +226,16 @@ func Fetch(ctx context.Context, v *Vault) (map[string]string, error) {
 	if err := v.Login(ctx); err != nil {
 		return nil, err
 	}
-	defer v.Revoke(ctx)
+	defer func() {
+		// Revoke even when the reads failed or ran out of time.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		defer cancel()
+		if err := v.Revoke(rctx); err != nil {
+			// The app still starts (it has its secrets), but a token left
+			// valid must not go unnoticed.
+			logf("warning: could not revoke the vault login token: %v; it stays valid until its TTL ends%s", err, revokeHint(err))
+		}
+	}()
 	data := map[string]map[string]any{}
 	for _, p := range v.cfg.Paths {
 		d, err := v.Read(ctx, p)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
@@ -83,11 +84,14 @@ func TestRunReturnsExitCodeAndForwardsSignals(t *testing.T) {
 		t.Fatalf("exit code %d, want 7", code)
 	}
 	// The child traps TERM and exits 42; the signal reaches it through Run.
+	// SIGTERM goes out only once the trap is set (the child says so in a
+	// file): a signal sent earlier would end the shell with 143 instead.
+	ready := filepath.Join(t.TempDir(), "ready")
 	done := make(chan int)
 	go func() {
-		done <- Run("/bin/sh", []string{"sh", "-c", "trap 'exit 42' TERM; while :; do sleep 0.05; done"}, os.Environ())
+		done <- Run("/bin/sh", []string{"sh", "-c", "trap 'exit 42' TERM; touch " + ready + "; while :; do sleep 0.05; done"}, os.Environ())
 	}()
-	time.Sleep(300 * time.Millisecond)
+	waitFor(t, "the child to set its trap", 10*time.Second, func() bool { return exists(ready) })
 	_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
 	select {
 	case code := <-done:
