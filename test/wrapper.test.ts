@@ -380,7 +380,7 @@ describe('cloudtaser-wrapper, a refused login', () => {
     const tr = await core.createNamespacedServiceAccountToken({
       name: 'other-sa',
       namespace: ns,
-      body: { spec: { audiences: [], expirationSeconds: 600 } },
+      body: { spec: { audiences: ['cloudtaser'], expirationSeconds: 600 } },
     });
     const otherToken = join(dir, 'other-sa-token');
     await writeFile(otherToken, tr.status?.token ?? '');
@@ -534,9 +534,12 @@ describe('cloudtaser-wrapper as PID 1 of its own PID namespace', () => {
     const token = join(pub, 'token');
     await copyFile(tokenFile, token);
     await chmod(token, 0o644);
+    const ca = join(pub, 'ca.crt');
+    await copyFile(sandbox().baoCaFile, ca);
+    await chmod(ca, 0o644);
     const w = await startAsPid1(
       ['sh', '-c', 'echo "child=$$"; while :; do sleep 0.1; done'],
-      wrapperEnv({ CLOUDTASER_SA_TOKEN_FILE: token }),
+      wrapperEnv({ CLOUDTASER_SA_TOKEN_FILE: token, VAULT_CACERT: ca }),
       [
         // A 64 KiB memlock limit, then exec (the wrapper stays PID 1).
         'sh',
