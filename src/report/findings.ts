@@ -64,7 +64,9 @@ export function validateWorkload(w: WorkloadFacts, facts: VaultFacts): Finding[]
         if (p !== 'default' && !facts.policies.has(p))
           add('policy-missing', `policy ${p} of role ${roleName} does not exist`);
       }
-      const rules = rulesOf(facts, role.policies);
+      // What the role's token holds: its policies, plus `default` unless the role opts out.
+      const held = role.noDefaultPolicy ? role.policies : [...role.policies, 'default'];
+      const rules = rulesOf(facts, [...new Set(held)]);
       for (const path of w.protection.paths) {
         if (!grantsRead(rules, path))
           add('path-not-granted', `role ${roleName}'s policies do not grant read on ${path}`);

@@ -10,6 +10,8 @@ export interface RoleFacts {
   namespaces: string[];
   serviceAccounts: string[];
   policies: string[];
+  /** token_no_default_policy: its tokens lack the `default` policy every other token holds. */
+  noDefaultPolicy: boolean;
 }
 
 export interface VaultFacts {
@@ -45,11 +47,11 @@ export async function readVaultFacts(
       policies: [...list(d?.token_policies), ...list(d?.policies)].filter(
         (p, i, a) => a.indexOf(p) === i,
       ),
+      noDefaultPolicy: d?.token_no_default_policy === true,
     });
   });
-  const policyNames = [...new Set([...roles.values()].flatMap((r) => r.policies))].filter(
-    (p) => p !== 'default',
-  );
+  // `default` is read too: its rules are part of what a role's token may do.
+  const policyNames = [...new Set([...roles.values()].flatMap((r) => [...r.policies, 'default']))];
   const policies = new Map<string, PolicyRule[]>();
   await mapLimit(policyNames, concurrency, async (name) => {
     const body = await client.read<{ data?: { policy?: string } }>(`sys/policies/acl/${name}`);
