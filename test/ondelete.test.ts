@@ -26,6 +26,16 @@ import { eventually, kubeConfig, uniqueName } from './helpers/sandbox.js';
 
 const VAULT = 'https://vault.eu.example.com';
 const REPLICAS = 3;
+const PROTECT_RESTART = [
+  'target',
+  'protect',
+  '--plan',
+  'plan.yaml',
+  '--vault-address',
+  VAULT,
+  '--yes',
+  '--restart-ondelete',
+];
 
 function clients() {
   const kc = kubeConfig();
@@ -304,5 +314,49 @@ describe('target protect on an OnDelete StatefulSet', () => {
     expect(sts.spec?.template.metadata?.annotations?.['cloudtaser.io/inject']).toBe('true');
     expect(sts.spec?.template.metadata?.annotations?.['cloudtaser.io/restartedAt']).toBeUndefined();
     expect(await planStatus(dir)).toBe('migrated');
+  });
+
+  it('unprotect restarts the same way with --restart-ondelete, and not without it', async () => {
+    const { ns, dir, watcher } = await setUp('odun');
+    // Restarted onto the protected template first: only then has unprotect pods to restart
+    // (pods still on the original template already match the unprotected one).
+    const protect = await cli([...PROTECT_RESTART], { cwd: dir });
+    expect(protect.code).toBe(0);
+    const before = await uids(ns);
+    const from = watcher.events.length;
+
+    const r = await cli(
+      ['target', 'unprotect', '--plan', 'plan.yaml', '--yes', '--restart-ondelete'],
+      { cwd: dir },
+    );
+    expect(r.stdout).toContain(
+      `StatefulSet ${ns}/web: removed 6 annotation(s), restarted (3 of 3 pod(s), one at a time) -> pending`,
+    );
+    expect(r.code).toBe(0);
+    const during = watcher.events.slice(from);
+    const deletions = during.filter((e) => e.type === 'DELETED');
+    expect(deletions.map((e) => e.uid)).toEqual([
+      before['web-2'],
+      before['web-1'],
+      before['web-0'],
+    ]);
+    expect(Math.min(...during.map((e) => e.available))).toBe(REPLICAS - 1);
+    expect(await planStatus(dir)).toBe('pending');
+
+    // Protect again, then unprotect with --yes alone: nothing is deleted.
+    expect(
+      (
+        await cli([...PROTECT_RESTART], {
+          cwd: dir,
+        })
+      ).code,
+    ).toBe(0);
+    const kept = await uids(ns);
+    const mark = watcher.events.length;
+    const plain = await cli(['target', 'unprotect', '--plan', 'plan.yaml', '--yes'], { cwd: dir });
+    expect(plain.stdout).toContain(`StatefulSet ${ns}/web: removed 6 annotation(s), not restarted`);
+    expect(plain.code).toBe(0);
+    expect(watcher.events.slice(mark).filter((e) => e.type === 'DELETED')).toEqual([]);
+    expect(await uids(ns)).toEqual(kept);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { nextStep, replacementState, type PodView } from './restart.js';
+import { nextStep, replacementState, viewOf, type PodView } from './restart.js';
 
 const pod = (name: string, over: Partial<PodView> = {}): PodView => ({
   name,
@@ -60,5 +60,36 @@ describe('OnDelete restart decisions', () => {
     const here = pod('agent-def', { uid: 'd', node: 'n1', revision: 'new' });
     expect(replacementState([elsewhere], dsOld, 'DaemonSet', 'new')).toBe('no replacement yet');
     expect(replacementState([elsewhere, here], dsOld, 'DaemonSet', 'new')).toBe(true);
+  });
+
+  it('reads a pod: Ready needs Running and the Ready condition; a DaemonSet pod not yet scheduled belongs to its affinity node', () => {
+    const v = viewOf({
+      metadata: {
+        name: 'agent-x',
+        uid: 'u',
+        labels: { 'controller-revision-hash': 'h1' },
+      },
+      spec: {
+        containers: [],
+        affinity: {
+          nodeAffinity: {
+            requiredDuringSchedulingIgnoredDuringExecution: {
+              nodeSelectorTerms: [
+                { matchFields: [{ key: 'metadata.name', operator: 'In', values: ['n7'] }] },
+              ],
+            },
+          },
+        },
+      },
+      status: { phase: 'Pending', conditions: [{ type: 'Ready', status: 'True' }] },
+    });
+    expect(v).toEqual({
+      name: 'agent-x',
+      uid: 'u',
+      revision: 'h1',
+      ready: false,
+      terminating: false,
+      node: 'n7',
+    });
   });
 });

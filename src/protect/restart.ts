@@ -26,7 +26,10 @@ export interface PodView {
   revision: string;
   ready: boolean;
   terminating: boolean;
-  /** DaemonSet pods: the node the pod belongs to (its replacement lands there too). */
+  /**
+   * DaemonSet pods: the node the pod belongs to (its replacement lands there
+   * too): where it runs, or the node its controller-set affinity names.
+   */
   node: string;
 }
 
@@ -90,7 +93,7 @@ export function replacementState(
   return onNew.some((p) => p.ready) ? true : 'replacement not Ready';
 }
 
-function viewOf(p: V1Pod): PodView {
+export function viewOf(p: V1Pod): PodView {
   const conditions = p.status?.conditions ?? [];
   return {
     name: p.metadata?.name ?? '',
@@ -100,8 +103,23 @@ function viewOf(p: V1Pod): PodView {
       p.status?.phase === 'Running' &&
       conditions.some((c) => c.type === 'Ready' && c.status === 'True'),
     terminating: p.metadata?.deletionTimestamp !== undefined,
-    node: p.spec?.nodeName ?? '',
+    node: p.spec?.nodeName ?? affinityNode(p) ?? '',
   };
+}
+
+/** The node a DaemonSet pod is pinned to before it is scheduled (matchFields metadata.name). */
+function affinityNode(p: V1Pod): string | undefined {
+  const terms =
+    p.spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution
+      ?.nodeSelectorTerms ?? [];
+  for (const t of terms) {
+    for (const f of t.matchFields ?? []) {
+      if (f.key === 'metadata.name' && f.operator === 'In' && f.values?.length === 1) {
+        return f.values[0];
+      }
+    }
+  }
+  return undefined;
 }
 
 export interface RestartOptions {
