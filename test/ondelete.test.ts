@@ -272,7 +272,7 @@ describe('target protect on an OnDelete StatefulSet', () => {
         '--yes',
         '--restart-ondelete',
         '--timeout',
-        '3',
+        '8',
       ],
       { cwd: dir },
     );
@@ -280,7 +280,7 @@ describe('target protect on an OnDelete StatefulSet', () => {
       `StatefulSet ${ns}/web: injected, restart stopped (0 of 3 pod(s) restarted) -> migrated`,
     );
     expect(r.stderr).toContain(
-      `Warning: StatefulSet ${ns}/web: a Ready replacement for pod web-2 on the new template not reached after 3 s (replacement not Ready); 0 pod(s) restarted, the rest keep the old template until deleted`,
+      `Warning: StatefulSet ${ns}/web: a Ready replacement for pod web-2 on the new template not reached after 8 s (replacement not Ready); 0 pod(s) restarted, the rest keep the old template until deleted`,
     );
     expect(r.stderr).toContain('1 rollout(s) did not finish within --timeout');
     expect(r.code).toBe(1);
