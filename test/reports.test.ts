@@ -205,7 +205,7 @@ describe('target validate', () => {
 
     const r = await cli(['target', 'validate', '--vault-address', sandbox().baoAddr], { cwd: dir });
     expect(r.stdout).toContain(
-      `  ✗ Deployment ${nsD}/shadowed: role ${nsD}-role's policies do not grant read on ${path}`,
+      `  ✗ Deployment ${nsD}/shadowed: role ${nsD}-role's policies do not grant read on ${path} (the rule that applies is "${path}": list)`,
     );
     expect(r.stdout).not.toContain(`✓ Deployment ${nsD}/shadowed`);
     expect(r.code).toBe(1);
