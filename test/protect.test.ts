@@ -148,7 +148,7 @@ describe('target protect --yes', () => {
     expect(r.stdout).toContain(`Deployment ${ns}/api: injected, restarted -> migrated`);
     expect(r.stdout).toContain(`StatefulSet ${ns}/ledger: injected, restarted -> migrated`);
     expect(r.stdout).toContain(
-      `DaemonSet ${ns}/agent: injected, deleted 0 pod(s), restarted -> migrated`,
+      `DaemonSet ${ns}/agent: injected, not restarted: OnDelete, so each pod keeps the old template until it is deleted`,
     );
     expect(r.stdout).toContain('Done: 3 migrated, 0 skipped, 0 left pending, 0 failed.');
     expect(r.code).toBe(0);

@@ -14,6 +14,7 @@ const PLANTED = `planted-${randomBytes(8).toString('hex')}`;
 const nsA = uniqueName('rpa');
 const nsB = uniqueName('rpb');
 const nsC = uniqueName('rpc');
+const nsD = uniqueName('rpd');
 let dir = '';
 
 const spec = (secret?: string): V1PodSpec => ({
@@ -50,7 +51,7 @@ async function deploy(ns: string, name: string, secret?: string, replicas = 1): 
 
 beforeAll(async () => {
   const core = kubeConfig().makeApiClient(CoreV1Api);
-  for (const ns of [nsA, nsB, nsC]) {
+  for (const ns of [nsA, nsB, nsC, nsD]) {
     await core.createNamespace({ body: { metadata: { name: ns } } });
     for (const s of ['db', 'db2']) {
       await core.createNamespacedSecret({
@@ -66,16 +67,17 @@ beforeAll(async () => {
   await deploy(nsA, 'unprot', 'db', 0);
   await deploy(nsB, 'orphan', 'db', 0);
   await deploy(nsC, 'dropped', 'db', 0);
+  await deploy(nsD, 'shadowed', 'db', 0);
 
   // The scripted migration: discover → apply → populate → verify → protect.
   dir = await tempDir();
-  for (const ns of [nsA, nsB, nsC]) {
+  for (const ns of [nsA, nsB, nsC, nsD]) {
     expect(
       (await cli(['target', 'discover', '-o', `${ns}.yaml`, '-n', ns], { cwd: dir })).code,
     ).toBe(0);
   }
   const texts = await Promise.all(
-    [nsA, nsB, nsC].map((n) => readFile(join(dir, `${n}.yaml`), 'utf8')),
+    [nsA, nsB, nsC, nsD].map((n) => readFile(join(dir, `${n}.yaml`), 'utf8')),
   );
   let plan = texts[0] ?? '';
   for (const t of texts.slice(1)) plan += t.slice(t.indexOf('tenants:\n') + 'tenants:\n'.length);
@@ -83,7 +85,7 @@ beforeAll(async () => {
   plan = plan.replace(/(name: unprot\n(?:.*\n)*?\s+status: )pending/, '$1skipped');
   await writeFile(join(dir, 'plan.yaml'), plan);
   expect((await cli(['source', 'apply-plan', 'plan.yaml'], { cwd: dir })).code).toBe(0);
-  for (const ns of [nsA, nsB, nsC]) {
+  for (const ns of [nsA, nsB, nsC, nsD]) {
     for (const s of ['db', 'db2']) {
       await bao('POST', `secret/data/${ns}/${s}`, { data: { username: 'u', password: PLANTED } });
     }
@@ -104,6 +106,11 @@ beforeAll(async () => {
   });
   // A role as written before roles required vault's token audience.
   await bao('POST', `auth/kubernetes/role/${nsC}-role`, { audience: '' });
+  // Tenant D's exact rule loses read; a glob still grants it, but OpenBao
+  // applies only the exact rule to that path.
+  await bao('POST', `sys/policies/acl/${nsD}-read`, {
+    policy: `path "secret/data/${nsD}/db" { capabilities = ["list"] }\npath "secret/data/${nsD}/*" { capabilities = ["read"] }\n`,
+  });
   await bao('POST', `secret/data/${nsA}/db2`, { data: { username: 'u' } });
   const apps = kubeConfig().makeApiClient(AppsV1Api);
   await apps.patchNamespacedDeployment({
@@ -186,6 +193,26 @@ describe('target validate', () => {
       `  ✗ Deployment ${nsA}/fieldgone: secret/data/${nsA}/db2 has no field password (for DB_PASS)`,
     );
     expect(out).toContain(`  ✗ Deployment ${nsA}/handedit: cloudtaser.io/env-map is missing`);
+    expect(r.code).toBe(1);
+  });
+
+  it('says ✗ when an exact rule without read shadows a glob that grants it, as OpenBao does', async () => {
+    const path = `secret/data/${nsD}/db`;
+    // What a token of that role really gets from the server.
+    const token = (
+      (await bao('POST', 'auth/token/create', { policies: [`${nsD}-read`], ttl: '5m' })).json as {
+        auth: { client_token: string };
+      }
+    ).auth.client_token;
+    expect((await bao('GET', path, undefined, token)).status).toBe(403);
+    expect((await bao('GET', `secret/data/${nsD}/db2`, undefined, token)).status).toBe(200);
+    await bao('POST', 'auth/token/revoke', { token });
+
+    const r = await cli(['target', 'validate', '--vault-address', sandbox().baoAddr], { cwd: dir });
+    expect(r.stdout).toContain(
+      `  ✗ Deployment ${nsD}/shadowed: role ${nsD}-role's policies do not grant read on ${path} (the rule that applies is "${path}": list)`,
+    );
+    expect(r.stdout).not.toContain(`✓ Deployment ${nsD}/shadowed`);
     expect(r.code).toBe(1);
   });
 

@@ -2,7 +2,6 @@
 // callers never switch on kind themselves.
 import {
   AppsV1Api,
-  CoreV1Api,
   PatchStrategy,
   setHeaderOptions,
   type V1DaemonSet,
@@ -35,11 +34,9 @@ function withKind<T extends object>(o: T, kind: WorkloadKind): T & { kind: Workl
 
 export class Workloads {
   private readonly apps: AppsV1Api;
-  private readonly core: CoreV1Api;
 
   constructor(private readonly target: KubeTarget) {
     this.apps = target.api(AppsV1Api);
-    this.core = target.api(CoreV1Api);
   }
 
   /** The live object, or undefined when it does not exist. */
@@ -145,32 +142,6 @@ export class Workloads {
         { verb: 'patch', resource: RESOURCE[id.kind], name: id.name, namespace: id.namespace },
         this.target.server,
       );
-    }
-  }
-
-  /** Pods selected by the workload's selector (used for OnDelete restarts). */
-  async pods(w: LiveWorkload): Promise<{ name: string; uid: string }[]> {
-    const labels = w.spec?.selector.matchLabels ?? {};
-    const selector = Object.entries(labels)
-      .map(([k, v]) => `${k}=${v}`)
-      .join(',');
-    const namespace = w.metadata?.namespace ?? '';
-    try {
-      const list = await this.core.listNamespacedPod({ namespace, labelSelector: selector });
-      return list.items
-        .filter((p) => p.metadata?.ownerReferences?.some((o) => o.uid === w.metadata?.uid) ?? false)
-        .map((p) => ({ name: p.metadata?.name ?? '', uid: p.metadata?.uid ?? '' }));
-    } catch (e) {
-      throw kubeError(e, { verb: 'list', resource: 'pods', namespace }, this.target.server);
-    }
-  }
-
-  async deletePod(namespace: string, name: string): Promise<void> {
-    try {
-      await this.core.deleteNamespacedPod({ name, namespace });
-    } catch (e) {
-      if (statusOf(e) === 404) return;
-      throw kubeError(e, { verb: 'delete', resource: 'pods', name, namespace }, this.target.server);
     }
   }
 }

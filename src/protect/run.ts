@@ -28,6 +28,7 @@ import type { PlanWorkload, Tenant, WorkloadStatus } from '../plan/schema.js';
 import { ANNOTATION, OWNED_ANNOTATIONS } from '../contract/annotations.js';
 import { alreadyApplied, protectAnnotations } from './annotations.js';
 import { PlanStore } from './plan-store.js';
+import { NOT_RESTARTED_ONDELETE, OnDeleteRestart } from './restart.js';
 
 export interface RunOptions {
   display: string;
@@ -38,6 +39,8 @@ export interface RunOptions {
   dryRun: boolean;
   wait: boolean;
   timeoutMs: number;
+  /** With --yes: restart OnDelete workloads' pods (one at a time); without it they are left. */
+  restartOnDelete?: boolean;
 }
 
 export interface ProtectOptions extends RunOptions {
@@ -179,6 +182,7 @@ const QUESTIONS = {
 
 class Runner {
   private readonly workloads: Workloads;
+  private readonly onDelete: OnDeleteRestart;
   private prompter: Prompter | undefined;
   private readonly listed = new Map<string, LiveWorkload>();
 
@@ -186,7 +190,9 @@ class Runner {
     private readonly o: RunOptions,
     private readonly ctx: Context,
   ) {
-    this.workloads = new Workloads(loadKube(o.kube, ctx.env, ctx.cwd));
+    const kube = loadKube(o.kube, ctx.env, ctx.cwd);
+    this.workloads = new Workloads(kube);
+    this.onDelete = new OnDeleteRestart(kube, this.workloads);
   }
 
   /** --yes approves at once; interactively the note (if any) is printed before the question. */
@@ -287,11 +293,36 @@ class Runner {
     }
   }
 
-  /** OnDelete workloads pick up a new template only when their pods are deleted. */
-  async restartOnDelete(live: LiveWorkload, steps: string[]): Promise<void> {
-    const pods = await this.workloads.pods(live);
-    for (const p of pods) await this.workloads.deletePod(live.metadata?.namespace ?? '', p.name);
-    steps.push(`deleted ${pods.length} pod(s)`);
+  /** Deleting OnDelete pods is never implied by --yes alone: it needs --restart-ondelete. */
+  private async decideRestart(live: LiveWorkload): Promise<boolean> {
+    if (this.o.mode === 'yes' && updateStrategy(live) === 'on-delete') {
+      return this.o.restartOnDelete === true;
+    }
+    return this.decide('restart', restartNote(live));
+  }
+
+  /**
+   * OnDelete workloads pick up a new template only when their pods are
+   * deleted: one at a time (see restart.ts). Returns why it stopped early.
+   */
+  async restartOnDelete(
+    item: Item,
+    live: LiveWorkload,
+    steps: string[],
+  ): Promise<string | undefined> {
+    const r = await this.onDelete.run(live, {
+      timeoutMs: this.o.timeoutMs,
+      log: (line) => {
+        say(this.ctx.stdout, `  ${label(item)}: ${line}`);
+      },
+      signal: this.ctx.signal,
+    });
+    steps.push(
+      r.stopped
+        ? `restart stopped (${r.restarted} of ${r.total} pod(s) restarted)`
+        : `restarted (${r.restarted} of ${r.total} pod(s), one at a time)`,
+    );
+    return r.stopped && `${label(item)}: ${r.stopped}`;
   }
 
   async waitFor(item: Item, steps: string[]): Promise<void> {
@@ -338,7 +369,7 @@ class Runner {
     const decision: Decision = { inject: await this.decide('inject'), restart: false };
     if (!decision.inject) return { status: 'skipped', steps: [] };
     const paused = isPaused(live);
-    if (!paused) decision.restart = await this.decide('restart', restartNote(live));
+    if (!paused) decision.restart = await this.decideRestart(live);
 
     const annotations: Record<string, string> = decision.restart
       ? { ...wanted, [ANNOTATION.restartedAt]: rfc3339(this.ctx.now()) }
@@ -357,9 +388,11 @@ class Runner {
     if (paused)
       steps.push('not restarted: Deployment is paused (run `kubectl rollout resume` to roll)');
     else if (decision.restart) {
-      if (updateStrategy(patched) === 'on-delete') await this.restartOnDelete(patched, steps);
-      steps.push('restarted');
-    }
+      if (updateStrategy(patched) === 'on-delete') {
+        const stopped = await this.restartOnDelete(item, patched, steps);
+        if (stopped) return { status: 'migrated', steps, incomplete: stopped };
+      } else steps.push('restarted');
+    } else if (updateStrategy(patched) === 'on-delete') steps.push(NOT_RESTARTED_ONDELETE);
     if (this.o.wait && !paused && (updateStrategy(patched) === 'rolling' || decision.restart)) {
       try {
         await this.waitFor(item, steps);
@@ -392,7 +425,7 @@ class Runner {
       return { status: item.workload.status, steps: ['declined'] };
     const restart =
       updateStrategy(live) === 'on-delete' && !isPaused(live)
-        ? await this.decide('restart', restartNote(live))
+        ? await this.decideRestart(live)
         : false;
     const result = await this.patch(
       item,
@@ -410,7 +443,10 @@ class Runner {
       return { status: item.workload.status, steps: ['dry run'], dryRun: true };
     }
     const steps = [`removed ${present.length} annotation(s)`];
-    if (restart) await this.restartOnDelete(patched, steps);
+    if (restart) {
+      const stopped = await this.restartOnDelete(item, patched, steps);
+      if (stopped) return { status: 'pending', steps, incomplete: stopped };
+    } else if (updateStrategy(patched) === 'on-delete') steps.push(NOT_RESTARTED_ONDELETE);
     return { status: 'pending', steps };
   }
 

@@ -1,7 +1,7 @@
 // Findings about protected workloads and the vault side, as pure functions
 // of the inventory and the vault facts, shared by validate and audit.
 import type { PolicyRule } from './policy.js';
-import { excessGrants, grantsRead } from './policy.js';
+import { excessGrants, governingRule, grantsRead } from './policy.js';
 import type { Inventory, WorkloadFacts } from './inventory.js';
 import type { VaultFacts } from './vault-facts.js';
 import { VAULT_TOKEN_AUDIENCE } from '../contract/annotations.js';
@@ -80,10 +80,17 @@ export function validateWorkload(w: WorkloadFacts, facts: VaultFacts): Finding[]
         if (p !== 'default' && !facts.policies.has(p))
           add('policy-missing', `policy ${p} of role ${roleName} does not exist`);
       }
-      const rules = rulesOf(facts, role.policies);
+      // What the role's token holds: its policies, plus `default` unless the role opts out.
+      const held = role.noDefaultPolicy ? role.policies : [...role.policies, 'default'];
+      const rules = rulesOf(facts, [...new Set(held)]);
       for (const path of w.protection.paths) {
-        if (!grantsRead(rules, path))
-          add('path-not-granted', `role ${roleName}'s policies do not grant read on ${path}`);
+        if (grantsRead(rules, path)) continue;
+        // Name the rule OpenBao applies: a glob that grants read may be shadowed by it.
+        const rule = governingRule(rules, path);
+        const why = rule
+          ? ` (the rule that applies is "${rule.pattern}": ${rule.capabilities.join(', ') || 'no capabilities'})`
+          : '';
+        add('path-not-granted', `role ${roleName}'s policies do not grant read on ${path}${why}`);
       }
     }
   }

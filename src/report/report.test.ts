@@ -42,6 +42,84 @@ path "secret/data/b/blocked" { capabilities = ["deny"] }
   });
 });
 
+describe('policy precedence (OpenBao applies one rule per path, not the union)', () => {
+  const can = (policy: string, path: string): boolean => grantsRead(parsePolicy(policy), path);
+
+  it('an exact rule is the only one that counts, with or without read', () => {
+    const shadowed = `
+path "secret/data/a/db" { capabilities = ["list"] }
+path "secret/data/a/*" { capabilities = ["read"] }`;
+    expect(can(shadowed, 'secret/data/a/db')).toBe(false);
+    expect(can(shadowed, 'secret/data/a/other')).toBe(true);
+    const exactBeatsDeny = `
+path "secret/data/*" { capabilities = ["deny"] }
+path "secret/data/a/db" { capabilities = ["read"] }`;
+    expect(can(exactBeatsDeny, 'secret/data/a/db')).toBe(true);
+  });
+
+  it('among globs the longest prefix wins, whether it grants or denies', () => {
+    const policy = `
+path "secret/*" { capabilities = ["deny"] }
+path "secret/data/a/*" { capabilities = ["read"] }
+path "secret/data/a/locked/*" { capabilities = ["deny"] }`;
+    expect(can(policy, 'secret/data/a/db')).toBe(true);
+    expect(can(policy, 'secret/data/a/locked/db')).toBe(false);
+    expect(can(policy, 'secret/data/b/db')).toBe(false);
+  });
+
+  it('follows the documented order: first wildcard, then glob vs +, then + count, then length', () => {
+    // The documentation's own example: secret/* outranks secret/+/+/foo/*.
+    const documented = `
+path "secret/*" { capabilities = ["list"] }
+path "secret/+/+/foo/*" { capabilities = ["read"] }`;
+    expect(can(documented, 'secret/x/y/foo/z')).toBe(false);
+    // Same first wildcard position: the rule not ending in * wins.
+    const plusOverGlob = `
+path "secret/data/*" { capabilities = ["deny"] }
+path "secret/data/+/db" { capabilities = ["read"] }`;
+    expect(can(plusOverGlob, 'secret/data/a/db')).toBe(true);
+    expect(can(plusOverGlob, 'secret/data/a/other')).toBe(false);
+    // A later first wildcard wins.
+    const laterGlob = `
+path "secret/data/+/db" { capabilities = ["read"] }
+path "secret/data/a*" { capabilities = ["list"] }`;
+    expect(can(laterGlob, 'secret/data/a/db')).toBe(false);
+    // Fewer + segments win.
+    const fewerPlus = `
+path "secret/+/+/db" { capabilities = ["deny"] }
+path "secret/+/a/db" { capabilities = ["read"] }`;
+    expect(can(fewerPlus, 'secret/x/a/db')).toBe(true);
+    // Then the longer pattern.
+    const longer = `
+path "secret/+/a*" { capabilities = ["deny"] }
+path "secret/+/ab*" { capabilities = ["read"] }`;
+    expect(can(longer, 'secret/x/abc')).toBe(true);
+    expect(can(longer, 'secret/x/ac')).toBe(false);
+  });
+
+  it('the same pattern in several policies is one rule: union, and deny alone wins', () => {
+    const union = parsePolicy('path "secret/data/a/*" { capabilities = ["list"] }');
+    const more = parsePolicy('path "secret/data/a/*" { capabilities = ["read"] }');
+    expect(grantsRead([...union, ...more], 'secret/data/a/db')).toBe(true);
+    const deny = parsePolicy('path "secret/data/a/*" { capabilities = ["deny"] }');
+    expect(grantsRead([...union, ...more, ...deny], 'secret/data/a/db')).toBe(false);
+  });
+
+  it('reads blocks with nested maps and old-style policy values', () => {
+    expect(
+      parsePolicy(`
+path "secret/data/a" {
+  allowed_parameters = { "x" = [] }
+  capabilities = ["read"]
+}
+path "secret/data/b" { policy = "write" }`),
+    ).toEqual([
+      { path: 'secret/data/a', capabilities: ['read'] },
+      { path: 'secret/data/b', capabilities: ['create', 'read', 'update', 'delete', 'list'] },
+    ]);
+  });
+});
+
 describe('protection state', () => {
   const full = {
     'cloudtaser.io/inject': 'true',
@@ -107,6 +185,7 @@ describe('role findings', () => {
           serviceAccounts: ['api'],
           policies: ['pay-read'],
           audience,
+          noDefaultPolicy: false,
         },
       ],
     ]),

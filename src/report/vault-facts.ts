@@ -12,6 +12,8 @@ export interface RoleFacts {
   policies: string[];
   /** The `aud` a login token must carry; "" when the role sets none. */
   audience: string;
+  /** token_no_default_policy: its tokens lack the `default` policy every other token holds. */
+  noDefaultPolicy: boolean;
 }
 
 export interface VaultFacts {
@@ -48,11 +50,11 @@ export async function readVaultFacts(
         (p, i, a) => a.indexOf(p) === i,
       ),
       audience: typeof d?.audience === 'string' ? d.audience : '',
+      noDefaultPolicy: d?.token_no_default_policy === true,
     });
   });
-  const policyNames = [...new Set([...roles.values()].flatMap((r) => r.policies))].filter(
-    (p) => p !== 'default',
-  );
+  // `default` is read too: its rules are part of what a role's token may do.
+  const policyNames = [...new Set([...roles.values()].flatMap((r) => [...r.policies, 'default']))];
   const policies = new Map<string, PolicyRule[]>();
   await mapLimit(policyNames, concurrency, async (name) => {
     const body = await client.read<{ data?: { policy?: string } }>(`sys/policies/acl/${name}`);

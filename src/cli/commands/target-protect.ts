@@ -35,8 +35,16 @@ export function registerTargetProtect(target: Command, ctx: Context): void {
     .option('-n, --namespace <namespace>', 'only workloads in this namespace')
     .option('--dry-run', 'print the patches without changing anything', false)
     .option('--wait', 'follow each rollout until it completes or --timeout passes', false)
+    .option(
+      '--restart-ondelete',
+      'with --yes: also restart OnDelete StatefulSets/DaemonSets, deleting one pod at a time and waiting until its replacement is Ready (without it their pods keep the old template until deleted)',
+      false,
+    )
     .addOption(
-      new Option('--timeout <seconds>', 'rollout wait limit per workload')
+      new Option(
+        '--timeout <seconds>',
+        'rollout wait limit per workload; with OnDelete restarts, per pod',
+      )
         .default(300)
         .argParser(positiveInt('--timeout', 86_400)),
     )
@@ -77,6 +85,7 @@ export function registerTargetProtect(target: Command, ctx: Context): void {
           dryRun: o.dryRun,
           wait: o.wait,
           timeoutMs: o.timeout * 1000,
+          restartOnDelete: o.restartOndelete,
         },
         ctx,
       );
@@ -92,6 +101,16 @@ export function registerTargetProtect(target: Command, ctx: Context): void {
     .option('--context <name>', 'kubeconfig context to use')
     .option('-n, --namespace <namespace>', 'only workloads in this namespace')
     .option('--dry-run', 'print what would be removed without changing anything', false)
+    .option(
+      '--restart-ondelete',
+      'with --yes: also restart OnDelete StatefulSets/DaemonSets, deleting one pod at a time and waiting until its replacement is Ready (without it their pods keep the old template until deleted)',
+      false,
+    )
+    .addOption(
+      new Option('--timeout <seconds>', 'with OnDelete restarts: wait limit per pod')
+        .default(300)
+        .argParser(positiveInt('--timeout', 86_400)),
+    )
     .addOption(
       new Option('--concurrency <n>', 'workloads patched in parallel with --yes')
         .default(10)
@@ -111,7 +130,8 @@ export function registerTargetProtect(target: Command, ctx: Context): void {
           concurrency: o.concurrency,
           dryRun: o.dryRun,
           wait: false,
-          timeoutMs: 0,
+          timeoutMs: o.timeout * 1000,
+          restartOnDelete: o.restartOndelete,
         },
         ctx,
       );
