@@ -161,3 +161,15 @@ describe('plan validate on binary or huge input', () => {
     expect(run.err).not.toMatch(TERMINAL_CONTROL);
   }, 60_000);
 });
+
+describe('keys the schema library would drop', () => {
+  it('reports a field named __proto__ instead of reading a plan without it', () => {
+    const text = PLAN.replace('status: done', 'status: pending').replace(
+      '              user: DB_USER',
+      '              __proto__: DB_LOGIN',
+    );
+    expect(issuesOf(text)).toEqual([
+      '20:15: key "__proto__" in tenants[0].workloads[0].secrets[1].fields cannot be used: it has a special meaning to the programs that read plans',
+    ]);
+  });
+});

@@ -147,7 +147,24 @@ export function parsePlan(text: string, file: string): LoadedPlan {
  * anchors and aliases (shared nodes, alias bombs), and binary integers (which
  * only js-yaml reads as numbers) all take the authoritative path.
  */
-const NEEDS_AUTHORITY = /^%|[!&*]|\b0b[01]/m;
+const NEEDS_AUTHORITY = /^%|[!&*]|\b0b[01]|__proto__/m;
+
+/**
+ * Keys named "__proto__" anywhere in the raw value. The schema library drops
+ * them without a word (assigning one would replace an object's prototype), so
+ * a field named so would vanish from a plan that still reads as valid; they
+ * are reported instead.
+ */
+function protoKeys(raw: unknown, path: PathKey[] = [], out: PathKey[][] = []): PathKey[][] {
+  if (Array.isArray(raw)) raw.forEach((v, i) => protoKeys(v, [...path, i], out));
+  else if (typeof raw === 'object' && raw !== null) {
+    for (const [k, v] of Object.entries(raw)) {
+      if (k === '__proto__') out.push(path);
+      protoKeys(v, [...path, k], out);
+    }
+  }
+  return out;
+}
 
 /**
  * The raw YAML value by the fast parser; undefined when it fails or when the
@@ -212,7 +229,11 @@ export function parseAuthoritative(text: string, file: string): LoadedPlan {
     ]);
   }
   const parsed = MigrationPlanSchema.safeParse(raw);
-  if (!parsed.success || yamlIssues.length > 0) {
+  const protoIssues = protoKeys(raw).map((path) => ({
+    ...lines.linePos(offsetOf(doc, path, '__proto__')),
+    message: `key "__proto__"${path.length > 0 ? ` in ${pathLabel(path)}` : ''} cannot be used: it has a special meaning to the programs that read plans`,
+  }));
+  if (!parsed.success || yamlIssues.length > 0 || protoIssues.length > 0) {
     const schemaIssues = parsed.success ? [] : issuesFromZod(parsed.error, doc, lines);
     // zod skips the cross-entry rules when the structure is wrong; they are
     // run on the raw value here so one run reports every problem.
@@ -221,7 +242,7 @@ export function parseAuthoritative(text: string, file: string): LoadedPlan {
       message: `${pathLabel(c.path)}: ${c.message}`,
     }));
     const seen = new Set<string>();
-    const issues = [...yamlIssues, ...schemaIssues, ...crossIssues]
+    const issues = [...yamlIssues, ...schemaIssues, ...protoIssues, ...crossIssues]
       .filter((i) => {
         const key = `${i.line}:${i.col}:${i.message}`;
         if (seen.has(key)) return false;
