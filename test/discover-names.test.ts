@@ -53,6 +53,7 @@ const ENV_NAMES = [
   '__proto__',
   'hasOwnProperty',
   '$weird#',
+  'q"b\\c',
   'x:y,z',
   'a=b', // rejected by the API server
   'ü', // rejected by the API server
@@ -266,10 +267,16 @@ describe('discover on workloads the API server accepts', () => {
             const mappedAs = [...mapped].filter(
               ([, m]) => m.secret === first.secret && m.key === first.key,
             );
+            // A Secret key named __proto__ never reaches discover: the
+            // Kubernetes client's deserializer drops it from Secret data, so
+            // envFrom names built on it cannot be listed (the app keeps
+            // reading them from the Secret; soundness above still holds). An
+            // env entry naming the key is covered by the unit tests.
+            if (first.key === '__proto__') continue;
             if (!ENV_VAR_NAME.test(env)) {
               expect(mapped.has(env)).toBe(false);
               // The reviewer is told why it is not in the plan.
-              expect(text, `${env} in\n${context}`).toContain(env);
+              expect(text, `${env} in\n${context}`).toContain(JSON.stringify(env));
               continue;
             }
             const ok =

@@ -14,7 +14,7 @@ import type { Document, LineCounter as LineCounterType, Pair } from 'yaml';
 import type * as Yaml from 'yaml';
 import type { z } from 'zod';
 import { UserError } from '../core/errors.js';
-import { quoteToken, safeLine } from './display.js';
+import { clip, quoteToken, safeLine } from './display.js';
 import { crossCheck, MigrationPlanSchema, type MigrationPlan } from './schema.js';
 
 // `yaml` is loaded on first use: read-only commands on plain plans never
@@ -193,7 +193,8 @@ export function parseAuthoritative(text: string, file: string): LoadedPlan {
   const doc = parsePlanDocument(text, lines);
   const yamlIssues: PlanIssue[] = doc.errors.map((e) => ({
     ...lines.linePos(e.pos[0]),
-    message: `invalid YAML: ${e.message.split('\n')[0] ?? e.code}`,
+    // The parser's messages may quote the source; a few dozen characters do.
+    message: `invalid YAML: ${clip(e.message.split('\n')[0] ?? e.code, 120)}`,
   }));
   // A duplicate key leaves a well-formed document (the schema can still be
   // checked, so the user sees everything at once); any other syntax error
