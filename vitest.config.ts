@@ -7,13 +7,15 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          include: ['src/**/*.test.ts'],
+          // test/setup/ holds the test run's own machinery; its tests need no sandbox.
+          include: ['src/**/*.test.ts', 'test/setup/**/*.test.ts'],
         },
       },
       {
         test: {
           name: 'integration',
           include: ['test/**/*.test.ts'],
+          exclude: ['test/setup/**', 'test/fixtures/**', '**/node_modules/**'],
           globalSetup: ['test/setup/sandbox.ts'],
           testTimeout: 120_000,
           hookTimeout: 180_000,

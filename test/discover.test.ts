@@ -317,7 +317,7 @@ describe('target discover', () => {
     expect(text).toMatch(
       /# Secret ghost does not exist in namespace \S+ \(referenced with optional: true\)[^\n]*\n\s+- source: k8s-secret\/ghost/,
     );
-    expect(text).toMatch(/# envFrom skips keys that are not valid env var names: bad\.key\./);
+    expect(text).toMatch(/# "APP_bad\.key" \(key bad\.key\) is not mapped: the env-map carries/);
     expect(text).toMatch(
       /# mounted as files at \/etc\/tls \(volume tls\): the app read these from files/,
     );

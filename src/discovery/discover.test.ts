@@ -44,7 +44,7 @@ describe('discover (pure)', () => {
     ).toEqual(['pass-word', 'user']);
   });
 
-  it('keeps one mapping per env var across secrets and flags the dropped one', () => {
+  it('leaves an env var that containers read from different Secrets unmapped, and says so', () => {
     const w = deployment('web', {
       containers: [
         {
@@ -63,11 +63,64 @@ describe('discover (pure)', () => {
     ];
     const { plan, notes } = discover([w], secrets, opts);
     const refs = plan.tenants[0]?.workloads[0]?.secrets;
-    expect(refs?.map((s) => s.fields)).toEqual([{ p: 'PASS' }, {}]);
-    expect(notes[0]?.text).toContain(
-      'q → PASS dropped: PASS is already mapped from k8s-secret/one:p.',
-    );
+    // Mapping PASS from either Secret would change what the other container
+    // reads; the env-map is one per pod.
+    expect(refs?.map((s) => s.fields)).toEqual([{}, {}]);
+    expect(notes.map((n) => n.text)).toEqual([
+      '"PASS" is not mapped: the containers read it from different sources; it stays as it is.',
+      '"PASS" is not mapped: the containers read it from different sources; it stays as it is.',
+    ]);
     // The plan it writes must pass its own validation.
+    expect(() => parsePlan(renderPlan(plan, notes), 'p.yaml')).not.toThrow();
+  });
+
+  it('gives names the containers read priority over names made up for mounted files', () => {
+    const w = deployment('web', {
+      containers: [
+        {
+          name: 'a',
+          env: [
+            { name: 'DB_PASS', valueFrom: { secretKeyRef: { name: 'zz', key: 'x' } } },
+            { name: 'TOKEN', value: 'literal' },
+          ],
+          volumeMounts: [{ name: 'v', mountPath: '/s' }],
+        },
+      ],
+      volumes: [{ name: 'v', secret: { secretName: 'aa' } }],
+    });
+    const secrets = [
+      { namespace: 'ns', name: 'aa', keys: ['db-pass', 'token'] },
+      { namespace: 'ns', name: 'zz', keys: ['x'] },
+    ];
+    const { plan, notes } = discover([w], secrets, opts);
+    expect(plan.tenants[0]?.workloads[0]?.secrets.map((s) => s.fields)).toEqual([
+      {},
+      { x: 'DB_PASS' },
+    ]);
+    expect(notes[0]?.text).toContain(
+      'db-pass → DB_PASS dropped: DB_PASS is already mapped from k8s-secret/zz:x.',
+    );
+    expect(notes[0]?.text).toContain(
+      'token → TOKEN dropped: TOKEN is already set by the pod spec.',
+    );
+  });
+
+  it('leaves a Secret key named __proto__ out of the plan, with a note, instead of losing it silently', () => {
+    const w = deployment('web', {
+      containers: [
+        {
+          name: 'a',
+          env: [{ name: 'P', valueFrom: { secretKeyRef: { name: 's', key: '__proto__' } } }],
+        },
+      ],
+    });
+    const { plan, notes } = discover(
+      [w],
+      [{ namespace: 'ns', name: 's', keys: ['__proto__'] }],
+      opts,
+    );
+    expect(plan.tenants[0]?.workloads[0]?.secrets[0]?.fields).toEqual({});
+    expect(notes[0]?.text).toContain('key __proto__ is not mapped');
     expect(() => parsePlan(renderPlan(plan, notes), 'p.yaml')).not.toThrow();
   });
 

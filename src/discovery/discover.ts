@@ -53,10 +53,17 @@ export function envNameFromKey(key: string): string {
 interface SecretAcc {
   source: string;
   vaultPath: string;
-  /** field → env var, first mapping wins. */
-  fields: Map<string, string>;
+  /**
+   * field → env var, first mapping wins. `delivered`: the containers read
+   * this name today (env, envFrom), so it must keep its exact spelling and
+   * wins over names made up for files (volumes, Vault Agent).
+   */
+  fields: Map<string, { env: string; delivered: boolean }>;
   notes: string[];
 }
+
+/** Where a container's environment variable comes from today. */
+type EnvOrigin = { secret: string; key: string; acc: SecretAcc | undefined } | 'other';
 
 function kindOrder(kind: WorkloadKind): number {
   return WORKLOAD_KINDS.indexOf(kind);
@@ -115,11 +122,16 @@ function planWorkload(
     }
     return acc;
   };
-  const addField = (acc: SecretAcc, field: string, env: string): void => {
+  const addField = (acc: SecretAcc, field: string, env: string, delivered = false): void => {
+    if (field === '__proto__') {
+      // Valid in Kubernetes, but plan readers cannot keep such a key.
+      acc.notes.push(`key __proto__ is not mapped: a plan cannot hold a field of that name.`);
+      return;
+    }
     const prev = acc.fields.get(field);
-    if (prev === undefined) acc.fields.set(field, env);
-    else if (prev !== env) {
-      acc.notes.push(`key ${field} is also read as ${env}; only ${prev} is mapped.`);
+    if (prev === undefined) acc.fields.set(field, { env, delivered });
+    else if (prev.env !== env) {
+      acc.notes.push(`key ${field} is also read as ${env}; only ${prev.env} is mapped.`);
     }
   };
 
@@ -127,35 +139,65 @@ function planWorkload(
     ...(podSpec?.initContainers ?? []),
     ...(podSpec?.containers ?? []),
   ];
+  // What each container's environment holds today, by name, in the
+  // kubelet's order: every key of each envFrom Secret as prefix+key (a later
+  // source replaces an earlier one), then each env entry (a later entry, or a
+  // literal value, replaces what came before). Kubernetes 1.34 delivers any
+  // printable-ASCII name but '=' (RelaxedEnvironmentVariableValidation is GA).
+  const readers = new Map<string, EnvOrigin[]>();
   for (const c of containers) {
-    for (const e of c.env ?? []) {
-      const ref = e.valueFrom?.secretKeyRef;
-      if (!ref?.name) continue;
-      const acc = secretAcc(ref.name, ref.optional);
-      if (acc) addField(acc, ref.key, e.name);
-    }
+    const env = new Map<string, EnvOrigin>();
     for (const ef of c.envFrom ?? []) {
       const ref = ef.secretRef;
       if (!ref?.name) continue;
       const acc = secretAcc(ref.name, ref.optional);
-      if (!acc) continue;
       const keys = secrets.get(`${ns}/${ref.name}`)?.keys ?? [];
-      const prefix = ef.prefix ?? '';
-      const invalid: string[] = [];
       for (const key of keys) {
-        const env = `${prefix}${key}`;
-        if (ENV_VAR_NAME.test(env)) addField(acc, key, env);
-        else invalid.push(key);
+        env.set(`${ef.prefix ?? ''}${key}`, { secret: ref.name, key, acc });
       }
-      if (invalid.length > 0) {
-        acc.notes.push(
-          `envFrom skips keys that are not valid env var names: ${invalid.sort(byString).join(', ')}.`,
-        );
-      }
-      if (keys.length === 0 && !secrets.has(`${ns}/${ref.name}`)) {
+      if (acc && keys.length === 0 && !secrets.has(`${ns}/${ref.name}`)) {
         acc.notes.push('envFrom: key names unknown until the Secret exists; add fields by hand.');
       }
     }
+    for (const e of c.env ?? []) {
+      const ref = e.valueFrom?.secretKeyRef;
+      env.set(
+        e.name,
+        ref?.name && !e.value
+          ? { secret: ref.name, key: ref.key, acc: secretAcc(ref.name, ref.optional) }
+          : 'other',
+      );
+    }
+    for (const [name, origin] of env) readers.set(name, [...(readers.get(name) ?? []), origin]);
+  }
+  // A name is mapped only when every container that reads it gets it from
+  // the same Secret key (the env-map is one per pod, and the webhook drops
+  // the Secret-fed entries it replaces), and when the env-map format can
+  // carry it; anything else stays as it is and the reviewer is told why.
+  for (const [name, origins] of [...readers].sort((a, b) => byString(a[0], b[0]))) {
+    const fromSecrets = origins.filter((o) => o !== 'other');
+    const first = fromSecrets[0];
+    if (first === undefined) continue;
+    const shown = JSON.stringify(name);
+    const agreed =
+      fromSecrets.length === origins.length &&
+      fromSecrets.every((o) => o.secret === first.secret && o.key === first.key);
+    if (!agreed) {
+      for (const o of fromSecrets) {
+        o.acc?.notes.push(
+          `${shown} is not mapped: the containers read it from different sources; it stays as it is.`,
+        );
+      }
+      continue;
+    }
+    if (!first.acc) continue;
+    if (!ENV_VAR_NAME.test(name)) {
+      first.acc.notes.push(
+        `${shown} (key ${first.key}) is not mapped: the env-map carries only letters, digits and "_", not starting with a digit; the workload keeps reading it from the Secret.`,
+      );
+      continue;
+    }
+    addField(first.acc, first.key, name, true);
   }
 
   // Secret volumes, plain or projected. Which containers mount them, and where,
@@ -223,23 +265,43 @@ function planWorkload(
     }
   }
 
-  // One env var, one source, across the whole pod: first mapping (in sorted
-  // order) wins, the rest are flagged for the reviewer.
+  // One env var, one source, across the whole pod. Names the containers read
+  // today are placed first (they are already unique); a name made up for a
+  // file is dropped when a container already has that name, whatever its
+  // source, since the env-map would replace it.
+  const sorted = [...accs.values()].sort((a, b) => byString(a.source, b.source));
   const envOwner = new Map<string, string>();
+  for (const acc of sorted) {
+    for (const [field, { env, delivered }] of acc.fields) {
+      if (delivered) envOwner.set(env, `${acc.source}:${field}`);
+    }
+  }
   const secretsOut: SecretRef[] = [];
   const notes = new Map<string, string[]>();
-  for (const acc of [...accs.values()].sort((a, b) => byString(a.source, b.source))) {
-    const fields: Record<string, string> = {};
-    for (const [field, env] of [...acc.fields].sort((a, b) => byString(a[0], b[0]))) {
-      const owner = envOwner.get(env);
-      if (owner !== undefined) {
-        acc.notes.push(`${field} → ${env} dropped: ${env} is already mapped from ${owner}.`);
-        continue;
+  for (const acc of sorted) {
+    const fields: [string, string][] = [];
+    for (const [field, { env, delivered }] of [...acc.fields].sort((a, b) =>
+      byString(a[0], b[0]),
+    )) {
+      if (!delivered) {
+        const owner = envOwner.get(env);
+        if (owner !== undefined || readers.has(env)) {
+          const why =
+            owner !== undefined ? `already mapped from ${owner}` : 'already set by the pod spec';
+          acc.notes.push(`${field} → ${env} dropped: ${env} is ${why}.`);
+          continue;
+        }
+        envOwner.set(env, `${acc.source}:${field}`);
       }
-      envOwner.set(env, `${acc.source}:${field}`);
-      fields[field] = env;
+      fields.push([field, env]);
     }
-    secretsOut.push({ source: acc.source, vaultPath: acc.vaultPath, fields });
+    // fromEntries defines each key as an own property, so a field named
+    // "__proto__" stays a field.
+    secretsOut.push({
+      source: acc.source,
+      vaultPath: acc.vaultPath,
+      fields: Object.fromEntries(fields),
+    });
     if (acc.notes.length > 0) notes.set(acc.source, [...new Set(acc.notes)]);
   }
 

@@ -101,7 +101,9 @@ tenants:
     ]);
     expect(issuesOf('tenants: [\n')[0]).toMatch(/^2:1: invalid YAML: /);
     expect(issuesOf('')).toEqual(['1:1: the file is empty; expected a MigrationPlan']);
-    expect(issuesOf('a: 1\na: 2\n')[0]).toMatch(/^2:1: invalid YAML: Map keys must be unique/);
+    expect(issuesOf('a: 1\na: 2\n')).toContainEqual(
+      expect.stringMatching(/^2:1: invalid YAML: Map keys must be unique/),
+    );
   });
 
   it('rejects vault paths that would widen a policy', () => {
@@ -148,14 +150,15 @@ tenants:
           return (
             e.issues.length > 0 &&
             e.issues.every((i) => i.line >= 1 && i.line <= lines && i.col >= 1) &&
-            e.message.split('\n').every((l) => /^plan\.yaml:\d+:\d+: /.test(l))
+            e.message.split('\n').every((l) => /^plan\.yaml(?::\d+:\d+)?: /.test(l))
           );
         }
         return true;
       }),
       { numRuns: 2000 },
     );
-  });
+    // Thousands of parses: seconds on a shared, loaded machine.
+  }, 60_000);
 });
 
 describe('fast reader', () => {
@@ -223,7 +226,7 @@ describe('fast reader', () => {
       }),
       { numRuns: 1000 },
     );
-  });
+  }, 60_000);
 
   it('is the path a plain plan takes, and a plan with a directive does not', () => {
     // A YAML 1.1 header makes `yes` a boolean: only the authoritative reader

@@ -14,7 +14,8 @@ import type { Document, LineCounter as LineCounterType, Pair } from 'yaml';
 import type * as Yaml from 'yaml';
 import type { z } from 'zod';
 import { UserError } from '../core/errors.js';
-import { MigrationPlanSchema, type MigrationPlan } from './schema.js';
+import { clip, quoteToken, safeLine } from './display.js';
+import { crossCheck, MigrationPlanSchema, type MigrationPlan } from './schema.js';
 
 // `yaml` is loaded on first use: read-only commands on plain plans never
 // need it, and it is a tenth of their start-up. (Its Node entry point is
@@ -32,16 +33,32 @@ export interface PlanIssue {
   message: string;
 }
 
-/** A plan file that failed to parse or validate; the message lists every issue. */
+/** How many problems a message lists; the rest are counted (a binary or huge file must not flood the terminal). */
+export const MAX_LISTED_ISSUES = 20;
+
+/**
+ * A plan file that failed to parse or validate. `issues` holds every problem
+ * (messages escaped and clipped); the message lists the first
+ * MAX_LISTED_ISSUES and counts the rest.
+ */
 export class PlanError extends UserError {
+  readonly issues: readonly PlanIssue[];
   constructor(
     readonly file: string,
-    readonly issues: readonly PlanIssue[],
+    issues: readonly PlanIssue[],
   ) {
+    const safe = issues.map((i) => ({ ...i, message: safeLine(i.message) }));
+    const name = safeLine(file);
+    const lines = safe
+      .slice(0, MAX_LISTED_ISSUES)
+      .map((i) => `${name}:${i.line}:${i.col}: ${i.message}`);
+    const more = safe.length - MAX_LISTED_ISSUES;
+    if (more > 0) lines.push(`${name}: … and ${more} more problems (${safe.length} in all)`);
     super(
-      issues.map((i) => `${file}:${i.line}:${i.col}: ${i.message}`).join('\n'),
-      `fix the plan file, then check it with: cloudtaser plan validate ${file}`,
+      lines.join('\n'),
+      `fix the plan file, then check it with: cloudtaser plan validate ${name}`,
     );
+    this.issues = safe;
   }
 }
 
@@ -58,7 +75,7 @@ function pathLabel(path: readonly PathKey[]): string {
   for (const p of path) {
     if (typeof p === 'number') out += `[${p}]`;
     else if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(p)) out += out ? `.${p}` : p;
-    else out += `[${JSON.stringify(p)}]`;
+    else out += `[${quoteToken(p)}]`;
   }
   return out;
 }
@@ -100,7 +117,7 @@ function issuesFromZod(
       for (const key of issue.keys) {
         const pos = lines.linePos(offsetOf(doc, path, key));
         const where = label ? ` in ${label}` : '';
-        out.push({ ...pos, message: `unknown key "${key}"${where}` });
+        out.push({ ...pos, message: `unknown key ${quoteToken(key)}${where}` });
       }
       continue;
     }
@@ -130,7 +147,24 @@ export function parsePlan(text: string, file: string): LoadedPlan {
  * anchors and aliases (shared nodes, alias bombs), and binary integers (which
  * only js-yaml reads as numbers) all take the authoritative path.
  */
-const NEEDS_AUTHORITY = /^%|[!&*]|\b0b[01]/m;
+const NEEDS_AUTHORITY = /^%|[!&*]|\b0b[01]|__proto__/m;
+
+/**
+ * Keys named "__proto__" anywhere in the raw value. The schema library drops
+ * them without a word (assigning one would replace an object's prototype), so
+ * a field named so would vanish from a plan that still reads as valid; they
+ * are reported instead.
+ */
+function protoKeys(raw: unknown, path: PathKey[] = [], out: PathKey[][] = []): PathKey[][] {
+  if (Array.isArray(raw)) raw.forEach((v, i) => protoKeys(v, [...path, i], out));
+  else if (typeof raw === 'object' && raw !== null) {
+    for (const [k, v] of Object.entries(raw)) {
+      if (k === '__proto__') out.push(path);
+      protoKeys(v, [...path, k], out);
+    }
+  }
+  return out;
+}
 
 /**
  * The raw YAML value by the fast parser; undefined when it fails or when the
@@ -157,15 +191,15 @@ function parseFast(text: string): MigrationPlan | undefined {
 export function parseAuthoritative(text: string, file: string): LoadedPlan {
   const lines = new (yaml().LineCounter)();
   const doc = parsePlanDocument(text, lines);
-  if (doc.errors.length > 0) {
-    throw new PlanError(
-      file,
-      doc.errors.map((e) => ({
-        ...lines.linePos(e.pos[0]),
-        message: `invalid YAML: ${e.message.split('\n')[0] ?? e.code}`,
-      })),
-    );
-  }
+  const yamlIssues: PlanIssue[] = doc.errors.map((e) => ({
+    ...lines.linePos(e.pos[0]),
+    // The parser's messages may quote the source; a few dozen characters do.
+    message: `invalid YAML: ${clip(e.message.split('\n')[0] ?? e.code, 120)}`,
+  }));
+  // A duplicate key leaves a well-formed document (the schema can still be
+  // checked, so the user sees everything at once); any other syntax error
+  // leaves a document whose meaning is a guess, so only those are reported.
+  if (doc.errors.some((e) => e.code !== 'DUPLICATE_KEY')) throw new PlanError(file, yamlIssues);
   let raw: unknown;
   try {
     raw = doc.toJS({ maxAliasCount: 100 });
@@ -179,11 +213,44 @@ export function parseAuthoritative(text: string, file: string): LoadedPlan {
       { line: 1, col: 1, message: 'the file is empty; expected a MigrationPlan' },
     ]);
   }
+  if (typeof raw !== 'object' || Array.isArray(raw) || raw instanceof Uint8Array) {
+    // A scalar, list or binary at the top: one line says it all (field by
+    // field, a byte string would be a hundred unknown keys).
+    const found = Array.isArray(raw)
+      ? 'a list'
+      : raw instanceof Uint8Array
+        ? 'binary data'
+        : `a ${typeof raw}`;
+    throw new PlanError(file, [
+      ...yamlIssues,
+      {
+        ...lines.linePos(offsetOf(doc, [])),
+        message: `expected a MigrationPlan (a mapping with apiVersion, kind, metadata, tenants), found ${found}`,
+      },
+    ]);
+  }
   const parsed = MigrationPlanSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issues = issuesFromZod(parsed.error, doc, lines).sort(
-      (a, b) => a.line - b.line || a.col - b.col,
-    );
+  const protoIssues = protoKeys(raw).map((path) => ({
+    ...lines.linePos(offsetOf(doc, path, '__proto__')),
+    message: `key "__proto__"${path.length > 0 ? ` in ${pathLabel(path)}` : ''} cannot be used: it has a special meaning to the programs that read plans`,
+  }));
+  if (!parsed.success || yamlIssues.length > 0 || protoIssues.length > 0) {
+    const schemaIssues = parsed.success ? [] : issuesFromZod(parsed.error, doc, lines);
+    // zod skips the cross-entry rules when the structure is wrong; they are
+    // run on the raw value here so one run reports every problem.
+    const crossIssues = crossCheck(raw).map((c) => ({
+      ...lines.linePos(offsetOf(doc, c.path)),
+      message: `${pathLabel(c.path)}: ${c.message}`,
+    }));
+    const seen = new Set<string>();
+    const issues = [...yamlIssues, ...schemaIssues, ...protoIssues, ...crossIssues]
+      .filter((i) => {
+        const key = `${i.line}:${i.col}:${i.message}`;
+        if (seen.has(key)) return false;
+        seen.add(key);
+        return true;
+      })
+      .sort((a, b) => a.line - b.line || a.col - b.col);
     throw new PlanError(file, issues);
   }
   return { file, text, plan: parsed.data };
@@ -201,14 +268,93 @@ export function parsePlanDocument(text: string, lineCounter?: LineCounterType): 
   });
 }
 
+/** Line and column (1-based) of byte `offset` of UTF-8-ish bytes. */
+function bytePosition(bytes: Buffer, offset: number): { line: number; col: number } {
+  let line = 1;
+  let lineStart = 0;
+  for (let i = bytes.indexOf(0x0a); i !== -1 && i < offset; i = bytes.indexOf(0x0a, i + 1)) {
+    line++;
+    lineStart = i + 1;
+  }
+  const before = bytes.subarray(lineStart, offset).toString('utf8');
+  // Columns count UTF-16 units, as the YAML parser's positions do.
+  return { line, col: before.length + 1 };
+}
+
+/** Offset of the first byte that is not part of well-formed UTF-8; -1 when all are. */
+export function firstInvalidUtf8(bytes: Uint8Array): number {
+  let i = 0;
+  while (i < bytes.length) {
+    const b = bytes[i] ?? 0;
+    if (b < 0x80) {
+      i++;
+      continue;
+    }
+    // Lead byte → sequence length and the allowed range of the second byte
+    // (which rules out overlong forms, surrogates and code points > U+10FFFF).
+    let len: number;
+    let lo = 0x80;
+    let hi = 0xbf;
+    if (b >= 0xc2 && b <= 0xdf) len = 2;
+    else if (b >= 0xe0 && b <= 0xef) {
+      len = 3;
+      if (b === 0xe0) lo = 0xa0;
+      if (b === 0xed) hi = 0x9f;
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      len = 4;
+      if (b === 0xf0) lo = 0x90;
+      if (b === 0xf4) hi = 0x8f;
+    } else return i;
+    for (let k = 1; k < len; k++) {
+      const c = bytes[i + k];
+      if (c === undefined) return i;
+      const [min, max] = k === 1 ? [lo, hi] : [0x80, 0xbf];
+      if (c < min || c > max) return i;
+    }
+    i += len;
+  }
+  return -1;
+}
+
+/**
+ * The text of a plan file, or a PlanError saying plainly that it is not
+ * text: a binary file read as UTF-8 would otherwise turn into thousands of
+ * YAML errors full of replacement characters.
+ */
+export function decodePlanBytes(bytes: Buffer, display: string): string {
+  const fail = (pos: { line: number; col: number }, message: string): never => {
+    throw new PlanError(display, [{ ...pos, message }]);
+  };
+  const start = { line: 1, col: 1 };
+  if (
+    (bytes[0] === 0xff && bytes[1] === 0xfe) ||
+    (bytes[0] === 0xfe && bytes[1] === 0xff) ||
+    (bytes[0] === 0x00 && bytes[1] === 0x00 && bytes[2] === 0xfe && bytes[3] === 0xff)
+  ) {
+    const utf32 = bytes[2] === 0x00 && bytes[3] === 0x00 ? 'UTF-32' : 'UTF-16';
+    const which = bytes[0] === 0x00 ? 'UTF-32' : utf32;
+    fail(start, `not UTF-8 text: ${which} (byte order mark); save the plan as UTF-8`);
+  }
+  const bad = firstInvalidUtf8(bytes);
+  const nul = bytes.indexOf(0);
+  if (nul !== -1 && (bad === -1 || nul < bad)) {
+    fail(bytePosition(bytes, nul), 'not a text file (NUL byte)');
+  }
+  if (bad !== -1) {
+    const hex = (bytes[bad] ?? 0).toString(16).padStart(2, '0');
+    fail(bytePosition(bytes, bad), `not UTF-8 text (byte 0x${hex}); is this a plan file?`);
+  }
+  return bytes.toString('utf8');
+}
+
 /**
  * Reads and validates a plan file; a missing or unreadable file is a
  * UserError. `display` is the name messages use (the path as the user typed it).
  */
 export async function readPlan(file: string, display: string = file): Promise<LoadedPlan> {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = await readFile(file, 'utf8');
+    bytes = await readFile(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     const why =
@@ -216,8 +362,10 @@ export async function readPlan(file: string, display: string = file): Promise<Lo
         ? 'no such file'
         : code === 'EACCES'
           ? 'permission denied'
-          : (code ?? 'unreadable');
-    throw new UserError(`cannot read plan ${display}: ${why}`);
+          : code === 'EISDIR'
+            ? 'it is a directory'
+            : (code ?? 'unreadable');
+    throw new UserError(`cannot read plan ${safeLine(display)}: ${why}`);
   }
-  return { ...parsePlan(text, display), file };
+  return { ...parsePlan(decodePlanBytes(bytes, display), display), file };
 }

@@ -1,6 +1,7 @@
 // The MigrationPlan schema: one zod definition from which the TypeScript
 // types, the runtime validation and the published JSON Schema all derive.
 import { z } from 'zod';
+import { quoteToken } from './display.js';
 
 export const PLAN_API_VERSION = 'cloudtaser.io/v1';
 export const PLAN_KIND = 'MigrationPlan';
@@ -102,53 +103,7 @@ export const MigrationPlanSchema = z
     tenants: z.array(TenantSchema, { error: 'tenants must be a list' }).default([]),
   })
   .superRefine((plan, ctx) => {
-    const tenantNames = new Map<string, number>();
-    const workloadKeys = new Map<string, string>();
-    plan.tenants.forEach((tenant, ti) => {
-      const first = tenantNames.get(tenant.name);
-      if (first !== undefined) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['tenants', ti, 'name'],
-          message: `duplicate tenant name "${tenant.name}" (also tenant #${first + 1})`,
-        });
-      } else tenantNames.set(tenant.name, ti);
-
-      tenant.workloads.forEach((w, wi) => {
-        const key = `${tenant.namespace}/${w.kind}/${w.name}`;
-        const seen = workloadKeys.get(key);
-        if (seen !== undefined) {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['tenants', ti, 'workloads', wi, 'name'],
-            message: `duplicate workload ${w.kind} ${tenant.namespace}/${w.name} (also in tenant "${seen}")`,
-          });
-        } else workloadKeys.set(key, tenant.name);
-
-        const envOwner = new Map<string, string>();
-        const sources = new Set<string>();
-        w.secrets.forEach((s, si) => {
-          if (sources.has(s.source)) {
-            ctx.addIssue({
-              code: 'custom',
-              path: ['tenants', ti, 'workloads', wi, 'secrets', si, 'source'],
-              message: `duplicate source "${s.source}" in workload ${w.name}`,
-            });
-          }
-          sources.add(s.source);
-          for (const [field, env] of Object.entries(s.fields)) {
-            const owner = envOwner.get(env);
-            if (owner !== undefined) {
-              ctx.addIssue({
-                code: 'custom',
-                path: ['tenants', ti, 'workloads', wi, 'secrets', si, 'fields', field],
-                message: `env var ${env} is already mapped from ${owner} in workload ${w.name}`,
-              });
-            } else envOwner.set(env, `${s.vaultPath}:${field}`);
-          }
-        });
-      });
-    });
+    for (const issue of crossCheck(plan)) ctx.addIssue({ code: 'custom', ...issue });
   })
   .describe('A reviewable plan for moving workloads from Kubernetes Secrets to OpenBao/Vault.');
 
@@ -163,4 +118,86 @@ export type WorkloadStatus = (typeof WORKLOAD_STATUSES)[number];
 export function planJsonSchema(): Record<string, unknown> {
   const schema = z.toJSONSchema(MigrationPlanSchema, { io: 'input', unrepresentable: 'any' });
   return { ...schema, $id: PLAN_SCHEMA_URL, title: 'cloudtaser MigrationPlan' };
+}
+
+export interface CrossIssue {
+  path: (string | number)[];
+  message: string;
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+/**
+ * The rules that span entries: duplicate tenants, workloads and sources, and
+ * an env var mapped twice in one workload. They read the raw YAML value
+ * defensively (anything of the wrong shape is skipped: the schema reports
+ * it), so a plan with a structural problem still gets these reported in the
+ * same run, instead of only after the structural one is fixed.
+ */
+export function crossCheck(raw: unknown): CrossIssue[] {
+  const out: CrossIssue[] = [];
+  if (!isRecord(raw)) return out;
+  const tenantNames = new Map<string, number>();
+  const workloadKeys = new Map<string, string>();
+  list(raw.tenants).forEach((tenant, ti) => {
+    if (!isRecord(tenant)) return;
+    const tenantName = str(tenant.name);
+    if (tenantName !== undefined) {
+      const first = tenantNames.get(tenantName);
+      if (first !== undefined) {
+        out.push({
+          path: ['tenants', ti, 'name'],
+          message: `duplicate tenant name ${quoteToken(tenantName)} (also tenant #${first + 1})`,
+        });
+      } else tenantNames.set(tenantName, ti);
+    }
+    const namespace = str(tenant.namespace);
+    list(tenant.workloads).forEach((w, wi) => {
+      if (!isRecord(w)) return;
+      const kind = str(w.kind);
+      const name = str(w.name);
+      if (kind !== undefined && name !== undefined && namespace !== undefined) {
+        const key = JSON.stringify([namespace, kind, name]);
+        const seen = workloadKeys.get(key);
+        if (seen !== undefined) {
+          out.push({
+            path: ['tenants', ti, 'workloads', wi, 'name'],
+            message: `duplicate workload ${kind} ${namespace}/${name} (also in tenant ${quoteToken(seen)})`,
+          });
+        } else workloadKeys.set(key, tenantName ?? '');
+      }
+      const envOwner = new Map<string, string>();
+      const sources = new Set<string>();
+      const workloadName = name === undefined ? `#${wi + 1}` : name;
+      list(w.secrets).forEach((s, si) => {
+        if (!isRecord(s)) return;
+        const source = str(s.source);
+        if (source !== undefined) {
+          if (sources.has(source)) {
+            out.push({
+              path: ['tenants', ti, 'workloads', wi, 'secrets', si, 'source'],
+              message: `duplicate source ${quoteToken(source)} in workload ${workloadName}`,
+            });
+          }
+          sources.add(source);
+        }
+        if (!isRecord(s.fields)) return;
+        const vaultPath = str(s.vaultPath) ?? '?';
+        for (const [field, env] of Object.entries(s.fields)) {
+          if (typeof env !== 'string') continue;
+          const owner = envOwner.get(env);
+          if (owner !== undefined) {
+            out.push({
+              path: ['tenants', ti, 'workloads', wi, 'secrets', si, 'fields', field],
+              message: `env var ${env} is already mapped from ${owner} in workload ${workloadName}`,
+            });
+          } else envOwner.set(env, `${vaultPath}:${field}`);
+        }
+      });
+    });
+  });
+  return out;
 }
