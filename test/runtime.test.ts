@@ -21,6 +21,7 @@ import { projectRoot } from '../testenv/paths.js';
 import { loopbackPki } from '../testenv/pki.js';
 import { cli, tempDir } from './helpers/cli.js';
 import { startRegistry, type LocalRegistry } from './helpers/registry.js';
+import { waitForWebhook } from './helpers/webhook.js';
 import { bao, eventually, kubeConfig, sandbox, uniqueName } from './helpers/sandbox.js';
 
 const run = promisify(execFile);
@@ -81,12 +82,11 @@ beforeAll(async () => {
       ],
     },
   });
-  // The API server picks up a new webhook configuration asynchronously.
-  await new Promise((r) => setTimeout(r, 1500));
-
   const core = kc.makeApiClient(CoreV1Api);
   const apps = kc.makeApiClient(AppsV1Api);
   await core.createNamespace({ body: { metadata: { name: ns } } });
+  // The API server picks up a new webhook configuration asynchronously.
+  await waitForWebhook(core, ns);
   await core.createNamespacedServiceAccount({
     namespace: ns,
     body: { metadata: { name: 'payment-api' } },
