@@ -2,13 +2,7 @@
 // mutates the Pods the controller-manager creates for a Deployment that
 // `target protect` annotated; the wrapper then starts the app with the
 // pod's own settings and a token bound to that pod.
-import {
-  AdmissionregistrationV1Api,
-  AppsV1Api,
-  CoreV1Api,
-  type V1Container,
-  type V1Pod,
-} from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, type V1Container, type V1Pod } from '@kubernetes/client-node';
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -21,7 +15,7 @@ import { projectRoot } from '../testenv/paths.js';
 import { loopbackPki } from '../testenv/pki.js';
 import { cli, tempDir } from './helpers/cli.js';
 import { startRegistry, type LocalRegistry } from './helpers/registry.js';
-import { waitForWebhook } from './helpers/webhook.js';
+import { registerWebhook, removeWebhookAndNamespace, waitForWebhook } from './helpers/webhook.js';
 import { bao, eventually, kubeConfig, sandbox, uniqueName } from './helpers/sandbox.js';
 
 const run = promisify(execFile);
@@ -51,36 +45,12 @@ beforeAll(async () => {
     log: () => undefined,
   });
   const kc = kubeConfig();
-  await kc.makeApiClient(AdmissionregistrationV1Api).createMutatingWebhookConfiguration({
-    body: {
-      metadata: { name: hookName },
-      webhooks: [
-        {
-          name: 'inject.cloudtaser.io',
-          admissionReviewVersions: ['v1'],
-          sideEffects: 'None',
-          failurePolicy: 'Fail',
-          reinvocationPolicy: 'IfNeeded',
-          timeoutSeconds: 10,
-          clientConfig: {
-            url: `https://127.0.0.1:${server.port}/mutate`,
-            caBundle: Buffer.from(pki.ca).toString('base64'),
-          },
-          rules: [
-            { apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'] },
-          ],
-          // Only this test's namespace, so parallel tests are unaffected.
-          namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns } },
-          matchConditions: [
-            {
-              name: 'annotated',
-              expression:
-                "has(object.metadata.annotations) && 'cloudtaser.io/inject' in object.metadata.annotations && object.metadata.annotations['cloudtaser.io/inject'] == 'true'",
-            },
-          ],
-        },
-      ],
-    },
+  await registerWebhook({
+    name: hookName,
+    namespace: ns,
+    port: server.port,
+    caPems: [pki.ca],
+    reinvocation: true,
   });
   const core = kc.makeApiClient(CoreV1Api);
   const apps = kc.makeApiClient(AppsV1Api);
@@ -166,10 +136,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await kubeConfig()
-    .makeApiClient(AdmissionregistrationV1Api)
-    .deleteMutatingWebhookConfiguration({ name: hookName })
-    .catch(() => undefined);
+  await removeWebhookAndNamespace(hookName, ns);
   await server?.close();
   registry?.stop();
 });

@@ -13,7 +13,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loopbackPki, type ServingPki } from '../testenv/pki.js';
 import { tempDir } from './helpers/cli.js';
 import { eventually, kubeConfig, sandbox, uniqueName } from './helpers/sandbox.js';
-import { servedCertificate, startWebhookProcess, type WebhookProcess } from './helpers/webhook.js';
+import {
+  registerWebhook,
+  removeWebhookAndNamespace,
+  servedCertificate,
+  startWebhookProcess,
+  type WebhookProcess,
+} from './helpers/webhook.js';
 
 const ns = uniqueName('rot');
 const hookName = `cloudtaser-${ns}`;
@@ -46,7 +52,7 @@ function annotatedPod(name: string): V1Pod {
       name,
       annotations: {
         'cloudtaser.io/inject': 'true',
-        'cloudtaser.io/vault-address': sandbox().baoAddr,
+        'cloudtaser.io/vault-address': sandbox().baoTlsAddr,
         'cloudtaser.io/vault-role': `${ns}-role`,
         'cloudtaser.io/secret-paths': path,
         'cloudtaser.io/env-map': `${path}:password=DB_PASS`,
@@ -75,48 +81,17 @@ beforeAll(async () => {
   ]);
   const kc = kubeConfig();
   await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: ns } } });
-  await kc.makeApiClient(AdmissionregistrationV1Api).createMutatingWebhookConfiguration({
-    body: {
-      metadata: { name: hookName },
-      webhooks: [
-        {
-          name: 'inject.cloudtaser.io',
-          admissionReviewVersions: ['v1'],
-          sideEffects: 'None',
-          failurePolicy: 'Fail',
-          timeoutSeconds: 10,
-          clientConfig: {
-            url: `https://127.0.0.1:${webhook.port}/mutate`,
-            // As cert-manager's CA injector leaves it while a renewal is under way.
-            caBundle: caBundle(pkiA.ca, pkiB.ca),
-          },
-          rules: [
-            { apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'] },
-          ],
-          namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns } },
-          matchConditions: [
-            {
-              name: 'annotated',
-              expression:
-                "has(object.metadata.annotations) && 'cloudtaser.io/inject' in object.metadata.annotations && object.metadata.annotations['cloudtaser.io/inject'] == 'true'",
-            },
-          ],
-        },
-      ],
-    },
+  // Both CAs, as cert-manager's CA injector leaves the bundle while a renewal is under way.
+  await registerWebhook({
+    name: hookName,
+    namespace: ns,
+    port: webhook.port,
+    caPems: [pkiA.ca, pkiB.ca],
   });
 });
 
 afterAll(async () => {
-  const kc = kubeConfig();
-  await kc
-    .makeApiClient(AdmissionregistrationV1Api)
-    .deleteMutatingWebhookConfiguration({ name: hookName })
-    .catch(() => undefined);
-  await kc
-    .makeApiClient(CoreV1Api)
-    .deleteNamespace({ name: ns })
-    .catch(() => undefined);
+  await removeWebhookAndNamespace(hookName, ns);
   webhook?.kill();
 });
 

@@ -3,7 +3,6 @@
 // service account may not read, and SIGTERM while reviews are in flight.
 // AdmissionReviews are posted to it over HTTPS as the API server does.
 import {
-  AdmissionregistrationV1Api,
   CoreV1Api,
   RbacAuthorizationV1Api,
   type V1Container,
@@ -19,6 +18,8 @@ import { tempDir } from './helpers/cli.js';
 import { REGISTRY_USER, startRegistry, type LocalRegistry } from './helpers/registry.js';
 import { eventually, kubeConfig, sandbox, uniqueName } from './helpers/sandbox.js';
 import {
+  registerWebhook,
+  removeWebhookAndNamespace,
   admissionReview,
   postReview,
   startWebhookProcess,
@@ -118,17 +119,7 @@ describe('admission deadline, through the API server', () => {
   const ns = uniqueName('budget');
   const hookName = `cloudtaser-${ns}`;
 
-  afterAll(async () => {
-    const kc = kubeConfig();
-    await kc
-      .makeApiClient(AdmissionregistrationV1Api)
-      .deleteMutatingWebhookConfiguration({ name: hookName })
-      .catch(() => undefined);
-    await kc
-      .makeApiClient(CoreV1Api)
-      .deleteNamespace({ name: ns })
-      .catch(() => undefined);
-  });
+  afterAll(() => removeWebhookAndNamespace(hookName, ns));
 
   it("rejects the pod with the webhook's own reason before the API server's timeoutSeconds runs out", async () => {
     const host = silent?.host ?? '';
@@ -137,32 +128,12 @@ describe('admission deadline, through the API server', () => {
     const kc = kubeConfig();
     const core = kc.makeApiClient(CoreV1Api);
     await core.createNamespace({ body: { metadata: { name: ns } } });
-    await kc.makeApiClient(AdmissionregistrationV1Api).createMutatingWebhookConfiguration({
-      body: {
-        metadata: { name: hookName },
-        webhooks: [
-          {
-            name: 'inject.cloudtaser.io',
-            admissionReviewVersions: ['v1'],
-            sideEffects: 'None',
-            failurePolicy: 'Fail',
-            timeoutSeconds: 4,
-            clientConfig: {
-              url: `https://127.0.0.1:${w.port}/mutate`,
-              caBundle: Buffer.from(pki.ca).toString('base64'),
-            },
-            rules: [
-              {
-                apiGroups: [''],
-                apiVersions: ['v1'],
-                operations: ['CREATE'],
-                resources: ['pods'],
-              },
-            ],
-            namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns } },
-          },
-        ],
-      },
+    await registerWebhook({
+      name: hookName,
+      namespace: ns,
+      port: w.port,
+      caPems: [pki.ca],
+      timeoutSeconds: 4,
     });
     const containers = ['a', 'b'].map((n) => ({ name: n, image: `${host}/team/${n}:1` }));
     // The API server picks up a new webhook configuration asynchronously:

@@ -6,6 +6,13 @@
 // start without their secrets, or with the native Secrets they are leaving.
 // kube-system and the webhook's own namespace are never sent to it.
 import { stringify } from 'yaml';
+import { ANNOTATION } from '../contract/annotations.js';
+
+/**
+ * The CEL condition that keeps every pod without the inject annotation away
+ * from the webhook, so failure policy Fail cannot block unrelated pods.
+ */
+export const INJECT_MATCH_EXPRESSION = `has(object.metadata.annotations) && '${ANNOTATION.inject}' in object.metadata.annotations && object.metadata.annotations['${ANNOTATION.inject}'] == 'true'`;
 
 export interface InstallOptions {
   namespace: string;
@@ -181,8 +188,7 @@ export function installManifests(o: InstallOptions): Record<string, unknown>[] {
           matchConditions: [
             {
               name: 'cloudtaser-inject-annotation',
-              expression:
-                "has(object.metadata.annotations) && 'cloudtaser.io/inject' in object.metadata.annotations && object.metadata.annotations['cloudtaser.io/inject'] == 'true'",
+              expression: INJECT_MATCH_EXPRESSION,
             },
           ],
         },

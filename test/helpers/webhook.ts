@@ -1,13 +1,14 @@
 // The built `cloudtaser webhook serve` as its own process, as a cluster runs
 // it, and an HTTPS client that posts AdmissionReviews to it the way the API
 // server does.
-import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { request } from 'node:https';
 import { connect, type PeerCertificate } from 'node:tls';
 import { join } from 'node:path';
+import { INJECT_MATCH_EXPRESSION } from '../../src/webhook/install.js';
 import { projectRoot } from '../../testenv/paths.js';
-import { eventually } from './sandbox.js';
+import { eventually, kubeConfig } from './sandbox.js';
 
 export interface WebhookProcess {
   port: number;
@@ -163,4 +164,68 @@ export async function waitForWebhook(core: CoreV1Api, namespace: string): Promis
     },
     30_000,
   );
+}
+
+export interface TestWebhookOptions {
+  /** MutatingWebhookConfiguration name. */
+  name: string;
+  /** Only pods of this namespace are sent, so parallel test files are unaffected. */
+  namespace: string;
+  port: number;
+  /** PEM CA certificates the API server trusts for the webhook (concatenated). */
+  caPems: readonly string[];
+  timeoutSeconds?: number;
+  reinvocation?: boolean;
+}
+
+/**
+ * Registers a webhook served on loopback with the real API server, shaped like
+ * the one `target install` renders (failure policy Fail, the same
+ * matchConditions), but addressed by URL and limited to one namespace.
+ */
+export async function registerWebhook(o: TestWebhookOptions): Promise<void> {
+  await kubeConfig()
+    .makeApiClient(AdmissionregistrationV1Api)
+    .createMutatingWebhookConfiguration({
+      body: {
+        metadata: { name: o.name },
+        webhooks: [
+          {
+            name: 'inject.cloudtaser.io',
+            admissionReviewVersions: ['v1'],
+            sideEffects: 'None',
+            failurePolicy: 'Fail',
+            ...(o.reinvocation ? { reinvocationPolicy: 'IfNeeded' } : {}),
+            timeoutSeconds: o.timeoutSeconds ?? 10,
+            clientConfig: {
+              url: `https://127.0.0.1:${o.port}/mutate`,
+              caBundle: Buffer.from(o.caPems.join('')).toString('base64'),
+            },
+            rules: [
+              {
+                apiGroups: [''],
+                apiVersions: ['v1'],
+                operations: ['CREATE'],
+                resources: ['pods'],
+              },
+            ],
+            namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': o.namespace } },
+            matchConditions: [{ name: 'annotated', expression: INJECT_MATCH_EXPRESSION }],
+          },
+        ],
+      },
+    });
+}
+
+/** Test clean-up: the webhook configuration and the namespace, if present. */
+export async function removeWebhookAndNamespace(name: string, namespace: string): Promise<void> {
+  const kc = kubeConfig();
+  await kc
+    .makeApiClient(AdmissionregistrationV1Api)
+    .deleteMutatingWebhookConfiguration({ name })
+    .catch(() => undefined);
+  await kc
+    .makeApiClient(CoreV1Api)
+    .deleteNamespace({ name: namespace })
+    .catch(() => undefined);
 }
