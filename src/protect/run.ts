@@ -9,11 +9,11 @@
 // recorded as migrated without a second patch, so a run killed between the
 // patch and the status write never causes a second rollout.
 import { createInterface } from 'node:readline';
-import { rfc3339, say, type Context } from '../core/context.js';
+import { pause, rfc3339, say, type Context } from '../core/context.js';
 import { mapLimit } from '../core/concurrency.js';
 import { CheckFailed, ServerError, UserError } from '../core/errors.js';
 import { referencedSources, type WorkloadObject } from '../contract/workload.js';
-import { loadKube, type KubeOptions } from '../kube/config.js';
+import { loadKubeFor, type KubeOptions } from '../kube/config.js';
 import { KubeApiError } from '../kube/errors.js';
 import {
   isPaused,
@@ -22,12 +22,12 @@ import {
   Workloads,
   type LiveWorkload,
 } from '../kube/workloads.js';
-import type { LoadedPlan } from '../plan/read.js';
+import { readPlan, type LoadedPlan } from '../plan/read.js';
 import { workloadKey } from '../plan/write.js';
 import type { PlanWorkload, Tenant, WorkloadStatus } from '../plan/schema.js';
 import { ANNOTATION, OWNED_ANNOTATIONS } from '../contract/annotations.js';
 import { alreadyApplied, protectAnnotations } from './annotations.js';
-import { PlanStore } from './plan-store.js';
+import { PlanLock, PlanStore } from './plan-store.js';
 
 export interface RunOptions {
   display: string;
@@ -184,7 +184,7 @@ class Runner {
     private readonly o: RunOptions,
     private readonly ctx: Context,
   ) {
-    this.workloads = new Workloads(loadKube(o.kube, ctx.env, ctx.cwd));
+    this.workloads = new Workloads(loadKubeFor(o.kube, ctx));
   }
 
   /** --yes approves at once; interactively the note (if any) is printed before the question. */
@@ -296,6 +296,8 @@ class Runner {
     const deadline = Date.now() + this.o.timeoutMs;
     let last = '';
     for (;;) {
+      // Ctrl-C ends the wait at once: the patch is done, only the watching stops.
+      if (this.ctx.signal?.aborted) throw new RolloutTimeout(`${label(item)}: wait interrupted`);
       const live = await this.workloads.get(ref(item));
       if (!live) throw new UserError(`${label(item)} disappeared while waiting for its rollout`);
       const p = rolloutProgress(live);
@@ -312,7 +314,7 @@ class Runner {
           `${label(item)}: rollout not finished after ${this.o.timeoutMs / 1000} s (${p.message})`,
         );
       }
-      await new Promise((r) => setTimeout(r, 1000));
+      await pause(1000, this.ctx.signal);
     }
   }
 
@@ -362,9 +364,16 @@ class Runner {
       try {
         await this.waitFor(item, steps);
       } catch (e) {
-        // Protected all the same; only the wait ran out.
-        if (!(e instanceof RolloutTimeout)) throw e;
-        return { status: 'migrated', steps, incomplete: e.message };
+        // Protected all the same; only the wait ran out (or was interrupted:
+        // a request cut short by Ctrl-C lands here too).
+        if (e instanceof RolloutTimeout || this.ctx.signal?.aborted) {
+          return {
+            status: 'migrated',
+            steps,
+            incomplete: e instanceof Error ? e.message : String(e),
+          };
+        }
+        throw e;
       }
     }
     return { status: 'migrated', steps };
@@ -438,6 +447,29 @@ interface Counts {
 }
 
 async function runAll(
+  loaded: LoadedPlan,
+  o: RunOptions,
+  ctx: Context,
+  command: string,
+  select: (loaded: LoadedPlan) => Item[],
+  one: (runner: Runner, item: Item) => Promise<Outcome>,
+  summary: (c: Counts) => string,
+): Promise<void> {
+  // One run per plan at a time (a dry run writes nothing and needs no lock).
+  // The plan is read again under the lock: a run that finished meanwhile
+  // has changed statuses.
+  const lock = o.dryRun
+    ? undefined
+    : await PlanLock.acquire(loaded.file, o.display, { command, started: ctx.now() });
+  try {
+    const current = lock ? await readPlan(loaded.file, o.display) : loaded;
+    await runLocked(current, o, ctx, select(current), one, summary);
+  } finally {
+    await lock?.release();
+  }
+}
+
+async function runLocked(
   loaded: LoadedPlan,
   o: RunOptions,
   ctx: Context,
@@ -518,12 +550,12 @@ export async function runProtect(
   o: ProtectOptions,
   ctx: Context,
 ): Promise<void> {
-  const items = selectItems(loaded, o.namespace, ['pending']);
   await runAll(
     loaded,
     o,
     ctx,
-    items,
+    'cloudtaser target protect',
+    (current) => selectItems(current, o.namespace, ['pending']),
     (runner, item) => runner.protectOne(item, o.vaultAddress),
     (c) =>
       `Done: ${c.migrated} migrated, ${c.skipped} skipped, ${c.held} left pending, ${c.failed} failed.`,
@@ -531,12 +563,12 @@ export async function runProtect(
 }
 
 export async function runUnprotect(loaded: LoadedPlan, o: RunOptions, ctx: Context): Promise<void> {
-  const items = selectItems(loaded, o.namespace, ['pending', 'migrated', 'skipped']);
   await runAll(
     loaded,
     o,
     ctx,
-    items,
+    'cloudtaser target unprotect',
+    (current) => selectItems(current, o.namespace, ['pending', 'migrated', 'skipped']),
     (runner, item) => runner.unprotectOne(item),
     (c) =>
       `Done: ${c.pending} set back to pending, ${c.migrated + c.skipped} left as they were, ${c.failed} failed.`,
