@@ -707,6 +707,29 @@ describe('one run per plan', () => {
   });
 });
 
+describe('a journal left by a killed run', () => {
+  it('is folded in before the workloads are chosen, and removed even when nothing is left', async () => {
+    const ns = await namespaceWithSecret('pjournal');
+    await deployment(ns, 'api');
+    const { dir, file } = await discoverPlan([ns]);
+    // An interactive run was killed right after the person declined the workload:
+    // the plan still says pending, the journal says skipped.
+    await writeFile(
+      `${file}.journal`,
+      `${JSON.stringify({ namespace: ns, kind: 'Deployment', name: 'api', status: 'skipped' })}\n`,
+    );
+    const r = await cli(PROTECT_YES, { cwd: dir });
+    expect(r.stdout).toContain('Nothing to do');
+    expect(r.code).toBe(0);
+    expect(await statuses(file)).toEqual({ [`${ns}/Deployment/api`]: 'skipped' });
+    expect(existsSync(`${file}.journal`)).toBe(false);
+    // The declined workload was not touched.
+    const { apps } = clients();
+    const dep = await apps.readNamespacedDeployment({ name: 'api', namespace: ns });
+    expect(dep.spec?.template.metadata?.annotations?.['cloudtaser.io/inject']).toBeUndefined();
+  });
+});
+
 describe('interrupts and unresponsive servers', () => {
   it('Ctrl-C during --wait stops at once and leaves the plan consistent', async () => {
     const ns = await namespaceWithSecret('psigint');

@@ -456,21 +456,30 @@ async function runAll(
   summary: (c: Counts) => string,
 ): Promise<void> {
   // One run per plan at a time (a dry run writes nothing and needs no lock).
-  // The plan is read again under the lock: a run that finished meanwhile
-  // has changed statuses.
   const lock = o.dryRun
     ? undefined
     : await PlanLock.acquire(loaded.file, o.display, { command, started: ctx.now() });
   try {
-    const current = lock ? await readPlan(loaded.file, o.display) : loaded;
-    await runLocked(current, o, ctx, select(current), one, summary);
+    // Under the lock, the plan is read again (a run that finished meanwhile
+    // changed statuses) and a killed run's journal is folded in before the
+    // workloads are chosen: the journal, not the plan, may hold the latest
+    // status, and it is cleared even when nothing is left to do.
+    const store = lock
+      ? await PlanStore.open(await readPlan(loaded.file, o.display), o.display)
+      : undefined;
+    try {
+      const current = store ? store.loaded() : loaded;
+      await runLocked(store, o, ctx, select(current), one, summary);
+    } finally {
+      await store?.close();
+    }
   } finally {
     await lock?.release();
   }
 }
 
 async function runLocked(
-  loaded: LoadedPlan,
+  store: PlanStore | undefined,
   o: RunOptions,
   ctx: Context,
   items: Item[],
@@ -482,7 +491,6 @@ async function runLocked(
     return;
   }
   const runner = new Runner(o, ctx);
-  const store = o.dryRun ? undefined : await PlanStore.open(loaded, o.display);
   await runner.prefetch(items);
   const counts: Counts = { migrated: 0, skipped: 0, pending: 0, held: 0, failed: 0, unfinished: 0 };
   try {
@@ -520,7 +528,6 @@ async function runLocked(
     });
   } finally {
     runner.close();
-    await store?.close();
   }
   if (o.dryRun) {
     say(ctx.stdout, 'Dry run: nothing was changed. Re-run without --dry-run to apply.');
