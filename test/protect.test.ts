@@ -8,6 +8,7 @@ import {
   type V1PodSpec,
 } from '@kubernetes/client-node';
 import { execFile, spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -17,6 +18,7 @@ import { parsePlan } from '../src/plan/read.js';
 import { captureContext } from '../src/testing/context.js';
 import { projectRoot } from '../testenv/paths.js';
 import { cli, cliProcess, sandboxEnv, tempDir } from './helpers/cli.js';
+import { startStallProxy } from './helpers/fault-proxy.js';
 import { eventually, kubeConfig, sandbox, uniqueName } from './helpers/sandbox.js';
 
 const VAULT = 'https://vault.eu.example.com';
@@ -173,12 +175,18 @@ describe('target protect --yes', () => {
     const ds = await apps.readNamespacedDaemonSet({ name: 'agent', namespace: ns });
     expect(ds.spec?.template.metadata?.annotations?.['cloudtaser.io/inject']).toBe('true');
 
-    // Exactly one new ReplicaSet: one rollout for annotations + restart.
-    await eventually('the second ReplicaSet', async () =>
-      (await replicaSets(ns, 'api')).length === 2 ? true : undefined,
-    );
-    await new Promise((res) => setTimeout(res, 1500));
+    // Exactly one rollout for annotations + restart: the pod template changed
+    // once (generation 1 -> 2), and once the controller has observed that
+    // generation it has made every ReplicaSet it will make for it.
+    expect(dep.metadata?.generation).toBe(2);
+    await eventually('the controller to observe generation 2', async () => {
+      const d = await apps.readNamespacedDeployment({ name: 'api', namespace: ns });
+      return d.status?.observedGeneration === 2 ? d : undefined;
+    });
     expect(await replicaSets(ns, 'api')).toHaveLength(2);
+    expect(
+      (await apps.readNamespacedDeployment({ name: 'api', namespace: ns })).metadata?.generation,
+    ).toBe(2);
     expect(Object.values(await statuses(join(dir, 'plan.yaml')))).toEqual([
       'migrated',
       'migrated',
@@ -522,24 +530,51 @@ describe('resumable under SIGKILL', () => {
       '--concurrency',
       '3',
     ];
+    // How many Deployments carry the annotation right now.
+    const annotated = async (): Promise<number> =>
+      (await apps.listNamespacedDeployment({ namespace: ns })).items.filter(
+        (d) => d.spec?.template.metadata?.annotations?.['cloudtaser.io/inject'] === 'true',
+      ).length;
     let kills = 0;
+    /** Kills that landed while the run had patched some workloads but not all. */
+    let midRun = 0;
+    let journalLeft = 0;
     for (let round = 0; round < 10; round++) {
+      const before = await annotated();
+      if (before === names.length) break;
       const child = spawn(process.execPath, args, {
         cwd: dir,
         env: { ...process.env, ...sandboxEnv() },
         stdio: 'ignore',
       });
-      const exited = new Promise<number | null>((resolve) =>
+      let exitCode: number | null | undefined;
+      const exited = new Promise<void>((resolve) =>
         child.on('exit', (code) => {
-          resolve(code);
+          exitCode = code;
+          resolve();
         }),
       );
-      await new Promise((r) => setTimeout(r, 150 + random() * 900));
-      if (child.exitCode === null) {
+      // Kill once this run has patched 1-3 more workloads (a random number),
+      // then after a random extra moment: mid-patch, mid-journal, mid-rename.
+      const target = before + 1 + Math.floor(random() * 3);
+      let now = before;
+      while (exitCode === undefined && now < target) {
+        await new Promise((r) => setTimeout(r, 10));
+        now = await annotated();
+      }
+      await new Promise((r) => setTimeout(r, random() * 40));
+      if (exitCode === undefined) {
         child.kill('SIGKILL');
         kills++;
+        await exited;
+        const after = await annotated();
+        // This run had done something, and not everything, when it died.
+        if (after > before && after < names.length) midRun++;
+        if (existsSync(`${file}.journal`) && (await readFile(`${file}.journal`, 'utf8')) !== '')
+          journalLeft++;
+      } else {
+        await exited;
       }
-      await exited;
       // The plan always parses, with the reviewer's comment.
       const text = await readFile(file, 'utf8');
       expect(text.startsWith('# reviewed: SEC-42\n')).toBe(true);
@@ -547,27 +582,21 @@ describe('resumable under SIGKILL', () => {
       await checkStamps();
     }
     expect(kills).toBeGreaterThan(3);
+    expect(midRun).toBeGreaterThan(3);
+    // At least one kill left records only in the journal, for the next run to replay.
+    expect(journalLeft).toBeGreaterThan(0);
     const final = await cliProcess(args.slice(1), { cwd: dir });
     expect(final.code).toBe(0);
+    expect(existsSync(`${file}.journal`)).toBe(false);
+    expect(existsSync(`${file}.lock`)).toBe(false);
     await checkStamps();
     const st = await statuses(file);
     expect(Object.values(st).every((s) => s === 'migrated')).toBe(true);
     expect(Object.keys(st)).toHaveLength(50);
     expect(stamps.size).toBe(50);
-    // One new ReplicaSet each: the original plus exactly one rollout.
-    await eventually('ReplicaSets to settle', async () => {
-      const list = await apps.listNamespacedReplicaSet({ namespace: ns });
-      return list.items.length >= 100 ? true : undefined;
-    });
-    await new Promise((r) => setTimeout(r, 1500));
-    const list = await apps.listNamespacedReplicaSet({ namespace: ns });
-    const perDeployment = new Map<string, number>();
-    for (const rs of list.items) {
-      const owner = rs.metadata?.ownerReferences?.[0]?.name ?? '';
-      perDeployment.set(owner, (perDeployment.get(owner) ?? 0) + 1);
-    }
-    expect([...perDeployment.values()].every((n) => n === 2)).toBe(true);
-    expect(perDeployment.size).toBe(50);
+    // Exactly one rollout each: every pod template changed once (generation 2).
+    const list = await apps.listNamespacedDeployment({ namespace: ns });
+    expect(list.items.map((d) => d.metadata?.generation)).toEqual(names.map(() => 2));
   }, 300_000);
 });
 
@@ -605,5 +634,193 @@ describe('target unprotect', () => {
     const dep = await apps.readNamespacedDeployment({ name: 'api', namespace: ns });
     expect(dep.spec?.template.metadata?.annotations).toEqual({ 'prometheus.io/scrape': 'true' });
     expect((await statuses(file))[`${ns}/Deployment/api`]).toBe('pending');
+  });
+});
+
+/** Starts the built CLI as its own process; resolves its exit code and output. */
+function startCli(argv: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv }) {
+  const child = spawn(
+    process.execPath,
+    [join(projectRoot, 'dist', 'bin', 'cloudtaser.js'), ...argv],
+    {
+      cwd: opts.cwd,
+      env: { PATH: process.env.PATH, ...(opts.env ?? sandboxEnv()) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exited = new Promise<{ code: number | null; stdout: string; stderr: string; at: number }>(
+    (resolve) =>
+      child.on('exit', (code) => {
+        resolve({ code, stdout, stderr, at: Date.now() });
+      }),
+  );
+  return { child, exited, out: () => stdout };
+}
+
+describe('one run per plan', () => {
+  it('refuses a second run while the first holds the plan, and takes over after it is killed', async () => {
+    const ns = await namespaceWithSecret('plock');
+    await deployment(ns, 'never-ready', { replicas: 1 });
+    await deployment(ns, 'second', { replicas: 0 });
+    const { dir, file } = await discoverPlan([ns]);
+    // The first run waits on a rollout that cannot finish (no kubelet runs the pods).
+    const first = startCli([...PROTECT_YES, '--wait', '--timeout', '120', '--concurrency', '2'], {
+      cwd: dir,
+    });
+    // It has recorded the quick one and is waiting on the other.
+    await eventually('the first run to wait on its rollout', () =>
+      Promise.resolve(
+        first.out().includes('rollout:') && first.out().includes(`${ns}/second:`)
+          ? true
+          : undefined,
+      ),
+    );
+    const lock = JSON.parse(await readFile(`${file}.lock`, 'utf8')) as { pid: number };
+    expect(lock.pid).toBe(first.child.pid);
+
+    const second = await cliProcess(PROTECT_YES, { cwd: dir });
+    expect(second.code).toBe(2);
+    expect(second.stderr).toMatch(
+      new RegExp(
+        `plan\\.yaml is in use by another run: pid ${first.child.pid} on \\S+, started \\S+ \\(cloudtaser target protect\\)`,
+      ),
+    );
+    expect(second.stderr).toContain('if it is no longer running, delete plan.yaml.lock');
+    // The second run touched nothing: the first run's journal is still there.
+    expect(existsSync(`${file}.journal`)).toBe(true);
+
+    first.child.kill('SIGKILL');
+    await first.exited;
+    // The lock of a dead process is stale: the next run takes it over and finishes.
+    const third = await cliProcess(PROTECT_YES, { cwd: dir });
+    expect(third.code).toBe(0);
+    expect(third.stdout).toContain(`Deployment ${ns}/never-ready: already protected -> migrated`);
+    expect(existsSync(`${file}.lock`)).toBe(false);
+    expect(await statuses(file)).toEqual({
+      [`${ns}/Deployment/never-ready`]: 'migrated',
+      [`${ns}/Deployment/second`]: 'migrated',
+    });
+  });
+});
+
+describe('a journal left by a killed run', () => {
+  it('is folded in before the workloads are chosen, and removed even when nothing is left', async () => {
+    const ns = await namespaceWithSecret('pjournal');
+    await deployment(ns, 'api');
+    const { dir, file } = await discoverPlan([ns]);
+    // An interactive run was killed right after the person declined the workload:
+    // the plan still says pending, the journal says skipped.
+    await writeFile(
+      `${file}.journal`,
+      `${JSON.stringify({ namespace: ns, kind: 'Deployment', name: 'api', status: 'skipped' })}\n`,
+    );
+    const r = await cli(PROTECT_YES, { cwd: dir });
+    expect(r.stdout).toContain('Nothing to do');
+    expect(r.code).toBe(0);
+    expect(await statuses(file)).toEqual({ [`${ns}/Deployment/api`]: 'skipped' });
+    expect(existsSync(`${file}.journal`)).toBe(false);
+    // The declined workload was not touched.
+    const { apps } = clients();
+    const dep = await apps.readNamespacedDeployment({ name: 'api', namespace: ns });
+    expect(dep.spec?.template.metadata?.annotations?.['cloudtaser.io/inject']).toBeUndefined();
+  });
+});
+
+describe('interrupts and unresponsive servers', () => {
+  it('Ctrl-C during --wait stops at once and leaves the plan consistent', async () => {
+    const ns = await namespaceWithSecret('psigint');
+    await deployment(ns, 'never-ready', { replicas: 1 });
+    const { dir, file } = await discoverPlan([ns]);
+    const run = startCli([...PROTECT_YES, '--wait', '--timeout', '600'], { cwd: dir });
+    await eventually('the run to wait on the rollout', () =>
+      Promise.resolve(run.out().includes('rollout:') ? true : undefined),
+    );
+    const sent = Date.now();
+    run.child.kill('SIGINT');
+    const r = await run.exited;
+    expect(r.at - sent).toBeLessThan(5000);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('interrupted; the plan records what was done');
+    // Patched before the interrupt, so recorded as migrated; journal folded in, lock released.
+    expect(r.stdout).toContain(`Deployment ${ns}/never-ready: injected, restarted -> migrated`);
+    expect(await statuses(file)).toEqual({ [`${ns}/Deployment/never-ready`]: 'migrated' });
+    expect(existsSync(`${file}.journal`)).toBe(false);
+    expect(existsSync(`${file}.lock`)).toBe(false);
+  });
+
+  it('discover, protect and status give up on an API server that stops answering (exit 3)', async () => {
+    const ns = await namespaceWithSecret('pstall');
+    await deployment(ns, 'api');
+    const proxy = await startStallProxy(sandbox().apiServer);
+    try {
+      const dir = await tempDir();
+      const kubeconfig = join(dir, 'proxied.kubeconfig');
+      await writeFile(
+        kubeconfig,
+        (await readFile(sandbox().kubeconfig, 'utf8')).replace(
+          /server: .*/,
+          `server: ${proxy.url}`,
+        ),
+      );
+      const env = sandboxEnv({ KUBECONFIG: kubeconfig, CLOUDTASER_REQUEST_TIMEOUT: '2s' });
+      // Through the proxy, the same commands work while the server answers.
+      const ok = await cliProcess(['target', 'discover', '-n', ns, '-o', 'plan.yaml'], {
+        cwd: dir,
+        env,
+      });
+      expect(ok.code).toBe(0);
+
+      proxy.stall();
+      const runs = {
+        discover: ['target', 'discover', '-n', ns, '-o', 'other.yaml'],
+        protect: PROTECT_YES,
+        status: ['target', 'status', '-n', ns],
+      };
+      for (const [name, argv] of Object.entries(runs)) {
+        const started = Date.now();
+        const r = await cliProcess(argv, { cwd: dir, env });
+        expect(r.code, `${name}: ${r.stderr}`).toBe(3);
+        expect(r.stderr + r.stdout, name).toContain(
+          `the Kubernetes API server at ${proxy.url} did not answer within 2 s`,
+        );
+        expect(Date.now() - started, name).toBeLessThan(30_000);
+      }
+      // protect recorded nothing it did not do, and left no lock behind.
+      expect(Object.values(await statuses(join(dir, 'plan.yaml')))).toEqual(['pending']);
+      expect(existsSync(join(dir, 'plan.yaml.lock'))).toBe(false);
+
+      // --request-timeout on the command line wins over the environment.
+      const flag = await cliProcess(['--request-timeout', '1s', 'target', 'status', '-n', ns], {
+        cwd: dir,
+        env,
+      });
+      expect(flag.code).toBe(3);
+      expect(flag.stderr).toContain('did not answer within 1 s');
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('--debug prints one line per Kubernetes request, without credentials', async () => {
+    const ns = await namespaceWithSecret('pdebug');
+    await deployment(ns, 'api');
+    const r = await cli(['--debug', 'target', 'discover', '-n', ns, '-o', 'plan.yaml']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(
+      new RegExp(`debug: kube GET /apis/apps/v1/namespaces/${ns}/deployments -> 200 \\(\\d+ ms\\)`),
+    );
+    expect(r.stderr).toMatch(
+      new RegExp(`debug: kube GET /api/v1/namespaces/${ns}/secrets -> 200 \\(\\d+ ms\\)`),
+    );
+    const token = /token: (\S+)/.exec(await readFile(sandbox().kubeconfig, 'utf8'))?.[1] ?? '';
+    expect(token.length).toBeGreaterThan(8);
+    expect(r.stderr).not.toContain(token);
+    // Nor do the Secret's values (base64 of "u" and "p").
+    expect(r.stderr + r.stdout).not.toContain('dQ==');
+    expect(r.stderr + r.stdout).not.toContain('cA==');
   });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { captureContext } from '../testing/context.js';
 import { packageVersion } from '../version.js';
-import { runCli } from './program.js';
+import { parseDuration, runCli } from './program.js';
 
 describe('cloudtaser CLI', () => {
   it('prints help listing both command groups, exit 0', async () => {
@@ -49,5 +49,21 @@ describe('cloudtaser CLI', () => {
       expect(opted.err()).toContain('no-such-plan.yaml');
       expect(opted.err()).not.toContain('plain http');
     }
+  });
+
+  it('reads --request-timeout as kubectl does, and rejects a bad one with exit 2', async () => {
+    expect(parseDuration('30s', 'f')).toBe(30_000);
+    expect(parseDuration('2m', 'f')).toBe(120_000);
+    expect(parseDuration('500ms', 'f')).toBe(500);
+    expect(parseDuration('1.5', 'f')).toBe(1500);
+    expect(parseDuration('0', 'f')).toBe(0);
+    const ctx = captureContext();
+    expect(await runCli(['--request-timeout', 'soon', 'plan', 'schema'], ctx)).toBe(2);
+    expect(ctx.err()).toContain(
+      '--request-timeout must be a duration such as 30s, 2m or 0, not "soon"',
+    );
+    const env = captureContext({ env: { CLOUDTASER_REQUEST_TIMEOUT: '-1' } });
+    expect(await runCli(['plan', 'schema'], env)).toBe(2);
+    expect(env.err()).toContain('CLOUDTASER_REQUEST_TIMEOUT must be a duration');
   });
 });

@@ -1,7 +1,7 @@
 // argv → command. Commands are registered by noun then verb; this file only
 // wires them together and maps errors to exit codes.
 import { Command, CommanderError, type CommandUnknownOpts } from '@commander-js/extra-typings';
-import { ExitCode, isCloudtaserError } from '../core/errors.js';
+import { ExitCode, isCloudtaserError, UserError } from '../core/errors.js';
 import type { Context } from '../core/context.js';
 import { say } from '../core/context.js';
 import { packageVersion } from '../version.js';
@@ -13,7 +13,14 @@ export function buildProgram(ctx: Context): Command {
       'Move Kubernetes workloads off native Secrets onto secrets fetched at run time from OpenBao/Vault.',
     )
     .version(packageVersion(), '-V, --version')
-    .option('--debug', 'print internal details (never secret values or tokens)')
+    .option(
+      '--debug',
+      'print internal details and one line per server request (never secret values or tokens)',
+    )
+    .option(
+      '--request-timeout <duration>',
+      'limit for one request to Kubernetes: 30s, 2m, 500ms; 0 for none (default: $CLOUDTASER_REQUEST_TIMEOUT, then 30s)',
+    )
     .showSuggestionAfterError()
     .exitOverride()
     .configureOutput({
@@ -21,7 +28,15 @@ export function buildProgram(ctx: Context): Command {
       writeErr: (s) => ctx.stderr.write(s),
     });
   program.hook('preAction', () => {
-    ctx.debug = program.opts().debug === true;
+    const opts = program.opts();
+    ctx.debug = opts.debug === true;
+    const timeout = opts.requestTimeout ?? ctx.env.CLOUDTASER_REQUEST_TIMEOUT;
+    if (timeout !== undefined && timeout !== '') {
+      ctx.requestTimeoutMs = parseDuration(
+        timeout,
+        opts.requestTimeout !== undefined ? '--request-timeout' : 'CLOUDTASER_REQUEST_TIMEOUT',
+      );
+    }
   });
   registerCommands(program, ctx);
   // Every subcommand inherits the same output routing and exit behaviour.
@@ -37,6 +52,17 @@ export function buildProgram(ctx: Context): Command {
   };
   inherit(program);
   return program;
+}
+
+/** kubectl's duration form (`30s`, `2m`, `1h`, `500ms`); a bare number is seconds. */
+export function parseDuration(value: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+  const ms = m ? Number(m[1]) * unit[(m[2] ?? 's') as keyof typeof unit] : NaN;
+  if (!Number.isFinite(ms) || ms > 86_400_000) {
+    throw new UserError(`${flag} must be a duration such as 30s, 2m or 0, not "${value}"`);
+  }
+  return Math.round(ms);
 }
 
 /**

@@ -16,6 +16,48 @@ export interface Context {
   debug: boolean;
   /** Aborted on SIGINT/SIGTERM: long runs stop starting work and save progress. */
   signal?: AbortSignal | undefined;
+  /**
+   * Limit for one request to a server (`--request-timeout`); 0 means none.
+   * Undefined leaves the default, DEFAULT_REQUEST_TIMEOUT_MS.
+   */
+  requestTimeoutMs?: number | undefined;
+}
+
+/** kubectl has no default limit; a migration tool that hangs forever is worse than one that says so. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+
+/**
+ * The signal for one request: aborted by an interrupt or when the request
+ * has run longer than the context's limit, whichever comes first.
+ */
+export function requestSignal(ctx: Pick<Context, 'signal' | 'requestTimeoutMs'>): {
+  signal: AbortSignal | undefined;
+  timeoutMs: number;
+} {
+  const timeoutMs = ctx.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  const parts = [
+    ...(ctx.signal ? [ctx.signal] : []),
+    ...(timeoutMs > 0 ? [AbortSignal.timeout(timeoutMs)] : []),
+  ];
+  const signal = parts.length > 1 ? AbortSignal.any(parts) : parts[0];
+  return { signal, timeoutMs };
+}
+
+/**
+ * Waits `ms`, or less when the signal aborts first (never rejects): wait
+ * loops poll with this so Ctrl-C stops them at once.
+ */
+export function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  if (signal?.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }
 
 export function processContext(): Context {

@@ -5,7 +5,7 @@ import { userInfo } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { rfc3339, say, type Context } from '../core/context.js';
 import { UserError } from '../core/errors.js';
-import { loadKube } from '../kube/config.js';
+import { loadKubeFor } from '../kube/config.js';
 import { scanCluster } from '../kube/scan.js';
 import { renderPlan, writeFileAtomic } from '../plan/write.js';
 import { discover, type DiscoverySummary } from './discover.js';
@@ -107,7 +107,7 @@ export async function runDiscover(o: DiscoverCommandOptions, ctx: Context): Prom
 
   if (outFile) await checkWritable(outFile, o.outputPlan ?? outFile);
 
-  const target = loadKube({ kubeconfig: o.kubeconfig, context: o.context }, ctx.env, ctx.cwd);
+  const target = loadKubeFor({ kubeconfig: o.kubeconfig, context: o.context }, ctx);
   const scan = await scanCluster(target, o.namespace);
   const result = discover(
     scan.workloads,

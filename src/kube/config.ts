@@ -3,9 +3,13 @@
 // --context picks a context. Errors name the file and the missing key.
 import {
   createConfiguration,
+  IsomorphicFetchHttpLibrary,
   KubeConfig,
+  ResponseContext,
   ServerConfiguration,
+  wrapHttpLibrary,
   type Configuration,
+  type HttpLibrary,
   type RequestContext,
   type SecurityAuthentication,
 } from '@kubernetes/client-node';
@@ -14,11 +18,96 @@ import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { homedir } from 'node:os';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
+import { requestSignal, say, type Context } from '../core/context.js';
 import { UserError } from '../core/errors.js';
+import { KubeRequestInterrupted, KubeRequestTimeout } from './errors.js';
 
 export interface KubeOptions {
   kubeconfig?: string | undefined;
   context?: string | undefined;
+}
+
+/** How requests are sent: their abort signal and time limit, and the --debug log. */
+export interface KubeNet {
+  /** A fresh signal per request (see requestSignal), with the limit it enforces. */
+  signal?: () => { signal: AbortSignal | undefined; timeoutMs: number };
+  /** Called with one line per request: method, path, status, duration. Never headers or bodies. */
+  debug?: (line: string) => void;
+}
+
+/** The request settings a command's context asks for. */
+export function kubeNet(ctx: Context): KubeNet {
+  return {
+    signal: () => requestSignal(ctx),
+    ...(ctx.debug
+      ? {
+          debug: (line: string) => {
+            say(ctx.stderr, `debug: ${line}`);
+          },
+        }
+      : {}),
+  };
+}
+
+/**
+ * Sends each request with its own abort signal (an interrupt, or the
+ * per-request limit: an API server that stops answering must not hang a run
+ * forever) and logs one line per request under --debug. Only the method, the
+ * URL path and the status are logged: the query may carry continue tokens and
+ * selectors, and headers carry credentials.
+ */
+function instrumentedHttp(net: KubeNet): HttpLibrary {
+  const inner = new IsomorphicFetchHttpLibrary();
+  return wrapHttpLibrary({
+    async send(request: RequestContext): Promise<ResponseContext> {
+      const { signal, timeoutMs } = net.signal?.() ?? { signal: undefined, timeoutMs: 0 };
+      if (signal) request.setSignal(signal);
+      const method = request.getHttpMethod().toString();
+      const path = new URL(request.getUrl()).pathname;
+      const started = Date.now();
+      const log = (outcome: string): void =>
+        net.debug?.(`kube ${method} ${path} -> ${outcome} (${Date.now() - started} ms)`);
+      // The signal also covers reading the body, which the generated client
+      // does after send() returns: the same translation applies there.
+      const translate = (e: unknown): Error => {
+        if (!signal?.aborted) return e instanceof Error ? e : new Error(String(e));
+        // Which of the two fired: the interrupt, or the time limit.
+        const timedOut = (signal.reason as { name?: unknown } | undefined)?.name === 'TimeoutError';
+        return timedOut ? new KubeRequestTimeout(timeoutMs) : new KubeRequestInterrupted();
+      };
+      let response: ResponseContext;
+      try {
+        response = await inner.send(request).toPromise();
+      } catch (e) {
+        const err = translate(e);
+        log(
+          err instanceof KubeRequestTimeout
+            ? 'timeout'
+            : err instanceof KubeRequestInterrupted
+              ? 'interrupted'
+              : `error ${errorCode(e)}`,
+        );
+        throw err;
+      }
+      log(String(response.httpStatusCode));
+      const body = response.body;
+      return new ResponseContext(response.httpStatusCode, response.headers, {
+        text: () =>
+          body.text().catch((e: unknown) => {
+            throw translate(e);
+          }),
+        binary: () =>
+          body.binary().catch((e: unknown) => {
+            throw translate(e);
+          }),
+      });
+    },
+  });
+}
+
+function errorCode(e: unknown): string {
+  const code = (e as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' ? code : e instanceof Error ? e.name : 'unknown';
 }
 
 export interface KubeTarget {
@@ -91,10 +180,11 @@ function keyPart(v: unknown): string {
   return v === undefined ? '' : JSON.stringify(v);
 }
 
-function apiFactory(kc: KubeConfig, server: string): KubeTarget['api'] {
+function apiFactory(kc: KubeConfig, server: string, net: KubeNet): KubeTarget['api'] {
   const config = createConfiguration({
     baseServer: new ServerConfiguration(server, {}),
     authMethods: { default: new ConnectionPool(kc) },
+    httpApi: instrumentedHttp(net),
   });
   return (Api) => new Api(config);
 }
@@ -115,6 +205,7 @@ export function loadKube(
   env: NodeJS.ProcessEnv,
   cwd: string,
   home: string = homedir(),
+  net: KubeNet = {},
 ): KubeTarget {
   const abs = (f: string): string => (isAbsolute(f) ? f : resolve(cwd, f));
   const kc = new KubeConfig();
@@ -134,7 +225,7 @@ export function loadKube(
     for (const f of rest) {
       const more = new KubeConfig();
       loadOne(more, f);
-      kc.mergeConfig(more, true);
+      mergeFirstWins(kc, more);
     }
   } else {
     const file = join(home, '.kube', 'config');
@@ -169,5 +260,25 @@ export function loadKube(
       `kubeconfig: context "${context}" names cluster "${ctxObj.cluster}", which has no server`,
     );
   }
-  return { kc, server: cluster.server, context, api: apiFactory(kc, cluster.server) };
+  return { kc, server: cluster.server, context, api: apiFactory(kc, cluster.server, net) };
+}
+
+/** The kubeconfig a command's context selects, sending requests as the context asks. */
+export function loadKubeFor(opts: KubeOptions, ctx: Context): KubeTarget {
+  return loadKube(opts, ctx.env, ctx.cwd, homedir(), kubeNet(ctx));
+}
+
+/**
+ * Folds a later KUBECONFIG file into the merged config the way kubectl does:
+ * a cluster, user or context whose name is already defined keeps its first
+ * definition (client-node's mergeConfig throws on the duplicate instead), and
+ * current-context comes from the first file that sets one.
+ */
+function mergeFirstWins(kc: KubeConfig, more: KubeConfig): void {
+  for (const c of more.clusters) if (!kc.getCluster(c.name)) kc.addCluster(c);
+  for (const u of more.users) if (!kc.getUser(u.name)) kc.addUser(u);
+  for (const c of more.contexts) if (!kc.getContextObject(c.name)) kc.addContext(c);
+  if (!kc.getCurrentContext() && more.getCurrentContext()) {
+    kc.setCurrentContext(more.getCurrentContext());
+  }
 }

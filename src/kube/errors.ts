@@ -25,6 +25,20 @@ export class KubeApiError extends ServerError {
   }
 }
 
+/** A request that got no complete answer within --request-timeout. */
+export class KubeRequestTimeout extends Error {
+  constructor(readonly timeoutMs: number) {
+    super(`no answer within ${timeoutMs / 1000} s`);
+  }
+}
+
+/** A request cut short by Ctrl-C (SIGINT/SIGTERM). */
+export class KubeRequestInterrupted extends Error {
+  constructor() {
+    super('interrupted');
+  }
+}
+
 export function statusOf(e: unknown): number | undefined {
   return e instanceof ApiException ? e.code : undefined;
 }
@@ -59,6 +73,20 @@ function serverMessage(body: unknown): string {
 
 /** Translates any error from a Kubernetes call into a ServerError with a clear message. */
 export function kubeError(e: unknown, action: KubeAction, server: string): KubeApiError {
+  if (e instanceof KubeApiError) return e;
+  if (e instanceof KubeRequestTimeout) {
+    return new KubeApiError(
+      `the Kubernetes API server at ${server} did not answer within ${e.timeoutMs / 1000} s while trying to ${action.verb} ${scope(action)}`,
+      undefined,
+      'check that the cluster is up and reachable, or raise --request-timeout',
+    );
+  }
+  if (e instanceof KubeRequestInterrupted) {
+    return new KubeApiError(
+      `interrupted while trying to ${action.verb} ${scope(action)}`,
+      undefined,
+    );
+  }
   const status = statusOf(e);
   if (status === 401) {
     return new KubeApiError(

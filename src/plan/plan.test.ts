@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { mkdtemp, readdir, readFile, writeFile, chmod } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, writeFile, chmod, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -345,6 +345,8 @@ describe('atomic write', () => {
     await writeFileAtomic(file, 'new content');
     expect(await readFile(file, 'utf8')).toBe('new content');
     expect(await readdir(dir)).toEqual(['plan.yaml']);
+    // The replacement keeps the permissions the file had, not the default 0644.
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
   });
 
   it('fails with a user error naming the path when the directory is missing', async () => {

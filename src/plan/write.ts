@@ -19,9 +19,11 @@ import {
 /**
  * Writes `content` to `file` so that a crash at any moment leaves either the
  * old file or the new one, never a mix: temp file in the same directory,
- * fsync, rename over the target, fsync the directory.
+ * fsync, rename over the target, fsync the directory. Returns the identity
+ * (see fileIdentity) of what it wrote, taken before the rename, so a caller
+ * can tell later whether someone changed the file since.
  */
-export async function writeFileAtomic(file: string, content: string): Promise<void> {
+export async function writeFileAtomic(file: string, content: string): Promise<string> {
   const dir = dirname(file);
   const tmp = join(dir, `.${basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   let mode = 0o644;
@@ -30,11 +32,13 @@ export async function writeFileAtomic(file: string, content: string): Promise<vo
   } catch {
     // new file
   }
+  let written: string;
   try {
     const fh = await open(tmp, 'wx', mode);
     try {
       await fh.writeFile(content, 'utf8');
       await fh.sync();
+      written = fileIdentity(await fh.stat({ bigint: true }));
     } finally {
       await fh.close();
     }
@@ -65,6 +69,16 @@ export async function writeFileAtomic(file: string, content: string): Promise<vo
   } catch {
     // Some file systems refuse fsync on a directory; the rename still happened.
   }
+  return written;
+}
+
+/**
+ * What identifies one version of a file without reading it: inode, size and
+ * modification time (a rename keeps all three; an edit in place or an
+ * editor's own rename changes at least one).
+ */
+export function fileIdentity(st: { ino: bigint; size: bigint; mtimeNs: bigint }): string {
+  return `${st.ino}:${st.size}:${st.mtimeNs}`;
 }
 
 /** A comment for reviewers, attached before the node at `path`. */

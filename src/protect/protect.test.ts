@@ -1,10 +1,23 @@
-import { appendFile, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import {
+  appendFile,
+  chmod,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readFile,
+  rmdir,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { UserError } from '../core/errors.js';
 import { readPlan } from '../plan/read.js';
-import { journalPath, PlanStore } from './plan-store.js';
+import { journalPath, lockPath, PlanLock, PlanStore } from './plan-store.js';
 import { protectAnnotations } from './annotations.js';
 import { OWNED_ANNOTATIONS } from '../contract/annotations.js';
 
@@ -107,5 +120,89 @@ describe('protection annotations', () => {
     const http = protectAnnotations(tenant, workload, 'http://vault:8200', true);
     expect(http['cloudtaser.io/allow-insecure-vault']).toBe('true');
     expect(OWNED_ANNOTATIONS).toContain('cloudtaser.io/allow-insecure-vault');
+  });
+});
+
+describe('plan store: journal failures', () => {
+  it('stops on a journal it cannot read, and keeps it', async () => {
+    const file = await planFile();
+    // A journal that exists but cannot be read (a symlink to itself: ELOOP).
+    await symlink(journalPath(file), journalPath(file));
+    await expect(PlanStore.open(await readPlan(file), 'plan.yaml')).rejects.toThrow(
+      /cannot read plan\.yaml\.journal \(ELOOP\)/,
+    );
+    expect((await lstat(journalPath(file))).isSymbolicLink()).toBe(true);
+  });
+
+  it('never writes a status into the plan whose journal record failed', async () => {
+    const file = await planFile();
+    const store = await PlanStore.open(await readPlan(file), 'plan.yaml', { compactEveryMs: 0 });
+    // The journal cannot be created while a directory sits at its path.
+    await mkdir(journalPath(file));
+    await expect(store.record(one, 'migrated')).rejects.toThrow(/EISDIR/);
+    await rmdir(journalPath(file));
+    await store.record(two, 'migrated');
+    await store.close();
+    const text = await readFile(file, 'utf8');
+    expect(text).toContain('two, status: migrated}');
+    expect(text).toContain('one, status: pending}');
+  });
+
+  it("gives the journal the plan's file mode", async () => {
+    const file = await planFile();
+    await chmod(file, 0o600);
+    const store = await PlanStore.open(await readPlan(file), 'plan.yaml', {
+      compactEveryMs: 60_000,
+    });
+    await store.record(one, 'migrated');
+    expect((await stat(journalPath(file))).mode & 0o777).toBe(0o600);
+    await store.close();
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+  });
+});
+
+describe('plan lock', () => {
+  const holder = { command: 'cloudtaser target protect', started: new Date() };
+
+  it('refuses a second holder, naming the first, until it is released', async () => {
+    const file = await planFile();
+    const first = await PlanLock.acquire(file, 'plan.yaml', holder);
+    const second = PlanLock.acquire(file, 'plan.yaml', holder);
+    await expect(second).rejects.toThrow(UserError);
+    await expect(second).rejects.toThrow(
+      `plan.yaml is in use by another run: pid ${process.pid} on ${hostname()}, started ${holder.started.toISOString()} (cloudtaser target protect)`,
+    );
+    await first.release();
+    expect(existsSync(lockPath(file))).toBe(false);
+    const third = await PlanLock.acquire(file, 'plan.yaml', holder);
+    expect(JSON.parse(await readFile(lockPath(file), 'utf8'))).toMatchObject({
+      pid: process.pid,
+      host: hostname(),
+    });
+    await third.release();
+  });
+
+  it('takes over a lock whose process is dead on this host', async () => {
+    const file = await planFile();
+    // A pid that certainly belonged to a process that has exited.
+    const dead = spawnSync(process.execPath, ['-e', '']).pid;
+    await writeFile(
+      lockPath(file),
+      JSON.stringify({ pid: dead, host: hostname(), started: 'then', command: 'x' }),
+    );
+    const lock = await PlanLock.acquire(file, 'plan.yaml', holder);
+    expect(JSON.parse(await readFile(lockPath(file), 'utf8'))).toMatchObject({ pid: process.pid });
+    await lock.release();
+  });
+
+  it('does not take over a lock held on another host', async () => {
+    const file = await planFile();
+    await writeFile(
+      lockPath(file),
+      JSON.stringify({ pid: 1, host: 'elsewhere.example', started: 'then', command: 'x' }),
+    );
+    await expect(PlanLock.acquire(file, 'plan.yaml', holder)).rejects.toThrow(
+      /in use by another run: pid 1 on elsewhere\.example/,
+    );
   });
 });

@@ -9,11 +9,11 @@
 // recorded as migrated without a second patch, so a run killed between the
 // patch and the status write never causes a second rollout.
 import { createInterface } from 'node:readline';
-import { rfc3339, say, type Context } from '../core/context.js';
+import { pause, rfc3339, say, type Context } from '../core/context.js';
 import { mapLimit } from '../core/concurrency.js';
 import { CheckFailed, ServerError, UserError } from '../core/errors.js';
 import { referencedSources, type WorkloadObject } from '../contract/workload.js';
-import { loadKube, type KubeOptions } from '../kube/config.js';
+import { loadKubeFor, type KubeOptions } from '../kube/config.js';
 import { KubeApiError } from '../kube/errors.js';
 import {
   isPaused,
@@ -22,12 +22,12 @@ import {
   Workloads,
   type LiveWorkload,
 } from '../kube/workloads.js';
-import type { LoadedPlan } from '../plan/read.js';
+import { readPlan, type LoadedPlan } from '../plan/read.js';
 import { workloadKey } from '../plan/write.js';
 import type { PlanWorkload, Tenant, WorkloadStatus } from '../plan/schema.js';
 import { ANNOTATION, OWNED_ANNOTATIONS } from '../contract/annotations.js';
 import { alreadyApplied, protectAnnotations } from './annotations.js';
-import { PlanStore } from './plan-store.js';
+import { PlanLock, PlanStore } from './plan-store.js';
 import { NOT_RESTARTED_ONDELETE, OnDeleteRestart } from './restart.js';
 
 export interface RunOptions {
@@ -190,7 +190,7 @@ class Runner {
     private readonly o: RunOptions,
     private readonly ctx: Context,
   ) {
-    const kube = loadKube(o.kube, ctx.env, ctx.cwd);
+    const kube = loadKubeFor(o.kube, ctx);
     this.workloads = new Workloads(kube);
     this.onDelete = new OnDeleteRestart(kube, this.workloads);
   }
@@ -329,6 +329,8 @@ class Runner {
     const deadline = Date.now() + this.o.timeoutMs;
     let last = '';
     for (;;) {
+      // Ctrl-C ends the wait at once: the patch is done, only the watching stops.
+      if (this.ctx.signal?.aborted) throw new RolloutTimeout(`${label(item)}: wait interrupted`);
       const live = await this.workloads.get(ref(item));
       if (!live) throw new UserError(`${label(item)} disappeared while waiting for its rollout`);
       const p = rolloutProgress(live);
@@ -345,7 +347,7 @@ class Runner {
           `${label(item)}: rollout not finished after ${this.o.timeoutMs / 1000} s (${p.message})`,
         );
       }
-      await new Promise((r) => setTimeout(r, 1000));
+      await pause(1000, this.ctx.signal);
     }
   }
 
@@ -397,9 +399,16 @@ class Runner {
       try {
         await this.waitFor(item, steps);
       } catch (e) {
-        // Protected all the same; only the wait ran out.
-        if (!(e instanceof RolloutTimeout)) throw e;
-        return { status: 'migrated', steps, incomplete: e.message };
+        // Protected all the same; only the wait ran out (or was interrupted:
+        // a request cut short by Ctrl-C lands here too).
+        if (e instanceof RolloutTimeout || this.ctx.signal?.aborted) {
+          return {
+            status: 'migrated',
+            steps,
+            incomplete: e instanceof Error ? e.message : String(e),
+          };
+        }
+        throw e;
       }
     }
     return { status: 'migrated', steps };
@@ -479,6 +488,38 @@ async function runAll(
   loaded: LoadedPlan,
   o: RunOptions,
   ctx: Context,
+  command: string,
+  select: (loaded: LoadedPlan) => Item[],
+  one: (runner: Runner, item: Item) => Promise<Outcome>,
+  summary: (c: Counts) => string,
+): Promise<void> {
+  // One run per plan at a time (a dry run writes nothing and needs no lock).
+  const lock = o.dryRun
+    ? undefined
+    : await PlanLock.acquire(loaded.file, o.display, { command, started: ctx.now() });
+  try {
+    // Under the lock, the plan is read again (a run that finished meanwhile
+    // changed statuses) and a killed run's journal is folded in before the
+    // workloads are chosen: the journal, not the plan, may hold the latest
+    // status, and it is cleared even when nothing is left to do.
+    const store = lock
+      ? await PlanStore.open(await readPlan(loaded.file, o.display), o.display)
+      : undefined;
+    try {
+      const current = store ? store.loaded() : loaded;
+      await runLocked(store, o, ctx, select(current), one, summary);
+    } finally {
+      await store?.close();
+    }
+  } finally {
+    await lock?.release();
+  }
+}
+
+async function runLocked(
+  store: PlanStore | undefined,
+  o: RunOptions,
+  ctx: Context,
   items: Item[],
   one: (runner: Runner, item: Item) => Promise<Outcome>,
   summary: (c: Counts) => string,
@@ -488,7 +529,6 @@ async function runAll(
     return;
   }
   const runner = new Runner(o, ctx);
-  const store = o.dryRun ? undefined : await PlanStore.open(loaded, o.display);
   await runner.prefetch(items);
   const counts: Counts = { migrated: 0, skipped: 0, pending: 0, held: 0, failed: 0, unfinished: 0 };
   try {
@@ -526,7 +566,6 @@ async function runAll(
     });
   } finally {
     runner.close();
-    await store?.close();
   }
   if (o.dryRun) {
     say(ctx.stdout, 'Dry run: nothing was changed. Re-run without --dry-run to apply.');
@@ -556,12 +595,12 @@ export async function runProtect(
   o: ProtectOptions,
   ctx: Context,
 ): Promise<void> {
-  const items = selectItems(loaded, o.namespace, ['pending']);
   await runAll(
     loaded,
     o,
     ctx,
-    items,
+    'cloudtaser target protect',
+    (current) => selectItems(current, o.namespace, ['pending']),
     (runner, item) => runner.protectOne(item, o.vaultAddress, o.allowInsecureVault ?? false),
     (c) =>
       `Done: ${c.migrated} migrated, ${c.skipped} skipped, ${c.held} left pending, ${c.failed} failed.`,
@@ -569,12 +608,12 @@ export async function runProtect(
 }
 
 export async function runUnprotect(loaded: LoadedPlan, o: RunOptions, ctx: Context): Promise<void> {
-  const items = selectItems(loaded, o.namespace, ['pending', 'migrated', 'skipped']);
   await runAll(
     loaded,
     o,
     ctx,
-    items,
+    'cloudtaser target unprotect',
+    (current) => selectItems(current, o.namespace, ['pending', 'migrated', 'skipped']),
     (runner, item) => runner.unprotectOne(item),
     (c) =>
       `Done: ${c.pending} set back to pending, ${c.migrated + c.skipped} left as they were, ${c.failed} failed.`,

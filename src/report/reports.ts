@@ -1,7 +1,7 @@
 // `target status`, `target validate` and `target audit`. All read-only.
 import { rfc3339, say, type Context } from '../core/context.js';
 import { CheckFailed } from '../core/errors.js';
-import { loadKube, type KubeOptions } from '../kube/config.js';
+import { loadKubeFor, type KubeOptions } from '../kube/config.js';
 import type { LoadedPlan } from '../plan/read.js';
 import { vaultClient } from '../vault/apply.js';
 import type { VaultFlags } from '../vault/client.js';
@@ -77,7 +77,7 @@ export interface StatusOptions {
 }
 
 export async function runStatus(o: StatusOptions, ctx: Context): Promise<void> {
-  const inv = await readInventory(loadKube(o.kube, ctx.env, ctx.cwd), o.namespace);
+  const inv = await readInventory(loadKubeFor(o.kube, ctx), o.namespace);
   const rows = statusRows(inv, o.plan);
   if (o.output === 'json') {
     ctx.stdout.write(`${JSON.stringify({ cluster: inv.server, workloads: rows }, null, 2)}\n`);
@@ -129,7 +129,7 @@ async function gather(
 ): Promise<{ inv: Inventory; facts: VaultFacts; address: string }> {
   const client = vaultClient(o, ctx, '--vault-address');
   try {
-    const inv = await readInventory(loadKube(o.kube, ctx.env, ctx.cwd), o.kubeNamespace);
+    const inv = await readInventory(loadKubeFor(o.kube, ctx), o.kubeNamespace);
     const relevant = inv.workloads.filter(
       (w) => w.protection.state === 'protected' || w.protection.state === 'partial',
     );

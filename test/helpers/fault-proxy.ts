@@ -4,7 +4,7 @@
 // answers 503. Seeded and bounded: at most `maxFaults` faults, then it only
 // forwards, so any client with sane retries finishes.
 import { createServer, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 
 export interface FaultProxy {
   url: string;
@@ -94,6 +94,59 @@ export async function startFaultProxy(
     close: () =>
       new Promise((resolve) => {
         server.closeAllConnections();
+        server.close(() => {
+          resolve();
+        });
+      }),
+  };
+}
+
+export interface StallProxy {
+  /** `https://127.0.0.1:PORT` for an https upstream: the TLS session passes through untouched. */
+  url: string;
+  /** From now on, new connections are accepted and never answered, and open ones go silent. */
+  stall(): void;
+  close(): Promise<void>;
+}
+
+/**
+ * A TCP pass-through to a real server (TLS and all) that can be told to stop
+ * answering: the API server that hangs rather than refuses. Nothing is ever
+ * closed by the proxy while stalled, so only the client's own timeout ends a
+ * request.
+ */
+export async function startStallProxy(upstream: string): Promise<StallProxy> {
+  const target = new URL(upstream);
+  let stalled = false;
+  const sockets = new Set<Socket>();
+  const server = createNetServer((client) => {
+    sockets.add(client);
+    client.on('close', () => sockets.delete(client));
+    client.on('error', () => undefined);
+    if (stalled) return;
+    const up = connect(Number(target.port), target.hostname);
+    sockets.add(up);
+    up.on('close', () => sockets.delete(up));
+    up.on('error', () => client.destroy());
+    client.on('data', (c: Buffer) => {
+      if (!stalled) up.write(c);
+    });
+    up.on('data', (c: Buffer) => {
+      if (!stalled) client.write(c);
+    });
+    client.on('end', () => up.end());
+    up.on('end', () => client.end());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `${target.protocol}//127.0.0.1:${port}`,
+    stall: () => {
+      stalled = true;
+    },
+    close: () =>
+      new Promise((resolve) => {
+        for (const s of sockets) s.destroy();
         server.close(() => {
           resolve();
         });
