@@ -7,7 +7,6 @@
 // and ~80 MB. Plain plans are therefore read first with js-yaml (about ten
 // times faster) and validated; only a plan that fails, or that uses a YAML
 // feature on which the two could disagree, goes through `yaml`.
-import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { CORE_SCHEMA, load as loadFast } from 'js-yaml';
 import type { Document, LineCounter as LineCounterType, Pair } from 'yaml';
@@ -201,23 +200,6 @@ export function parsePlanDocument(text: string, lineCounter?: LineCounterType): 
   });
 }
 
-/**
- * Reads and validates a plan file; a missing or unreadable file is a
- * UserError. `display` is the name messages use (the path as the user typed it).
- */
-export async function readPlan(file: string, display: string = file): Promise<LoadedPlan> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why =
-      code === 'ENOENT'
-        ? 'no such file'
-        : code === 'EACCES'
-          ? 'permission denied'
-          : (code ?? 'unreadable');
-    throw new UserError(`cannot read plan ${display}: ${why}`);
-  }
-  return { ...parsePlan(text, display), file };
-}
+// Reading a plan file (with the validated-plan cache) lives in load.ts, which
+// imports this module only when it has to parse.
+export { readPlan } from './load.js';
