@@ -28,6 +28,8 @@ export interface KubeTarget {
   context: string;
   /** An API client whose requests share keep-alive connections (see ConnectionPool). */
   api<T>(Api: new (config: Configuration) => T): T;
+  /** Authenticates one request and gives it the same pooled agent (for rest.ts). */
+  authenticate(context: RequestContext): Promise<void>;
 }
 
 /**
@@ -91,12 +93,16 @@ function keyPart(v: unknown): string {
   return v === undefined ? '' : JSON.stringify(v);
 }
 
-function apiFactory(kc: KubeConfig, server: string): KubeTarget['api'] {
+function apiFactory(kc: KubeConfig, server: string): Pick<KubeTarget, 'api' | 'authenticate'> {
+  const pool = new ConnectionPool(kc);
   const config = createConfiguration({
     baseServer: new ServerConfiguration(server, {}),
-    authMethods: { default: new ConnectionPool(kc) },
+    authMethods: { default: pool },
   });
-  return (Api) => new Api(config);
+  return {
+    api: (Api) => new Api(config),
+    authenticate: (context) => pool.applySecurityAuthentication(context),
+  };
 }
 
 function loadOne(kc: KubeConfig, file: string): void {
@@ -169,5 +175,5 @@ export function loadKube(
       `kubeconfig: context "${context}" names cluster "${ctxObj.cluster}", which has no server`,
     );
   }
-  return { kc, server: cluster.server, context, api: apiFactory(kc, cluster.server) };
+  return { kc, server: cluster.server, context, ...apiFactory(kc, cluster.server) };
 }
