@@ -166,6 +166,18 @@ async function main(): Promise<void> {
     ...['target', 'protect', '--plan', plan, '--vault-address', sb.info.baoAddr, '--yes'],
     ...['--concurrency', String(CONCURRENCY)],
   ];
+  // Protect leaves the cluster annotated; a later discover (a second
+  // `--running` bench) would then plan nothing. Every step that protects
+  // ends by removing the annotations again (untimed).
+  const unprotectAll = async (): Promise<void> => {
+    const r = await timed(
+      process.execPath,
+      [cli, 'target', 'unprotect', '--plan', 'plan.yaml', '--yes', '--concurrency', '16'],
+      env,
+      work,
+    );
+    if (r.code !== 0) throw new Error(`unprotect exited ${r.code}`);
+  };
   const rows: string[][] = [];
   const memory: string[][] = [];
   try {
@@ -444,6 +456,7 @@ async function main(): Promise<void> {
         '≤ 1.5×',
       ]);
       memory.push(['target protect', runs.map((r) => `${r.rssMb} MB`).join(', ')]);
+      await unprotectAll();
     }
 
     // --- growth: time per workload at 25% / 50% / 100% of the plan
@@ -482,6 +495,7 @@ async function main(): Promise<void> {
         growth.push(`${count * M}: ${((r.seconds * 1000) / (count * M)).toFixed(2)} ms/workload`);
       }
       rows.push(['protect cost growth', growth.join('; '), '—', '', 'flat']);
+      await unprotectAll();
     }
   } finally {
     await sb.stop();
