@@ -507,7 +507,7 @@ async function main(): Promise<void> {
     '',
     `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB. ${versions}. All servers on loopback in the sandbox.`,
     `Cluster: ${N} namespaces × ${M} Deployments (replicas 0), each reading 1–3 Secrets. Concurrency ${CONCURRENCY}.`,
-    `Reproduce: \`npm run build && npm run bench -- --namespaces ${N} --workloads ${M}\``,
+    `Reproduce: \`npm run build && npm run bench -- --namespaces ${N} --workloads ${M}${REPEAT > 1 ? ` --repeat ${REPEAT}` : ''}\``,
     '',
     '| step | ours | baseline | ratio | target |',
     '|---|---|---|---|---|',
