@@ -175,6 +175,10 @@ describe('source apply-plan', () => {
       );
       expect(recorder.requests.length).toBeGreaterThan(0);
       expect(recorder.requests.filter((r) => r.method !== 'GET')).toEqual([]);
+      // Every policy in one detailed LIST (OpenBao), not one GET per policy.
+      const urls = recorder.requests.map((r) => r.url);
+      expect(urls).toContain('/v1/sys/policies/detailed/acl?list=true');
+      expect(urls.filter((u) => u.startsWith('/v1/sys/policies/acl/'))).toEqual([]);
     } finally {
       await recorder.close();
     }

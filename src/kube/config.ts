@@ -60,49 +60,76 @@ function instrumentedHttp(net: KubeNet): HttpLibrary {
   const inner = new IsomorphicFetchHttpLibrary();
   return wrapHttpLibrary({
     async send(request: RequestContext): Promise<ResponseContext> {
-      const { signal, timeoutMs } = net.signal?.() ?? { signal: undefined, timeoutMs: 0 };
-      if (signal) request.setSignal(signal);
-      const method = request.getHttpMethod().toString();
-      const path = new URL(request.getUrl()).pathname;
-      const started = Date.now();
-      const log = (outcome: string): void =>
-        net.debug?.(`kube ${method} ${path} -> ${outcome} (${Date.now() - started} ms)`);
-      // The signal also covers reading the body, which the generated client
-      // does after send() returns: the same translation applies there.
-      const translate = (e: unknown): Error => {
-        if (!signal?.aborted) return e instanceof Error ? e : new Error(String(e));
-        // Which of the two fired: the interrupt, or the time limit.
-        const timedOut = (signal.reason as { name?: unknown } | undefined)?.name === 'TimeoutError';
-        return timedOut ? new KubeRequestTimeout(timeoutMs) : new KubeRequestInterrupted();
-      };
+      const scope = requestScope(net, request.getHttpMethod().toString(), request.getUrl());
+      if (scope.signal) request.setSignal(scope.signal);
       let response: ResponseContext;
       try {
         response = await inner.send(request).toPromise();
       } catch (e) {
-        const err = translate(e);
-        log(
-          err instanceof KubeRequestTimeout
-            ? 'timeout'
-            : err instanceof KubeRequestInterrupted
-              ? 'interrupted'
-              : `error ${errorCode(e)}`,
-        );
-        throw err;
+        throw scope.failed(e);
       }
-      log(String(response.httpStatusCode));
+      scope.log(String(response.httpStatusCode));
+      // The signal also covers reading the body, which the generated client
+      // does after send() returns: the same translation applies there.
       const body = response.body;
       return new ResponseContext(response.httpStatusCode, response.headers, {
         text: () =>
           body.text().catch((e: unknown) => {
-            throw translate(e);
+            throw scope.translate(e);
           }),
         binary: () =>
           body.binary().catch((e: unknown) => {
-            throw translate(e);
+            throw scope.translate(e);
           }),
       });
     },
   });
+}
+
+/** What one request needs to honour KubeNet: created when the request starts. */
+export interface RequestScope {
+  signal: AbortSignal | undefined;
+  /** The --debug line for this request, with its outcome (a status, `timeout`, …). */
+  log(outcome: string): void;
+  /** An abort becomes KubeRequestTimeout or KubeRequestInterrupted; other errors pass. */
+  translate(e: unknown): Error;
+  /** translate(), and the request's --debug line for the failure. */
+  failed(e: unknown): Error;
+}
+
+/**
+ * The per-request signal, the --debug line and the error translation, shared
+ * by the generated clients (instrumentedHttp) and the plain requests of
+ * rest.ts, so both time out, stop on Ctrl-C and log alike.
+ */
+export function requestScope(net: KubeNet, method: string, url: string): RequestScope {
+  const { signal, timeoutMs } = net.signal?.() ?? { signal: undefined, timeoutMs: 0 };
+  const path = new URL(url).pathname;
+  const started = Date.now();
+  const log = (outcome: string): void =>
+    net.debug?.(`kube ${method} ${path} -> ${outcome} (${Date.now() - started} ms)`);
+  const translate = (e: unknown): Error => {
+    if (!signal?.aborted) return e instanceof Error ? e : new Error(String(e));
+    // Which of the two fired: the interrupt, or the time limit.
+    const timedOut = (signal.reason as { name?: unknown } | undefined)?.name === 'TimeoutError';
+    return timedOut ? new KubeRequestTimeout(timeoutMs) : new KubeRequestInterrupted();
+  };
+  return {
+    signal,
+    log,
+    translate,
+    failed: (e) => {
+      const err = translate(e);
+      log(
+        err instanceof KubeRequestTimeout
+          ? 'timeout'
+          : err instanceof KubeRequestInterrupted
+            ? 'interrupted'
+            : `error ${errorCode(e)}`,
+      );
+      return err;
+    },
+  };
 }
 
 function errorCode(e: unknown): string {
@@ -117,6 +144,10 @@ export interface KubeTarget {
   context: string;
   /** An API client whose requests share keep-alive connections (see ConnectionPool). */
   api<T>(Api: new (config: Configuration) => T): T;
+  /** Authenticates one request and gives it the same pooled agent (for rest.ts). */
+  authenticate(context: RequestContext): Promise<void>;
+  /** Per-request signal, time limit and --debug log, for requests sent without the generated clients. */
+  net: KubeNet;
 }
 
 /**
@@ -180,13 +211,21 @@ function keyPart(v: unknown): string {
   return v === undefined ? '' : JSON.stringify(v);
 }
 
-function apiFactory(kc: KubeConfig, server: string, net: KubeNet): KubeTarget['api'] {
+function apiFactory(
+  kc: KubeConfig,
+  server: string,
+  net: KubeNet,
+): Pick<KubeTarget, 'api' | 'authenticate'> {
+  const pool = new ConnectionPool(kc);
   const config = createConfiguration({
     baseServer: new ServerConfiguration(server, {}),
-    authMethods: { default: new ConnectionPool(kc) },
+    authMethods: { default: pool },
     httpApi: instrumentedHttp(net),
   });
-  return (Api) => new Api(config);
+  return {
+    api: (Api) => new Api(config),
+    authenticate: (context) => pool.applySecurityAuthentication(context),
+  };
 }
 
 function loadOne(kc: KubeConfig, file: string): void {
@@ -260,7 +299,7 @@ export function loadKube(
       `kubeconfig: context "${context}" names cluster "${ctxObj.cluster}", which has no server`,
     );
   }
-  return { kc, server: cluster.server, context, api: apiFactory(kc, cluster.server, net) };
+  return { kc, server: cluster.server, context, net, ...apiFactory(kc, cluster.server, net) };
 }
 
 /** The kubeconfig a command's context selects, sending requests as the context asks. */

@@ -7,15 +7,14 @@
 // and ~80 MB. Plain plans are therefore read first with js-yaml (about ten
 // times faster) and validated; only a plan that fails, or that uses a YAML
 // feature on which the two could disagree, goes through `yaml`.
-import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { CORE_SCHEMA, load as loadFast } from 'js-yaml';
 import type { Document, LineCounter as LineCounterType, Pair } from 'yaml';
 import type * as Yaml from 'yaml';
 import type { z } from 'zod';
-import { UserError } from '../core/errors.js';
-import { clip, quoteToken, safeLine } from './display.js';
+import { clip, quoteToken } from './display.js';
 import { crossCheck, MigrationPlanSchema, type MigrationPlan } from './schema.js';
+import { PlanError, type PlanIssue } from './text.js';
 
 // `yaml` is loaded on first use: read-only commands on plain plans never
 // need it, and it is a tenth of their start-up. (Its Node entry point is
@@ -27,40 +26,7 @@ function yaml(): typeof Yaml {
   return yamlModule;
 }
 
-export interface PlanIssue {
-  line: number;
-  col: number;
-  message: string;
-}
-
-/** How many problems a message lists; the rest are counted (a binary or huge file must not flood the terminal). */
-export const MAX_LISTED_ISSUES = 20;
-
-/**
- * A plan file that failed to parse or validate. `issues` holds every problem
- * (messages escaped and clipped); the message lists the first
- * MAX_LISTED_ISSUES and counts the rest.
- */
-export class PlanError extends UserError {
-  readonly issues: readonly PlanIssue[];
-  constructor(
-    readonly file: string,
-    issues: readonly PlanIssue[],
-  ) {
-    const safe = issues.map((i) => ({ ...i, message: safeLine(i.message) }));
-    const name = safeLine(file);
-    const lines = safe
-      .slice(0, MAX_LISTED_ISSUES)
-      .map((i) => `${name}:${i.line}:${i.col}: ${i.message}`);
-    const more = safe.length - MAX_LISTED_ISSUES;
-    if (more > 0) lines.push(`${name}: … and ${more} more problems (${safe.length} in all)`);
-    super(
-      lines.join('\n'),
-      `fix the plan file, then check it with: cloudtaser plan validate ${name}`,
-    );
-    this.issues = safe;
-  }
-}
+export { MAX_LISTED_ISSUES, PlanError, type PlanIssue } from './text.js';
 
 export interface LoadedPlan {
   file: string;
@@ -268,104 +234,6 @@ export function parsePlanDocument(text: string, lineCounter?: LineCounterType): 
   });
 }
 
-/** Line and column (1-based) of byte `offset` of UTF-8-ish bytes. */
-function bytePosition(bytes: Buffer, offset: number): { line: number; col: number } {
-  let line = 1;
-  let lineStart = 0;
-  for (let i = bytes.indexOf(0x0a); i !== -1 && i < offset; i = bytes.indexOf(0x0a, i + 1)) {
-    line++;
-    lineStart = i + 1;
-  }
-  const before = bytes.subarray(lineStart, offset).toString('utf8');
-  // Columns count UTF-16 units, as the YAML parser's positions do.
-  return { line, col: before.length + 1 };
-}
-
-/** Offset of the first byte that is not part of well-formed UTF-8; -1 when all are. */
-export function firstInvalidUtf8(bytes: Uint8Array): number {
-  let i = 0;
-  while (i < bytes.length) {
-    const b = bytes[i] ?? 0;
-    if (b < 0x80) {
-      i++;
-      continue;
-    }
-    // Lead byte → sequence length and the allowed range of the second byte
-    // (which rules out overlong forms, surrogates and code points > U+10FFFF).
-    let len: number;
-    let lo = 0x80;
-    let hi = 0xbf;
-    if (b >= 0xc2 && b <= 0xdf) len = 2;
-    else if (b >= 0xe0 && b <= 0xef) {
-      len = 3;
-      if (b === 0xe0) lo = 0xa0;
-      if (b === 0xed) hi = 0x9f;
-    } else if (b >= 0xf0 && b <= 0xf4) {
-      len = 4;
-      if (b === 0xf0) lo = 0x90;
-      if (b === 0xf4) hi = 0x8f;
-    } else return i;
-    for (let k = 1; k < len; k++) {
-      const c = bytes[i + k];
-      if (c === undefined) return i;
-      const [min, max] = k === 1 ? [lo, hi] : [0x80, 0xbf];
-      if (c < min || c > max) return i;
-    }
-    i += len;
-  }
-  return -1;
-}
-
-/**
- * The text of a plan file, or a PlanError saying plainly that it is not
- * text: a binary file read as UTF-8 would otherwise turn into thousands of
- * YAML errors full of replacement characters.
- */
-export function decodePlanBytes(bytes: Buffer, display: string): string {
-  const fail = (pos: { line: number; col: number }, message: string): never => {
-    throw new PlanError(display, [{ ...pos, message }]);
-  };
-  const start = { line: 1, col: 1 };
-  if (
-    (bytes[0] === 0xff && bytes[1] === 0xfe) ||
-    (bytes[0] === 0xfe && bytes[1] === 0xff) ||
-    (bytes[0] === 0x00 && bytes[1] === 0x00 && bytes[2] === 0xfe && bytes[3] === 0xff)
-  ) {
-    const utf32 = bytes[2] === 0x00 && bytes[3] === 0x00 ? 'UTF-32' : 'UTF-16';
-    const which = bytes[0] === 0x00 ? 'UTF-32' : utf32;
-    fail(start, `not UTF-8 text: ${which} (byte order mark); save the plan as UTF-8`);
-  }
-  const bad = firstInvalidUtf8(bytes);
-  const nul = bytes.indexOf(0);
-  if (nul !== -1 && (bad === -1 || nul < bad)) {
-    fail(bytePosition(bytes, nul), 'not a text file (NUL byte)');
-  }
-  if (bad !== -1) {
-    const hex = (bytes[bad] ?? 0).toString(16).padStart(2, '0');
-    fail(bytePosition(bytes, bad), `not UTF-8 text (byte 0x${hex}); is this a plan file?`);
-  }
-  return bytes.toString('utf8');
-}
-
-/**
- * Reads and validates a plan file; a missing or unreadable file is a
- * UserError. `display` is the name messages use (the path as the user typed it).
- */
-export async function readPlan(file: string, display: string = file): Promise<LoadedPlan> {
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(file);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why =
-      code === 'ENOENT'
-        ? 'no such file'
-        : code === 'EACCES'
-          ? 'permission denied'
-          : code === 'EISDIR'
-            ? 'it is a directory'
-            : (code ?? 'unreadable');
-    throw new UserError(`cannot read plan ${safeLine(display)}: ${why}`);
-  }
-  return { ...parsePlan(decodePlanBytes(bytes, display), display), file };
-}
+// Reading a plan file (with the validated-plan cache) lives in load.ts, which
+// imports this module only when it has to parse.
+export { readPlan } from './load.js';

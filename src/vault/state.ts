@@ -1,7 +1,7 @@
 // Reads the server state apply-plan compares against: mounts, auth methods,
 // and only the policies and roles the plan names.
 import { allSettledOrThrow, mapLimit } from '../core/concurrency.js';
-import type { VaultClient } from './client.js';
+import { VaultError, type VaultClient } from './client.js';
 import type { Desired, MountInfo, RoleState, VaultState } from './provision.js';
 
 interface Wrapped<T> {
@@ -18,6 +18,65 @@ async function listNames(client: VaultClient, path: string): Promise<Set<string>
   return new Set(res.status === 404 ? [] : (res.body?.data?.keys ?? []));
 }
 
+/** The text of each desired policy that exists, one GET per policy. */
+async function readPoliciesOneByOne(
+  client: VaultClient,
+  names: readonly string[],
+  concurrency: number,
+): Promise<Map<string, string>> {
+  const policies = new Map<string, string>();
+  await mapLimit(names, concurrency, async (name) => {
+    const body = await client.read<{ data?: { policy?: string } }>(`sys/policies/acl/${name}`);
+    if (body?.data?.policy !== undefined) policies.set(name, body.data.policy);
+  });
+  return policies;
+}
+
+interface DetailedList {
+  data?: { keys?: string[]; key_info?: Record<string, { policy?: unknown } | undefined> };
+}
+
+/**
+ * The text of each desired policy that exists. OpenBao returns every ACL
+ * policy with its text in one request (`LIST sys/policies/detailed/acl`):
+ * on a re-run that replaces one GET per tenant, half of all its requests.
+ * Servers without that endpoint (HashiCorp Vault, older OpenBao: 404/405,
+ * or 400), and tokens not allowed to use it (403), get the LIST of names
+ * and the GETs as before; so does any policy listed without its text.
+ */
+async function readPolicies(
+  client: VaultClient,
+  desired: Desired,
+  concurrency: number,
+): Promise<Map<string, string>> {
+  let detailed: DetailedList | undefined;
+  try {
+    const res = await client.request<DetailedList>('LIST', 'sys/policies/detailed/acl');
+    // The built-in policies always exist, so a 404 means no such endpoint.
+    detailed = res.status === 404 ? undefined : res.body;
+  } catch (e) {
+    if (!(e instanceof VaultError && [400, 403, 405].includes(e.status ?? 0))) throw e;
+  }
+  const info = detailed?.data?.key_info;
+  if (!info) {
+    const names = await listNames(client, 'sys/policies/acl');
+    const wanted = desired.policies.map((p) => p.name).filter((n) => names.has(n));
+    return readPoliciesOneByOne(client, wanted, concurrency);
+  }
+  const listed = new Set(detailed?.data?.keys ?? Object.keys(info));
+  const policies = new Map<string, string>();
+  const missing: string[] = [];
+  for (const { name } of desired.policies) {
+    const text = info[name]?.policy;
+    if (typeof text === 'string') policies.set(name, text);
+    else if (listed.has(name)) missing.push(name);
+  }
+  for (const [name, text] of await readPoliciesOneByOne(client, missing, concurrency)) {
+    policies.set(name, text);
+  }
+  return policies;
+}
+
 export async function readVaultState(
   client: VaultClient,
   desired: Desired,
@@ -32,8 +91,8 @@ export async function readVaultState(
   const authMounts = unwrap(auths) ?? {};
   const authEnabled = `${desired.authPath}/` in authMounts;
 
-  const [policyNames, roleNames, authConfig] = await allSettledOrThrow([
-    listNames(client, 'sys/policies/acl'),
+  const [policies, roleNames, authConfig] = await allSettledOrThrow([
+    readPolicies(client, desired, concurrency),
     authEnabled
       ? listNames(client, `auth/${desired.authPath}/role`)
       : Promise.resolve(new Set<string>()),
@@ -42,15 +101,6 @@ export async function readVaultState(
       : Promise.resolve(undefined),
   ]);
 
-  const policies = new Map<string, string>();
-  await mapLimit(
-    desired.policies.filter((p) => policyNames.has(p.name)),
-    concurrency,
-    async (p) => {
-      const body = await client.read<{ data?: { policy?: string } }>(`sys/policies/acl/${p.name}`);
-      if (body?.data?.policy !== undefined) policies.set(p.name, body.data.policy);
-    },
-  );
   const roles = new Map<string, RoleState>();
   await mapLimit(
     desired.roles.filter((r) => roleNames.has(r.name)),

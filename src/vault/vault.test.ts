@@ -1,10 +1,11 @@
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { UserError } from '../core/errors.js';
 import type { MigrationPlan } from '../plan/schema.js';
-import { resolveVaultConfig, serverErrors } from './client.js';
+import { requestPath, resolveVaultConfig, serverErrors, type Method } from './client.js';
 import { computeChanges, desiredState, policyHcl, type VaultState } from './provision.js';
 
 const plan: MigrationPlan = {
@@ -199,6 +200,46 @@ describe('vault connection settings', () => {
   it('flattens Go multierror text from the server', () => {
     expect(serverErrors({ errors: ['1 error occurred:\n\t* permission denied\n\n'] })).toBe(
       'permission denied',
+    );
+  });
+});
+
+describe('request target', () => {
+  // What the client sent before it skipped the URL object on its hot path.
+  const viaUrl = (address: string, method: Method, path: string): string => {
+    const url = new URL(`${address}/v1/${path}`);
+    if (method === 'LIST') url.searchParams.set('list', 'true');
+    return url.pathname + url.search;
+  };
+
+  it('is exactly what a URL would make of the address and path', () => {
+    const segment = fc.oneof(
+      fc.stringMatching(/^[A-Za-z0-9_.-]{1,12}$/),
+      fc.constantFrom('..', '.', '', 'a b', '%2F', 'é', 'x?y', 'a#b', '~u', 'list=1'),
+      fc.string({ maxLength: 6 }),
+    );
+    const path = fc
+      .tuple(fc.array(segment, { minLength: 1, maxLength: 5 }), fc.constantFrom('', '?depth=1'))
+      .map(([s, q]) => `${s.join('/')}${q}`);
+    const prefix = fc.constantFrom('', '/vault', '/a/b');
+    const method = fc.constantFrom<Method>('GET', 'LIST', 'POST', 'DELETE');
+    fc.assert(
+      fc.property(prefix, method, path, (pre, m, p) => {
+        expect(requestPath(pre, m, p)).toBe(viaUrl(`http://127.0.0.1:8200${pre}`, m, p));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('keeps the plain paths the tool builds as they are', () => {
+    expect(requestPath('', 'GET', 'sys/policies/acl/payments-read')).toBe(
+      '/v1/sys/policies/acl/payments-read',
+    );
+    expect(requestPath('', 'LIST', 'auth/kubernetes/role')).toBe(
+      '/v1/auth/kubernetes/role?list=true',
+    );
+    expect(requestPath('/p', 'GET', 'secret/subkeys/a/b?depth=1')).toBe(
+      '/p/v1/secret/subkeys/a/b?depth=1',
     );
   });
 });

@@ -1,14 +1,15 @@
 import type { Command } from '@commander-js/extra-typings';
 import { say, type Context } from '../../core/context.js';
-import { planJsonSchema } from '../../plan/schema.js';
-import { readPlan } from '../../plan/read.js';
+import { readPlan } from '../../plan/load.js';
 import { resolve } from 'node:path';
 
 export function registerPlanCommands(plan: Command, ctx: Context): void {
   plan
     .command('schema')
     .description('print the MigrationPlan JSON Schema')
-    .action(() => {
+    .action(async () => {
+      // Imported here: zod and the schema are not needed by commands on a cached plan.
+      const { planJsonSchema } = await import('../../plan/schema.js');
       ctx.stdout.write(`${JSON.stringify(planJsonSchema(), null, 2)}\n`);
     });
   plan

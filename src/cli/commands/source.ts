@@ -2,7 +2,8 @@ import { Option, type Command } from '@commander-js/extra-typings';
 import { resolve } from 'node:path';
 import type { Context } from '../../core/context.js';
 import { CheckFailed, ServerError, UserError } from '../../core/errors.js';
-import { readPlan } from '../../plan/read.js';
+import { planCache, type PlanCache } from '../../plan/cache.js';
+import { readPlan } from '../../plan/load.js';
 import { runApplyPlan, vaultClient } from '../../vault/apply.js';
 import { printVerifyReport, verifyPlan } from '../../vault/verify.js';
 
@@ -12,6 +13,18 @@ function concurrency(value: string): number {
     throw new UserError(`--concurrency must be a whole number from 1 to 256, not "${value}"`);
   }
   return n;
+}
+
+/** Re-runs on an unchanged plan skip its validation (see plan/cache.ts). */
+function cacheFor(ctx: Context): PlanCache | undefined {
+  return planCache(
+    ctx.env,
+    ctx.debug
+      ? (line) => {
+          ctx.stderr.write(`debug: ${line}\n`);
+        }
+      : undefined,
+  );
 }
 
 const TOKEN_HELP = 'vault token (default: $BAO_TOKEN, $VAULT_TOKEN; prefer the environment)';
@@ -39,7 +52,7 @@ export function registerSourceCommands(source: Command, ctx: Context): void {
       new Option('--concurrency <n>', 'parallel requests').default(16).argParser(concurrency),
     )
     .action(async (file, o) => {
-      const loaded = await readPlan(resolve(ctx.cwd, file), file);
+      const loaded = await readPlan(resolve(ctx.cwd, file), file, { cache: cacheFor(ctx) });
       await runApplyPlan(
         loaded,
         {
@@ -80,7 +93,7 @@ export function registerSourceCommands(source: Command, ctx: Context): void {
       new Option('--concurrency <n>', 'parallel requests').default(16).argParser(concurrency),
     )
     .action(async (file, o) => {
-      const loaded = await readPlan(resolve(ctx.cwd, file), file);
+      const loaded = await readPlan(resolve(ctx.cwd, file), file, { cache: cacheFor(ctx) });
       const client = vaultClient(
         {
           address: o.openbaoAddr,

@@ -2,7 +2,7 @@ import { Option, type Command } from '@commander-js/extra-typings';
 import { resolve } from 'node:path';
 import type { Context } from '../../core/context.js';
 import { UserError } from '../../core/errors.js';
-import { readPlan } from '../../plan/read.js';
+import { readPlan } from '../../plan/load.js';
 import { isPlainHttp } from '../../contract/annotations.js';
 
 function positiveInt(flag: string, max: number) {

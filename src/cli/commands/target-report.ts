@@ -2,7 +2,7 @@ import { Option, type Command } from '@commander-js/extra-typings';
 import { isAbsolute, resolve } from 'node:path';
 import type { Context } from '../../core/context.js';
 import { UserError } from '../../core/errors.js';
-import { readPlan } from '../../plan/read.js';
+import { readPlan } from '../../plan/load.js';
 import type { VaultReportOptions } from '../../report/reports.js';
 import { normalizeMount } from '../../vault/apply.js';
 
