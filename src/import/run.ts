@@ -140,6 +140,9 @@ function writeFailure(e: unknown): string {
     if (e.status === 400 && /check-and-set/i.test(e.message)) {
       return 'changed in vault while importing (check-and-set refused the write); run the import again';
     }
+    if (e.status === 404) {
+      return `${e.message}; is the KV v2 mount there? run cloudtaser source apply-plan first`;
+    }
     return e.message;
   }
   throw e;
