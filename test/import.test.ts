@@ -268,6 +268,35 @@ describe('target import --from kubernetes', () => {
     }
   });
 
+  it('does not clobber a value another writer puts there between the check and the write', async () => {
+    let raced = false;
+    const proxy = await startFaultProxy(sandboxEnv().BAO_ADDR ?? '', {
+      faultRate: 0,
+      beforeForward: async (method, url) => {
+        if (raced || method !== 'POST' || !url.startsWith(`/v1/${mount}/data/${ns}/race`)) return;
+        raced = true;
+        await put(path('race'), { key: 'written-meanwhile' });
+      },
+    });
+    try {
+      const { dir } = await writePlan(
+        planFor(ns, [{ name: 'r', secrets: [ref('api-key', { key: 'K' }, 'race')] }]),
+      );
+      const r = await run([], dir, sandboxEnv({ BAO_ADDR: proxy.url }));
+      expect(raced).toBe(true);
+      expect(r.code).toBe(1);
+      expect(r.stdout).toContain(
+        `  FAILED ${path('race')} [key] -- changed in vault while importing (check-and-set refused the write); run the import again`,
+      );
+      expect(await kv(path('race'))).toEqual({ version: 1, data: { key: 'written-meanwhile' } });
+      const again = await run([], dir);
+      expect(again.code).toBe(0);
+      expect(again.stdout).toContain(`  kept ${path('race')} [key]`);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('--from aws|gcp|azure say they are not available yet (exit 2)', async () => {
     const { dir } = await writePlan(main());
     for (const from of ['aws', 'gcp', 'azure']) {

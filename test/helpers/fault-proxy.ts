@@ -33,7 +33,14 @@ function mulberry32(seed: number): () => number {
 
 export async function startFaultProxy(
   upstream: string,
-  opts: { seed?: number; faultRate?: number; maxFaults?: number; throttle?: boolean } = {},
+  opts: {
+    seed?: number;
+    faultRate?: number;
+    maxFaults?: number;
+    throttle?: boolean;
+    /** Runs before each request is forwarded: a test's way to act "in between". */
+    beforeForward?: (method: string, url: string) => Promise<void>;
+  } = {},
 ): Promise<FaultProxy> {
   const target = new URL(upstream);
   const random = mulberry32(opts.seed ?? 42);
@@ -69,6 +76,12 @@ export async function startFaultProxy(
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
+      void (opts.beforeForward?.(req.method ?? '', req.url ?? '') ?? Promise.resolve()).then(
+        forward,
+        forward,
+      );
+    });
+    const forward = (): void => {
       const up = request(
         {
           host: target.hostname,
@@ -98,7 +111,7 @@ export async function startFaultProxy(
         res.end();
       });
       up.end(Buffer.concat(chunks));
-    });
+    };
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
