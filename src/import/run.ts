@@ -240,14 +240,15 @@ export async function runImport(
       try {
         await mapLimit(writes, o.concurrency, async (p) => {
           try {
-            if (ctx.signal?.aborted) throw new ServerError('interrupted');
+            // Interrupted: stop starting writes; each unstarted path is reported.
+            if (ctx.signal?.aborted) {
+              p.reason = 'not written: interrupted';
+              p.action = 'fail';
+              return;
+            }
             await applyPath(client, p);
           } catch (e) {
-            if (e instanceof ServerError && e.message === 'interrupted') {
-              p.reason = 'not written: interrupted';
-            } else {
-              p.reason = writeFailure(e);
-            }
+            p.reason = writeFailure(e);
             p.action = 'fail';
           } finally {
             p.data = undefined;
