@@ -136,6 +136,7 @@ async function readSecret(
 
 /** The failure of one path's write, or the run's when the server cannot be reached. */
 function writeFailure(e: unknown): string {
+  if (e instanceof UserError) return e.message;
   if (e instanceof VaultError && e.status !== undefined) {
     if (e.status === 400 && /check-and-set/i.test(e.message)) {
       return 'changed in vault while importing (check-and-set refused the write); run the import again';
