@@ -2,13 +2,16 @@
 // OpenBao: Secrets created in the sandbox, written into a fresh KV v2 mount.
 import { randomBytes } from 'node:crypto';
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MigrationPlan } from '../src/plan/schema.js';
 import { renderPlan } from '../src/plan/write.js';
 import { cli, cliProcess, sandboxEnv, tempDir, type CliResult } from './helpers/cli.js';
 import { startFaultProxy } from './helpers/fault-proxy.js';
-import { bao, kubeClients, uniqueName } from './helpers/sandbox.js';
+import { bao, kubeClients, sandbox, uniqueName } from './helpers/sandbox.js';
 
 /** A value that must never leave the Secret and vault: searched for in every output and file. */
 const PLANTED = `planted-${randomBytes(12).toString('hex')}`;
@@ -294,6 +297,79 @@ describe('target import --from kubernetes', () => {
       expect(again.stdout).toContain(`  kept ${path('race')} [key]`);
     } finally {
       await proxy.close();
+    }
+  });
+
+  it('retries when the Kubernetes API server answers 429 to a Secret read', async () => {
+    // A loopback proxy in front of the real API server: the first reads of
+    // each Secret get the API server's own throttling answer (429 with a
+    // Status body), then every request is forwarded.
+    const info = sandbox();
+    const ca = await readFile(info.caFile);
+    const throttled = new Map<string, number>();
+    const proxy = createServer((req, res) => {
+      const url = req.url ?? '';
+      const secretRead = req.method === 'GET' && /\/secrets\/[^/?]+/.test(url);
+      const seen = throttled.get(url) ?? 0;
+      if (secretRead && seen < 2) {
+        throttled.set(url, seen + 1);
+        res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '0' });
+        res.end(
+          JSON.stringify({
+            kind: 'Status',
+            apiVersion: 'v1',
+            status: 'Failure',
+            reason: 'TooManyRequests',
+            message: 'too many requests, please try again later',
+            code: 429,
+          }),
+        );
+        return;
+      }
+      const up = httpsRequest(
+        new URL(url, info.apiServer),
+        { method: req.method, headers: { ...req.headers, host: new URL(info.apiServer).host }, ca },
+        (upRes) => {
+          res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+          upRes.pipe(res);
+        },
+      );
+      up.on('error', () => {
+        res.writeHead(502);
+        res.end();
+      });
+      req.pipe(up);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (proxy.address() as AddressInfo).port;
+      const { dir } = await writePlan(
+        planFor(ns, [{ name: 'kt', secrets: [ref('api-key', { key: 'K' }, 'kube-throttled')] }]),
+      );
+      const kubeconfig = join(dir, 'kubeconfig');
+      await writeFile(
+        kubeconfig,
+        [
+          'apiVersion: v1',
+          'kind: Config',
+          'clusters: [{name: proxy, cluster: {server: "http://127.0.0.1:' +
+            String(port) +
+            '", insecure-skip-tls-verify: true}}]',
+          `users: [{name: admin, user: {token: "${info.adminToken}"}}]`,
+          'contexts: [{name: proxy, context: {cluster: proxy, user: admin}}]',
+          'current-context: proxy',
+          '',
+        ].join('\n'),
+      );
+      const r = await run([], dir, sandboxEnv({ KUBECONFIG: kubeconfig }));
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toContain(`  created ${path('kube-throttled')} [key]`);
+      expect(r.code).toBe(0);
+      expect([...throttled.values()]).toEqual([2]);
+      expect((await kv(path('kube-throttled')))?.data).toEqual({ key: 'ak-12345' });
+    } finally {
+      proxy.closeAllConnections();
+      await new Promise((resolve) => proxy.close(resolve));
     }
   });
 
