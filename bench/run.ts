@@ -26,7 +26,7 @@ const arg = (name: string, dflt: number): number => {
 };
 const N = arg('namespaces', 200);
 const M = arg('workloads', 10);
-const STEPS = ['discover', 'apply', 'raft', 'verify', 'protect', 'growth'] as const;
+const STEPS = ['discover', 'apply', 'raft', 'verify', 'import', 'protect', 'growth'] as const;
 type Step = (typeof STEPS)[number];
 const HELP = `usage: npm run bench -- [options]
   --namespaces N   synthetic cluster size: namespaces (default 200)
@@ -386,6 +386,65 @@ async function main(): Promise<void> {
         '≥ 10× / ≤ 2×',
       ]);
       memory.push(['source verify-plan', `${verify.rssMb} MB`]);
+    }
+
+    // --- target import vs the shell loop a user writes today, each into its own empty mount
+    if (run('import')) {
+      const mounts = { ours: 'bench-import', loop: 'bench-import-loop' };
+      for (const m of Object.values(mounts)) {
+        await baoHttp('DELETE', `sys/mounts/${m}`);
+        await baoHttp('POST', `sys/mounts/${m}`, { type: 'kv', options: { version: '2' } });
+      }
+      const importPlan = planText.replaceAll(
+        'vaultPath: secret/data/',
+        `vaultPath: ${mounts.ours}/data/`,
+      );
+      await writeFile(join(work, 'plan-import.yaml'), importPlan);
+      const imp = await timed(
+        process.execPath,
+        [cli, 'target', 'import', '--plan', 'plan-import.yaml', '--from', 'kubernetes'],
+        env,
+        work,
+      );
+      if (imp.code !== 0) throw new Error(`target import exited ${imp.code}`);
+      const secrets = [
+        ...new Map(
+          parsePlan(importPlan, 'plan-import.yaml').plan.tenants.flatMap((t) =>
+            t.workloads.flatMap((w) =>
+              w.secrets.map((s) => [
+                s.vaultPath,
+                { ns: t.namespace, name: s.source.slice('k8s-secret/'.length) },
+              ]),
+            ),
+          ),
+        ).values(),
+      ];
+      const sample = secrets.slice(0, Math.min(secrets.length, 200));
+      const decode = `'.data | to_entries[] | "\\(.key)=\\(.value | @base64d)"'`;
+      const loop = await timed(
+        'sh',
+        [
+          '-c',
+          sample
+            .map(
+              ({ ns, name }) =>
+                `"$KUBECTL" get secret ${name} -n ${ns} -o json | jq -r ${decode} | xargs -d '\\n' "$BAO" kv put -mount=${mounts.loop} ${ns}/${name} >/dev/null`,
+            )
+            .join(' && '),
+        ],
+        { ...env, BAO: bao, KUBECTL: sb.info.binaries.kubectl },
+        work,
+      );
+      if (loop.code !== 0) throw new Error(`the import shell loop exited ${loop.code}`);
+      const loopAll = (loop.seconds * secrets.length) / sample.length;
+      rows.push([
+        `target import ${secrets.length} secrets from Kubernetes`,
+        `${imp.seconds.toFixed(2)} s (verify included)`,
+        `kubectl get secret -o json + jq decode + bao kv put loop: ${loopAll.toFixed(1)} s (${sample.length} timed, scaled)`,
+        `${(loopAll / imp.seconds).toFixed(1)}× faster`,
+        '≥ 20× faster, ≤ 200 MB',
+      ]);
+      memory.push(['target import', `${imp.rssMb} MB`]);
     }
 
     // --- protect vs bare PATCH requests at the same concurrency

@@ -159,11 +159,16 @@ async function main(): Promise<number> {
       cloudtaser(['source', 'apply-plan', 'plan.yaml', '--openbao-addr', addr, '--token', token]),
     );
 
-    heading('4. Populate secrets');
-    await step(
-      bao(['kv', 'put', 'secret/payments/db-credentials', 'username=app', 'password=s3cret']),
+    heading('4. Populate secrets from the Kubernetes Secrets the plan names');
+    console.log(
+      '(the manual alternative is one `bao kv put <path> field=value ...` per plan path; see the README)',
     );
-    await step(bao(['kv', 'put', 'secret/trading/api-key', 'key=ak-12345']));
+    await step(
+      cloudtaser(['target', 'import', '--plan', 'plan.yaml', '--from', 'kubernetes', '--dry-run']),
+    );
+    await step(cloudtaser(['target', 'import', '--plan', 'plan.yaml', '--from', 'kubernetes']));
+    // Field names and versions only: the values stay in vault.
+    await step(bao(['kv', 'metadata', 'get', 'secret/payments/db-credentials']));
 
     heading('5. Verify');
     await step(

@@ -1,14 +1,21 @@
 // An HTTP proxy on loopback that misbehaves on purpose, in front of a real
 // server: it drops connections before forwarding, drops them after the
 // server has answered (so the client never learns a write succeeded), and
-// answers 503. Seeded and bounded: at most `maxFaults` faults, then it only
+// answers 503 (or, with `throttle`, only answers 429 as a rate-limited server
+// does). Seeded and bounded: at most `maxFaults` faults, then it only
 // forwards, so any client with sane retries finishes.
 import { createServer, request, type Server } from 'node:http';
 import { connect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 
 export interface FaultProxy {
   url: string;
-  stats: { forwarded: number; dropBefore: number; dropAfter: number; unavailable: number };
+  stats: {
+    forwarded: number;
+    dropBefore: number;
+    dropAfter: number;
+    unavailable: number;
+    throttled: number;
+  };
   /** Every request that reached the proxy, in order. */
   requests: { method: string; url: string }[];
   close(): Promise<void>;
@@ -26,20 +33,35 @@ function mulberry32(seed: number): () => number {
 
 export async function startFaultProxy(
   upstream: string,
-  opts: { seed?: number; faultRate?: number; maxFaults?: number } = {},
+  opts: {
+    seed?: number;
+    faultRate?: number;
+    maxFaults?: number;
+    throttle?: boolean;
+    /** Runs before each request is forwarded: a test's way to act "in between". */
+    beforeForward?: (method: string, url: string) => Promise<void>;
+  } = {},
 ): Promise<FaultProxy> {
   const target = new URL(upstream);
   const random = mulberry32(opts.seed ?? 42);
   const rate = opts.faultRate ?? 0.3;
   const maxFaults = opts.maxFaults ?? 60;
-  const stats = { forwarded: 0, dropBefore: 0, dropAfter: 0, unavailable: 0 };
-  const faults = (): number => stats.dropBefore + stats.dropAfter + stats.unavailable;
+  const stats = { forwarded: 0, dropBefore: 0, dropAfter: 0, unavailable: 0, throttled: 0 };
+  const faults = (): number =>
+    stats.dropBefore + stats.dropAfter + stats.unavailable + stats.throttled;
 
   const requests: { method: string; url: string }[] = [];
   const server: Server = createServer((req, res) => {
     requests.push({ method: req.method ?? '', url: req.url ?? '' });
     const r = random();
-    const fault = faults() < maxFaults && r < rate ? Math.floor((r / rate) * 3) : -1;
+    const fault =
+      faults() < maxFaults && r < rate ? (opts.throttle ? 3 : Math.floor((r / rate) * 3)) : -1;
+    if (fault === 3) {
+      stats.throttled++;
+      res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '0' });
+      res.end('{"errors":["injected: request rate limit exceeded"]}');
+      return;
+    }
     if (fault === 0) {
       stats.dropBefore++;
       req.socket.destroy();
@@ -54,6 +76,12 @@ export async function startFaultProxy(
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
+      void (opts.beforeForward?.(req.method ?? '', req.url ?? '') ?? Promise.resolve()).then(
+        forward,
+        forward,
+      );
+    });
+    const forward = (): void => {
       const up = request(
         {
           host: target.hostname,
@@ -83,7 +111,7 @@ export async function startFaultProxy(
         res.end();
       });
       up.end(Buffer.concat(chunks));
-    });
+    };
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;

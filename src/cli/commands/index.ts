@@ -6,6 +6,7 @@ import { registerTargetDiscover } from './target-discover.js';
 import { registerTargetProtect } from './target-protect.js';
 import { registerTargetReports } from './target-report.js';
 import { registerTargetInstall } from './target-install.js';
+import { registerTargetImport } from './target-import.js';
 import { registerWebhookCommands } from './webhook.js';
 
 /**
@@ -17,6 +18,7 @@ export function registerCommands(program: Command, ctx: Context): void {
     .command('target')
     .description('commands that talk to the Kubernetes cluster (kubeconfig)');
   registerTargetDiscover(target, ctx);
+  registerTargetImport(target, ctx);
   registerTargetProtect(target, ctx);
   registerTargetReports(target, ctx);
   registerTargetInstall(target, ctx);

@@ -1,0 +1,78 @@
+import { Option, type Command } from '@commander-js/extra-typings';
+import { resolve } from 'node:path';
+import type { Context } from '../../core/context.js';
+import { UserError } from '../../core/errors.js';
+import { readPlan } from '../../plan/read.js';
+
+function concurrency(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 256) {
+    throw new UserError(`--concurrency must be a whole number from 1 to 256, not "${value}"`);
+  }
+  return n;
+}
+
+export function registerTargetImport(target: Command, ctx: Context): void {
+  target
+    .command('import')
+    .description(
+      "write the plan's vault paths from where the values are today (KV v2 check-and-set; values are never printed), then verify the plan",
+    )
+    .requiredOption('--plan <file>', 'MigrationPlan file')
+    .requiredOption(
+      '--from <source>',
+      'where the values are: kubernetes (the Secrets the plan names, in the current kubeconfig context)',
+    )
+    .option('--overwrite', 'write a new version of paths that already have a value', false)
+    .option(
+      '--merge',
+      'add missing fields to a path that has some (with --overwrite: keep fields the plan does not map)',
+      false,
+    )
+    .option('--dry-run', 'list path, field names and action; write nothing', false)
+    .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)')
+    .option('--context <name>', 'kubeconfig context to use')
+    .option('--openbao-addr <url>', 'OpenBao/Vault address (default: $BAO_ADDR, $VAULT_ADDR)')
+    .option(
+      '--token <token>',
+      'vault token (default: $BAO_TOKEN, $VAULT_TOKEN; prefer the environment)',
+    )
+    .option('--ca-cert <file>', 'CA certificate for TLS (default: $BAO_CACERT, $VAULT_CACERT)')
+    .option('--tls-skip-verify', 'do not verify the server certificate (insecure)')
+    .option('--vault-namespace <ns>', 'OpenBao/Vault namespace (default: $BAO_NAMESPACE)')
+    .option(
+      '--allow-insecure-vault',
+      'allow a plain-http address that is not loopback (the token and values travel in clear)',
+    )
+    .addOption(
+      new Option('--concurrency <n>', 'parallel requests').default(16).argParser(concurrency),
+    )
+    .action(async (o) => {
+      // Loaded on use: the Kubernetes client is large and other commands do not need it.
+      const { checkSource, runImport } = await import('../../import/run.js');
+      checkSource(o.from);
+      const loaded = await readPlan(resolve(ctx.cwd, o.plan), o.plan);
+      await runImport(
+        loaded,
+        o.plan,
+        {
+          from: o.from,
+          overwrite: o.overwrite,
+          merge: o.merge,
+          dryRun: o.dryRun,
+          concurrency: o.concurrency,
+          kubeconfig: o.kubeconfig,
+          context: o.context,
+          vault: {
+            address: o.openbaoAddr,
+            token: o.token,
+            caCert: o.caCert,
+            skipVerify: o.tlsSkipVerify,
+            namespace: o.vaultNamespace,
+            allowInsecure: o.allowInsecureVault,
+          },
+        },
+        ctx,
+      );
+    });
+}
