@@ -557,11 +557,11 @@ function startWatchdog(ownerPid: number, pidsFile: string, dir: string): ChildPr
  */
 export async function startSandbox(opts: StartOptions = {}): Promise<Sandbox> {
   const log = opts.log ?? (() => undefined);
+  // A node that cannot run here fails before anything is built or started, in one line.
+  if (opts.node) await checkNodeSupport();
   const binaries = await ensureBinaries(log);
-  // A node that cannot run here fails before any server starts, in one line.
   let nodeBins: NodeBinaries | undefined;
   if (opts.node) {
-    await checkNodeSupport();
     await ensureNodePackages(log);
     nodeBins = await ensureNodeBinaries(log, KUBE_VERSION);
   }
