@@ -7,10 +7,12 @@
 // with the node start's one-line reason.
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmod, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { projectRoot } from '../testenv/paths.js';
 import { startSandbox } from '../testenv/sandbox.js';
+import { tempDir } from './helpers/cli.js';
 import { eventually } from './helpers/sandbox.js';
 
 const SYSCTLS = [
@@ -262,4 +264,62 @@ describe('sandbox node', () => {
       child.kill('SIGKILL');
     }
   }, 400_000);
+
+  it('makes a second node start on the machine wait until the first node stops', async () => {
+    const first = await startSandbox({ node: true, log });
+    const lines: string[] = [];
+    let second: Awaited<ReturnType<typeof startSandbox>> | undefined;
+    const starting = startSandbox({
+      node: true,
+      log: (l) => {
+        lines.push(l);
+      },
+    }).then((sb) => (second = sb));
+    try {
+      await eventually(
+        'the second start to wait for the node lock',
+        () =>
+          Promise.resolve(
+            lines.some((l) => l.includes('waiting for another sandbox node')) ? true : undefined,
+          ),
+        120_000,
+      );
+      expect(second).toBeUndefined();
+      // Still one kubelet: the first one's.
+      expect(hostSnapshot().processes.filter((p) => /\/kubelet --config/.test(p))).toHaveLength(1);
+      await first.stop();
+      const sb = await starting;
+      expect(sb.info.node?.name).toBe('127.0.0.1');
+      await sb.stop();
+    } finally {
+      await first.stop().catch(() => undefined);
+      await starting.then((sb) => sb.stop()).catch(() => undefined);
+    }
+  }, 400_000);
+
+  it('refuses in one line, before building or starting anything, when not root', async () => {
+    const dir = join(await tempDir('ct-node-nonroot-'), 'sandbox');
+    await chmod(dirname(dir), 0o777);
+    const r = await run('setpriv', [
+      '--reuid=65534',
+      '--regid=65534',
+      '--clear-groups',
+      'env',
+      'HOME=/tmp',
+      `CLOUDTASER_SANDBOX_DIR=${dir}`,
+      `PATH=${process.env.PATH ?? '/usr/bin:/bin'}`,
+      process.execPath,
+      '--import',
+      'tsx',
+      join(projectRoot, 'testenv', 'cli.ts'),
+      'up',
+      '--node',
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.out.trim()).toBe(
+      'testenv: cannot start the sandbox node: it needs root (containers, cgroups, mounts)',
+    );
+    expect(existsSync(dir)).toBe(false);
+    await rm(dirname(dir), { recursive: true, force: true });
+  });
 });
