@@ -411,6 +411,16 @@ export async function handNodeLock(pid: number): Promise<void> {
   await rename(join(lock, 'pid.new'), join(lock, 'pid'));
 }
 
+/**
+ * After a node start that failed or was stopped: if this process still
+ * holds the lock (the node never got as far as handing it on), cleans what
+ * the start had created, then frees the lock.
+ */
+export async function abandonNodeLock(): Promise<void> {
+  if (nodeLockOwner() === process.pid) await cleanHost(readCreated(nodeLockDir()));
+  await releaseNodeLock();
+}
+
 export async function releaseNodeLock(): Promise<void> {
   const owner = nodeLockOwner();
   if (owner === process.pid || !pidAlive(owner)) {

@@ -23,12 +23,12 @@ import { ensureBinaries, KUBE_VERSION, type Binaries, type Log } from './build.j
 import { httpCall, waitFor } from './http.js';
 import { cacheRoot, defaultSandboxDir } from './paths.js';
 import {
+  abandonNodeLock,
   acquireNodeLock,
   checkNodeSupport,
   ensureNodeBinaries,
   ensureNodePackages,
   kubeletClientPki,
-  releaseNodeLock,
   startNode,
   stopNode,
   type KubeletClientPki,
@@ -626,7 +626,7 @@ async function startIn(
   const cleanup = async (): Promise<void> => {
     if (nodeLocked) {
       await stopNode(dir, log);
-      await releaseNodeLock();
+      await abandonNodeLock();
     }
     // The children's own pids too: a shell that has not yet written its
     // record is still this process's child.
