@@ -126,6 +126,15 @@ export async function ensureNodePackages(log: Log): Promise<void> {
     await chmod(policy, 0o755);
   }
   try {
+    // A fresh machine has no package lists yet.
+    const lists = existsSync('/var/lib/apt/lists')
+      ? readdirSync('/var/lib/apt/lists').filter((f) => f.endsWith('_Packages'))
+      : [];
+    if (lists.length === 0) {
+      await exec('apt-get', ['-o', 'DPkg::Lock::Timeout=300', 'update', '-qq'], {
+        maxBuffer: 64 << 20,
+      });
+    }
     await exec(
       'apt-get',
       ['-o', 'DPkg::Lock::Timeout=300', 'install', '-y', '--no-install-recommends', ...missing],

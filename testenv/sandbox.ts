@@ -474,7 +474,8 @@ async function inspect(
 /** One line on what runs in a state dir, for messages. */
 function describe(state: { info?: SandboxInfo; live: ProcEntry[]; healthy: boolean }): string {
   if (state.healthy && state.info) {
-    return `API server ${state.info.apiServer}, OpenBao ${state.info.baoAddr}`;
+    const node = state.info.node ? `, node ${state.info.node.name}` : '';
+    return `API server ${state.info.apiServer}, OpenBao ${state.info.baoAddr}${node}`;
   }
   const names = [...new Set(state.live.map((p) => basename(p.argv[0] ?? '?')))].join(', ');
   return `not healthy; still running: ${names}`;
