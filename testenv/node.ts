@@ -670,15 +670,35 @@ export const NODE_NAME = '127.0.0.1';
 
 const sh = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 
-/** The watchdog's part: what the node left on the host, cleaned in plain sh. */
-function hostCleanupScript(holder: number, created: readonly string[]): string {
+/**
+ * The watchdog's part, in plain sh, sourced by the watchdog (so `$$` is the
+ * watchdog). `take-lock.sh` runs as soon as the owner is gone: it takes the
+ * node lock over from the dead starter or the namespace holder it is about
+ * to kill, so no new node starts while it cleans. `cleanup.sh` then, only if
+ * it still holds the lock, kills what is left in the node cgroups, removes
+ * them bottom-up and the mount points the node created, and frees the lock.
+ */
+function watchdogScripts(
+  holder: number,
+  created: readonly string[],
+): { takeLock: string; cleanup: string } {
   // Word-split on purpose below: cgroup mount points hold no spaces.
   const roots = cgroupHierarchies()
     .map((h) => join(h, NODE_CGROUP))
     .filter((r) => /^[\w/.,=-]+$/.test(r))
     .join(' ');
-  const lockPid = sh(join(nodeLockDir(), 'pid'));
-  return [
+  const lock = sh(nodeLockDir());
+  const pidFile = sh(join(nodeLockDir(), 'pid'));
+  const takeLock = [
+    `lockpid=$(cat ${pidFile} 2>/dev/null)`,
+    `if [ -n "$lockpid" ] && { [ "$lockpid" = "${holder}" ] || [ "$lockpid" = "${process.pid}" ]; }; then`,
+    `  echo $$ > ${sh(join(nodeLockDir(), 'pid.new'))} && mv -f ${sh(join(nodeLockDir(), 'pid.new'))} ${pidFile}`,
+    'fi',
+    '',
+  ].join('\n');
+  const cleanup = [
+    // Someone else holds the lock: they cleaned up (or a new node runs).
+    `[ "$(cat ${pidFile} 2>/dev/null)" = "$$" ] || return 0`,
     `roots="${roots}"`,
     'i=0',
     'while [ $i -lt 80 ]; do',
@@ -694,9 +714,10 @@ function hostCleanupScript(holder: number, created: readonly string[]): string {
     '  sleep 0.25; i=$((i+1))',
     'done',
     ...created.map((p) => `rmdir ${sh(p)} 2>/dev/null`),
-    `[ "$(cat ${lockPid} 2>/dev/null)" = "${holder}" ] && rm -rf ${sh(nodeLockDir())}`,
+    `rm -rf ${lock}`,
     '',
   ].join('\n');
+  return { takeLock, cleanup };
 }
 
 /** The command line that runs `argv` inside the node cgroup (and optionally the node's mount namespace). */
@@ -734,7 +755,9 @@ export async function startNode(c: NodeStartContext): Promise<NodeState> {
     images: { pause: PAUSE_IMAGE, busybox: BUSYBOX_IMAGE },
   };
   const saveState = async (s: NodeState): Promise<void> => {
-    await writeFile(join(nodeDir, 'cleanup.sh'), hostCleanupScript(s.holder, s.created));
+    const scripts = watchdogScripts(s.holder, s.created);
+    await writeFile(join(nodeDir, 'take-lock.sh'), scripts.takeLock);
+    await writeFile(join(nodeDir, 'cleanup.sh'), scripts.cleanup);
     await writeFile(join(nodeDir, 'state.json'), JSON.stringify(s, null, 2));
   };
   await saveState(partial);

@@ -535,6 +535,8 @@ export async function stopSandboxDir(
 function startWatchdog(ownerPid: number, pidsFile: string, dir: string): ChildProcess {
   const script = [
     `while kill -0 ${ownerPid} 2>/dev/null; do sleep 0.5; done`,
+    // A node's lock first, so no new node starts while this one is cleaned.
+    `[ -f '${dir}/node/take-lock.sh' ] && . '${dir}/node/take-lock.sh'`,
     `groups=$(sed 's/^/-/' '${pidsFile}' 2>/dev/null)`,
     // True while any recorded group still has a process.
     `alive() { for g in $groups; do kill -0 $g 2>/dev/null && return 0; done; return 1; }`,
@@ -543,7 +545,7 @@ function startWatchdog(ownerPid: number, pidsFile: string, dir: string): ChildPr
     `[ -n "$groups" ] && kill -KILL $groups 2>/dev/null`,
     `i=0; while [ $i -lt 20 ] && alive; do sleep 0.5; i=$((i+1)); done`,
     // A node's containers, cgroups and mount points (see node.ts).
-    `[ -f '${dir}/node/cleanup.sh' ] && sh '${dir}/node/cleanup.sh'`,
+    `[ -f '${dir}/node/cleanup.sh' ] && . '${dir}/node/cleanup.sh'`,
     `rm -rf '${dir}'`,
   ].join('\n');
   const child = spawn('sh', ['-c', script], { detached: true, stdio: 'ignore' });
