@@ -149,6 +149,29 @@ export async function ensureNodePackages(log: Log): Promise<void> {
   for (const p of missing) {
     if (!(await installed(p))) throw new NodeError(`package ${p} is still not installed`);
   }
+  // The package's own service must not have started: that would be a host change.
+  const system = systemContainerd();
+  if (system.length > 0) {
+    throw new NodeError(
+      `the containerd package started a system containerd (pid ${system.join(', ')}); stop it: systemctl stop containerd`,
+    );
+  }
+}
+
+/** containerd processes not started by a sandbox node (those always get `--config`). */
+function systemContainerd(): number[] {
+  const out: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const argv = readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0').filter(Boolean);
+      if (/(^|\/)containerd$/.test(argv[0] ?? '') && !argv.includes('--config'))
+        out.push(Number(e));
+    } catch {
+      // gone
+    }
+  }
+  return out;
 }
 
 /**
