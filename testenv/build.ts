@@ -34,7 +34,7 @@ export class BuildError extends Error {
   }
 }
 
-const KUBE_VERSION = 'v1.34.4';
+export const KUBE_VERSION = 'v1.34.4';
 const REGISTRY_VERSION = 'v3.0.0';
 
 const KUBE_TOOLS = [
@@ -150,7 +150,7 @@ const NEEDS_GO =
  * Builds Go tools from a build-only wrapper module into one cache entry,
  * keyed by the module's go.mod/go.sum, the Go version and `version`.
  */
-async function ensureGoTools(
+export async function ensureGoTools(
   log: Log,
   spec: {
     /** Cache entry and log name prefix. */

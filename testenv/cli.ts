@@ -2,7 +2,8 @@
 // `up` leaves the servers running in the background (state in .sandbox/, or
 // in $CLOUDTASER_SANDBOX_DIR), `down` stops them and removes their data.
 import { relative } from 'node:path';
-import { BuildError, ensureBinaries } from './build.js';
+import { BuildError, ensureBinaries, KUBE_VERSION } from './build.js';
+import { ensureNodeBinaries } from './node.js';
 import { personalSandboxDir, projectRoot } from './paths.js';
 import { sandboxStatus, startSandbox, stopSandboxDir } from './sandbox.js';
 
@@ -10,23 +11,33 @@ const log = (line: string): void => {
   console.error(line);
 };
 
-async function main(cmd: string | undefined): Promise<number> {
+async function main(cmd: string | undefined, flags: readonly string[]): Promise<number> {
   const dir = personalSandboxDir();
+  // `--node`: also a real node (kubelet, containerd, kube-scheduler); see README.
+  const node = flags.includes('--node');
   switch (cmd) {
     case 'build': {
-      const bins = await ensureBinaries(log);
+      const bins = {
+        ...(await ensureBinaries(log)),
+        ...(node ? await ensureNodeBinaries(log, KUBE_VERSION) : {}),
+      };
       for (const [name, path] of Object.entries(bins)) console.log(`${name}\t${path}`);
       return 0;
     }
     case 'up': {
       // A healthy sandbox already up is the one asked for; a broken one is replaced.
-      const sb = await startSandbox({ log, dir, ownerPid: null, ifUp: 'reuse' });
+      const sb = await startSandbox({ log, dir, ownerPid: null, ifUp: 'reuse', node });
       if (sb.reused) {
         log(`sandbox already up; source ${relative(process.cwd(), sb.info.envFile)}`);
         return 0;
       }
       console.log(`API server: ${sb.info.apiServer}`);
       console.log(`OpenBao:    ${sb.info.baoAddr}`);
+      if (sb.info.node) {
+        console.log(
+          `Node:       ${sb.info.node.name} (images ${Object.values(sb.info.node.images).join(', ')})`,
+        );
+      }
       console.log(`Use it:     source ${relative(process.cwd(), sb.info.envFile)}`);
       console.log('Stop it:    npm run sandbox -- down');
       return 0;
@@ -55,13 +66,13 @@ async function main(cmd: string | undefined): Promise<number> {
       return s.state === 'up' ? 0 : 1;
     }
     default:
-      console.error('usage: npm run sandbox -- <up|down|status|build>');
+      console.error('usage: npm run sandbox -- <up [--node]|down|status|build [--node]>');
       return 2;
   }
 }
 
 process.chdir(projectRoot);
-main(process.argv[2]).then(
+main(process.argv[2], process.argv.slice(3)).then(
   (code) => process.exit(code),
   (e: unknown) => {
     console.error(e instanceof BuildError || e instanceof Error ? e.message : String(e));

@@ -19,9 +19,21 @@ import { mkdtemp, readFile, rename, rm, writeFile, mkdir } from 'node:fs/promise
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { ensureBinaries, type Binaries, type Log } from './build.js';
+import { ensureBinaries, KUBE_VERSION, type Binaries, type Log } from './build.js';
 import { httpCall, waitFor } from './http.js';
 import { cacheRoot, defaultSandboxDir } from './paths.js';
+import {
+  abandonNodeLock,
+  acquireNodeLock,
+  checkNodeSupport,
+  ensureNodeBinaries,
+  ensureNodePackages,
+  kubeletClientPki,
+  startNode,
+  stopNode,
+  type KubeletClientPki,
+  type NodeBinaries,
+} from './node.js';
 import { loopbackPki } from './pki.js';
 
 /** Everything a test or a person needs to reach the sandbox. */
@@ -47,6 +59,16 @@ export interface SandboxInfo {
   binaries: Binaries;
   /** Process-group leaders, for `down` and for leak checks. */
   pids: number[];
+  /** The real node, when started with `node: true`. */
+  node?: SandboxNode;
+}
+
+/** A node (kubelet + containerd) registered as `name`, with local images. */
+export interface SandboxNode {
+  name: string;
+  containerdSock: string;
+  images: { pause: string; busybox: string };
+  binaries: NodeBinaries;
 }
 
 export interface Sandbox {
@@ -75,6 +97,12 @@ export interface StartOptions {
   ifUp?: 'reuse' | 'refuse';
   /** Fixed ports instead of free ones (tests take one on purpose). */
   ports?: { apiServer?: number };
+  /**
+   * Also run a real node (containerd, runc, kubelet, kube-scheduler) so pods
+   * really run. Needs root; installs its Debian packages when missing. One
+   * node per machine: a second node start waits for the first to stop.
+   */
+  node?: boolean;
 }
 
 /** A second starter met a sandbox that is up: one line, what is up and how to stop it. */
@@ -236,6 +264,8 @@ function referencesDir(p: ProcEntry, dir: string): boolean {
 }
 
 const SERVER_NAMES = new Set([
+  'kubelet',
+  'kube-scheduler',
   'etcd',
   'kube-apiserver',
   'kube-controller-manager',
@@ -444,7 +474,8 @@ async function inspect(
 /** One line on what runs in a state dir, for messages. */
 function describe(state: { info?: SandboxInfo; live: ProcEntry[]; healthy: boolean }): string {
   if (state.healthy && state.info) {
-    return `API server ${state.info.apiServer}, OpenBao ${state.info.baoAddr}`;
+    const node = state.info.node ? `, node ${state.info.node.name}` : '';
+    return `API server ${state.info.apiServer}, OpenBao ${state.info.baoAddr}${node}`;
   }
   const names = [...new Set(state.live.map((p) => basename(p.argv[0] ?? '?')))].join(', ');
   return `not healthy; still running: ${names}`;
@@ -487,6 +518,8 @@ export async function stopSandboxDir(
   const abs = resolve(dir);
   return withDirLock(abs, log, async () => {
     const info = readState(abs);
+    // The node first: its containers go through containerd while it still runs.
+    await stopNode(abs, log);
     const counts = await stopServers(abs, info ? Object.values(info.binaries) : []);
     await removeStateDir(abs);
     return { hadState: info !== undefined, ...counts };
@@ -502,6 +535,8 @@ export async function stopSandboxDir(
 function startWatchdog(ownerPid: number, pidsFile: string, dir: string): ChildProcess {
   const script = [
     `while kill -0 ${ownerPid} 2>/dev/null; do sleep 0.5; done`,
+    // A node's lock first, so no new node starts while this one is cleaned.
+    `[ -f '${dir}/node/take-lock.sh' ] && . '${dir}/node/take-lock.sh'`,
     `groups=$(sed 's/^/-/' '${pidsFile}' 2>/dev/null)`,
     // True while any recorded group still has a process.
     `alive() { for g in $groups; do kill -0 $g 2>/dev/null && return 0; done; return 1; }`,
@@ -509,6 +544,8 @@ function startWatchdog(ownerPid: number, pidsFile: string, dir: string): ChildPr
     `i=0; while [ $i -lt 4 ] && alive; do sleep 0.5; i=$((i+1)); done`,
     `[ -n "$groups" ] && kill -KILL $groups 2>/dev/null`,
     `i=0; while [ $i -lt 20 ] && alive; do sleep 0.5; i=$((i+1)); done`,
+    // A node's containers, cgroups and mount points (see node.ts).
+    `[ -f '${dir}/node/cleanup.sh' ] && . '${dir}/node/cleanup.sh'`,
     `rm -rf '${dir}'`,
   ].join('\n');
   const child = spawn('sh', ['-c', script], { detached: true, stdio: 'ignore' });
@@ -523,15 +560,31 @@ function startWatchdog(ownerPid: number, pidsFile: string, dir: string): ChildPr
  */
 export async function startSandbox(opts: StartOptions = {}): Promise<Sandbox> {
   const log = opts.log ?? (() => undefined);
+  // A node that cannot run here fails before anything is built or started, in one line.
+  if (opts.node) await checkNodeSupport();
   const binaries = await ensureBinaries(log);
+  let nodeBins: NodeBinaries | undefined;
+  if (opts.node) {
+    await ensureNodePackages(log);
+    nodeBins = await ensureNodeBinaries(log, KUBE_VERSION);
+  }
   if (opts.dir === undefined) {
-    return startIn(await mkdtemp(join(tmpdir(), 'cloudtaser-sandbox-')), binaries, opts, log);
+    return startIn(
+      await mkdtemp(join(tmpdir(), 'cloudtaser-sandbox-')),
+      binaries,
+      nodeBins,
+      opts,
+      log,
+    );
   }
   const dir = resolve(opts.dir);
   return withDirLock(dir, log, async () => {
     const state = await inspect(dir);
     if (state.live.length > 0) {
       if (state.healthy && state.info && opts.ifUp === 'reuse') {
+        if (opts.node && !state.info.node) {
+          throw new SandboxInUseError(dir, `${describe(state)}, without a node`);
+        }
         return { info: state.info, reused: true, stop: () => Promise.resolve() };
       }
       if (opts.ifUp !== 'reuse') throw new SandboxInUseError(dir, describe(state));
@@ -544,13 +597,14 @@ export async function startSandbox(opts: StartOptions = {}): Promise<Sandbox> {
     }
     // Leftovers of a sandbox that is gone (an etcd data dir, old certificates).
     await removeStateDir(dir);
-    return startIn(dir, binaries, opts, log);
+    return startIn(dir, binaries, nodeBins, opts, log);
   });
 }
 
 async function startIn(
   dir: string,
   binaries: Binaries,
+  nodeBins: NodeBinaries | undefined,
   opts: StartOptions,
   log: Log,
 ): Promise<Sandbox> {
@@ -571,7 +625,12 @@ async function startIn(
     return proc;
   };
 
+  let nodeLocked = false;
   const cleanup = async (): Promise<void> => {
+    if (nodeLocked) {
+      await stopNode(dir, log);
+      await abandonNodeLock();
+    }
     // The children's own pids too: a shell that has not yet written its
     // record is still this process's child.
     const own = procs.map((p) => p.child.pid ?? 0).filter((p) => p > 0);
@@ -659,6 +718,18 @@ async function startIn(
 
     // --- kube-apiserver
     const certDir = join(dir, 'pki', 'apiserver');
+    // With a node, the API server reaches the kubelet (exec, logs) with a
+    // client certificate the kubelet trusts.
+    let clientPki: KubeletClientPki | undefined;
+    const nodeFlags: string[] = [];
+    if (nodeBins) {
+      clientPki = await kubeletClientPki(join(dir, 'pki', 'kubelet-client'));
+      nodeFlags.push(
+        `--kubelet-client-certificate=${clientPki.certFile}`,
+        `--kubelet-client-key=${clientPki.keyFile}`,
+        '--kubelet-preferred-address-types=InternalIP',
+      );
+    }
     const apiServer = `https://127.0.0.1:${apiPort}`;
     const apiserver = start('kube-apiserver', binaries.kubeApiserver, [
       `--etcd-servers=http://127.0.0.1:${etcdPort}`,
@@ -672,6 +743,7 @@ async function startIn(
       `--token-auth-file=${tokensFile}`,
       '--authorization-mode=RBAC',
       '--allow-privileged=true',
+      ...nodeFlags,
       '--v=0',
     ]);
     const caFile = join(certDir, 'apiserver.crt');
@@ -761,6 +833,36 @@ async function startIn(
     const baoKubeAuthPath = 'kubernetes';
     await configureKubernetesAuth({ apiServer, ca, auth, baoAddr, baoToken, baoKubeAuthPath });
 
+    let node: SandboxNode | undefined;
+    if (nodeBins && clientPki) {
+      nodeLocked = true;
+      await acquireNodeLock(log);
+      const started = Date.now();
+      const pki = clientPki;
+      const bins = nodeBins;
+      const s = await startNode({
+        dir,
+        log,
+        kubeconfig,
+        apiServer,
+        ca,
+        auth,
+        binaries: bins,
+        clientPki: pki,
+        freePort: () => freePort(used),
+        start,
+        waitFor,
+        httpGet: (path) => httpCall(`${apiServer}${path}`, { ca, headers: auth }),
+      });
+      node = {
+        name: s.name,
+        containerdSock: s.containerdSock,
+        images: s.images,
+        binaries: bins,
+      };
+      log(`testenv: node ${s.name} Ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    }
+
     const envFile = join(dir, 'env');
     const binDirs = [...new Set([dirname(binaries.kubectl), dirname(binaries.bao)])].join(':');
     await writeFile(
@@ -793,6 +895,7 @@ async function startIn(
       envFile,
       binaries,
       pids,
+      ...(node ? { node } : {}),
     };
     await writeFile(join(dir, 'state.json'), JSON.stringify(info, null, 2), { mode: 0o600 });
     log(`testenv: sandbox up in ${((Date.now() - started) / 1000).toFixed(1)} s (${dir})`);

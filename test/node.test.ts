@@ -1,0 +1,385 @@
+// The opt-in real node: a Deployment's pod really runs (exec, logs), and the
+// host comes out exactly as it went in — after `stop`, and after the owner is
+// SIGKILLed (the watchdog's path). Each test starts its own sandbox with a
+// node in a temp dir; the node lock makes concurrent node starts wait.
+//
+// These tests never skip: a machine that cannot run containers fails them
+// with the node start's one-line reason.
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { cacheRoot, projectRoot } from '../testenv/paths.js';
+import { startSandbox } from '../testenv/sandbox.js';
+import { tempDir } from './helpers/cli.js';
+import { eventually } from './helpers/sandbox.js';
+
+const SYSCTLS = [
+  'vm/overcommit_memory',
+  'vm/panic_on_oom',
+  'kernel/panic',
+  'kernel/panic_on_oops',
+  'kernel/keys/root_maxkeys',
+  'kernel/keys/root_maxbytes',
+];
+
+/** Host paths the kubelet and containerd write to whatever they are told. */
+const PATHS = [
+  '/var/lib/kubelet',
+  '/var/log/containers',
+  '/var/log/pods',
+  '/run/containerd',
+  '/var/lib/containerd',
+  '/opt/containerd',
+  '/etc/cni',
+];
+
+function listTree(root: string): string[] {
+  if (!existsSync(root)) return [`${root}: absent`];
+  const out: string[] = [];
+  const walk = (d: string): void => {
+    out.push(d);
+    if (!statSync(d).isDirectory()) return;
+    for (const e of readdirSync(d).sort()) walk(join(d, e));
+  };
+  walk(root);
+  return out;
+}
+
+function has(cmd: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** What the node could change on the host, read independently of the code under test. */
+interface HostSnapshot {
+  mountinfo: string[];
+  cgroups: string[];
+  iptables: string[];
+  sysctls: string[];
+  files: string[];
+  processes: string[];
+}
+
+function hostSnapshot(): HostSnapshot {
+  const cgroups: string[] = [];
+  for (const h of readdirSync('/sys/fs/cgroup')) {
+    const base = join('/sys/fs/cgroup', h);
+    try {
+      for (const e of readdirSync(base)) {
+        if (statSync(join(base, e)).isDirectory()) cgroups.push(join(base, e));
+      }
+    } catch {
+      // not a directory
+    }
+  }
+  const ps = execFileSync('ps', ['-eo', 'pid=,stat=,args='], { encoding: 'utf8' })
+    .split('\n')
+    .filter((l) => !/^\s*\d+\s+Z/.test(l))
+    .filter((l) =>
+      /containerd|kubelet|kube-scheduler|\/pause|unshare --mount|sleep infinity|hello-from-node/.test(
+        l,
+      ),
+    )
+    .map((l) => l.trim().replace(/\s+/, ' '));
+  return {
+    mountinfo: readFileSync('/proc/self/mountinfo', 'utf8').trim().split('\n'),
+    cgroups: cgroups.sort(),
+    iptables: has('iptables-save')
+      ? execFileSync('iptables-save', { encoding: 'utf8' })
+          .split('\n')
+          .filter((l) => !l.startsWith('#'))
+          .map((l) => l.replace(/\[\d+:\d+\]/, ''))
+      : ['iptables-save: absent'],
+    sysctls: SYSCTLS.map((s) =>
+      existsSync(`/proc/sys/${s}`) ? `${s}=${readFileSync(`/proc/sys/${s}`, 'utf8').trim()}` : s,
+    ),
+    files: PATHS.flatMap(listTree),
+    processes: ps.sort(),
+  };
+}
+
+function run(
+  cmd: string,
+  args: string[],
+  input?: string,
+): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      resolve({ code, out });
+    });
+    child.stdin.end(input ?? '');
+  });
+}
+
+const deployment = (name: string): string =>
+  JSON.stringify({
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name, namespace: 'default' },
+    spec: {
+      replicas: 1,
+      selector: { matchLabels: { app: name } },
+      template: {
+        metadata: { labels: { app: name } },
+        spec: {
+          hostNetwork: true,
+          terminationGracePeriodSeconds: 1,
+          containers: [
+            {
+              name: 'app',
+              image: 'cloudtaser.local/busybox:1',
+              imagePullPolicy: 'Never',
+              command: [
+                'sh',
+                '-c',
+                'echo hello-from-node-pod; trap "exit 0" TERM; while true; do sleep 1; done',
+              ],
+            },
+          ],
+        },
+      },
+    },
+  });
+
+/** Creates the Deployment and waits until its pod is Running and Ready on the node. */
+async function runPod(kubectl: string, kubeconfig: string, name: string): Promise<void> {
+  const k = (args: string[], input?: string) =>
+    run(kubectl, [`--kubeconfig=${kubeconfig}`, ...args], input);
+  const applied = await k(['apply', '-f', '-'], deployment(name));
+  expect(applied.code, applied.out).toBe(0);
+  const rolled = await k(['rollout', 'status', `deployment/${name}`, '--timeout=90s']);
+  expect(rolled.code, rolled.out).toBe(0);
+  const pods = await k([
+    'get',
+    'pods',
+    '-l',
+    `app=${name}`,
+    '-o',
+    'jsonpath={.items[0].spec.nodeName} {.items[0].status.phase}',
+  ]);
+  expect(pods.out).toBe('127.0.0.1 Running');
+}
+
+/**
+ * One node test at a time on the machine: the before/after snapshots would
+ * see another run's node. (Node starts themselves already wait on the
+ * node lock; this covers the snapshots around them.)
+ */
+async function withNodeTestLock<T>(fn: () => Promise<T>): Promise<T> {
+  const lock = join(cacheRoot(), 'node-tests.lock');
+  await mkdir(cacheRoot(), { recursive: true });
+  const deadline = Date.now() + 20 * 60_000;
+  for (;;) {
+    try {
+      await mkdir(lock);
+      await writeFile(join(lock, 'pid'), String(process.pid));
+      break;
+    } catch {
+      const owner = Number(await readFile(join(lock, 'pid'), 'utf8').catch(() => '0'));
+      let alive = false;
+      try {
+        process.kill(owner, 0);
+        alive = owner > 0;
+      } catch {
+        alive = false;
+      }
+      // A lock just made has no pid yet: give its maker a moment.
+      if (!alive && owner > 0) await rm(lock, { recursive: true, force: true });
+      if (Date.now() > deadline) throw new Error(`node tests: ${lock} held for 20 min`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await rm(lock, { recursive: true, force: true });
+  }
+}
+
+const log = (line: string): void => {
+  console.error(line);
+};
+
+describe('sandbox node', () => {
+  it(
+    'runs a Deployment pod (exec, logs) and stop leaves the host as found',
+    () =>
+      withNodeTestLock(async () => {
+        const before = hostSnapshot();
+        const sb = await startSandbox({ node: true, log });
+        let stopped = false;
+        try {
+          expect(sb.info.node?.name).toBe('127.0.0.1');
+          const kubectl = sb.info.binaries.kubectl;
+          const k = (args: string[]) =>
+            run(kubectl, [`--kubeconfig=${sb.info.kubeconfig}`, ...args]);
+          await runPod(kubectl, sb.info.kubeconfig, 'node-app');
+
+          const exec = await k([
+            'exec',
+            'deployment/node-app',
+            '--',
+            'sh',
+            '-c',
+            'echo exec:$(cat /var/run/secrets/kubernetes.io/serviceaccount/namespace)',
+          ]);
+          expect(exec.out.trim()).toBe('exec:default');
+          const logs = await k(['logs', 'deployment/node-app']);
+          expect(logs.out).toContain('hello-from-node-pod');
+
+          // While the node runs, the kubelet's writes stay in its namespace.
+          const during = hostSnapshot();
+          expect(during.sysctls).toEqual(before.sysctls);
+          expect(during.mountinfo).toEqual(before.mountinfo);
+          expect(during.iptables).toEqual(before.iptables);
+
+          await sb.stop();
+          stopped = true;
+          expect(hostSnapshot()).toEqual(before);
+          expect(existsSync(sb.info.dir)).toBe(false);
+        } finally {
+          if (!stopped) await sb.stop();
+        }
+      }),
+    400_000,
+  );
+
+  it(
+    'leaves the host as found when the owner is SIGKILLed with a pod running',
+    () =>
+      withNodeTestLock(async () => {
+        const before = hostSnapshot();
+        const child = spawn(
+          process.execPath,
+          ['--import', 'tsx', join(projectRoot, 'test', 'fixtures', 'node-owner.ts')],
+          { stdio: ['ignore', 'pipe', 'pipe'] },
+        );
+        let out = '';
+        let err = '';
+        child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+        child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+        try {
+          const info: { dir: string; kubeconfig: string; kubectl: string } = await eventually(
+            'the owner to bring up a sandbox with a node',
+            () => {
+              if (child.exitCode !== null) throw new Error(`owner exited: ${err.trim()}`);
+              const line = out.split('\n').find((l) => l.startsWith('{'));
+              return Promise.resolve(
+                line
+                  ? (JSON.parse(line) as { dir: string; kubeconfig: string; kubectl: string })
+                  : undefined,
+              );
+            },
+            300_000,
+          );
+          await runPod(info.kubectl, info.kubeconfig, 'orphan-app');
+          expect(hostSnapshot().processes.some((p) => p.includes('hello-from-node-pod'))).toBe(
+            true,
+          );
+
+          child.kill('SIGKILL');
+
+          await eventually(
+            'the host to be as found',
+            () => {
+              const now = hostSnapshot();
+              return Promise.resolve(
+                JSON.stringify(now) === JSON.stringify(before) ? now : undefined,
+              );
+            },
+            60_000,
+          ).catch(() => {
+            // The precise difference, not just a timeout.
+            expect(hostSnapshot()).toEqual(before);
+          });
+          // The watchdog removes the state dir last.
+          await eventually(
+            'the state dir to go',
+            () => Promise.resolve(existsSync(info.dir) ? undefined : true),
+            30_000,
+          );
+        } finally {
+          child.kill('SIGKILL');
+        }
+      }),
+    400_000,
+  );
+
+  it(
+    'makes a second node start on the machine wait until the first node stops',
+    () =>
+      withNodeTestLock(async () => {
+        const first = await startSandbox({ node: true, log });
+        const lines: string[] = [];
+        let second: Awaited<ReturnType<typeof startSandbox>> | undefined;
+        const starting = startSandbox({
+          node: true,
+          log: (l) => {
+            lines.push(l);
+          },
+        }).then((sb) => (second = sb));
+        try {
+          await eventually(
+            'the second start to wait for the node lock',
+            () =>
+              Promise.resolve(
+                lines.some((l) => l.includes('waiting for another sandbox node'))
+                  ? true
+                  : undefined,
+              ),
+            120_000,
+          );
+          expect(second).toBeUndefined();
+          // Still one kubelet: the first one's.
+          expect(hostSnapshot().processes.filter((p) => /\/kubelet --config/.test(p))).toHaveLength(
+            1,
+          );
+          await first.stop();
+          const sb = await starting;
+          expect(sb.info.node?.name).toBe('127.0.0.1');
+          await sb.stop();
+        } finally {
+          await first.stop().catch(() => undefined);
+          await starting.then((sb) => sb.stop()).catch(() => undefined);
+        }
+      }),
+    400_000,
+  );
+
+  it('refuses in one line, before building or starting anything, when not root', async () => {
+    const dir = join(await tempDir('ct-node-nonroot-'), 'sandbox');
+    await chmod(dirname(dir), 0o777);
+    const r = await run('setpriv', [
+      '--reuid=65534',
+      '--regid=65534',
+      '--clear-groups',
+      'env',
+      'HOME=/tmp',
+      `CLOUDTASER_SANDBOX_DIR=${dir}`,
+      `PATH=${process.env.PATH ?? '/usr/bin:/bin'}`,
+      process.execPath,
+      '--import',
+      'tsx',
+      join(projectRoot, 'testenv', 'cli.ts'),
+      'up',
+      '--node',
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.out.trim()).toBe(
+      'testenv: cannot start the sandbox node: it needs root (containers, cgroups, mounts)',
+    );
+    expect(existsSync(dir)).toBe(false);
+    await rm(dirname(dir), { recursive: true, force: true });
+  });
+});
