@@ -108,8 +108,13 @@ function isRoot(): boolean {
  * start during the install, as Debian's maintainer scripts honour it.
  */
 export async function ensureNodePackages(log: Log): Promise<void> {
+  await ensureDebianPackages(NODE_PACKAGES, log);
+}
+
+/** The named Debian packages, installed when missing as ensureNodePackages describes. */
+export async function ensureDebianPackages(packages: readonly string[], log: Log): Promise<void> {
   const missing: string[] = [];
-  for (const p of NODE_PACKAGES) if (!(await installed(p))) missing.push(p);
+  for (const p of packages) if (!(await installed(p))) missing.push(p);
   if (missing.length === 0) return;
   const names = missing.join(' ');
   if (!isRoot() || !existsSync('/usr/bin/apt-get')) {
@@ -268,6 +273,9 @@ async function ensurePause(log: Log, kubeVersion: string): Promise<string> {
     throw new NodeError('cannot locate the k8s.io/kubernetes module source (go list failed)');
   }
   const src = join(moduleDir, 'build', 'pause', 'linux', 'pause.c');
+  // The static pause binary needs a C compiler and the static libc; a fresh
+  // machine may have neither, and the README's commands must do all set-up.
+  await ensureDebianPackages(['gcc', 'libc6-dev'], log);
   await mkdir(cacheRoot(), { recursive: true });
   const tmp = await mkdtemp(`${dir}.tmp-`);
   try {
