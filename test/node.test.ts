@@ -7,12 +7,13 @@
 // with the node start's one-line reason.
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cacheRoot, projectRoot } from '../testenv/paths.js';
+import { projectRoot } from '../testenv/paths.js';
 import { startSandbox } from '../testenv/sandbox.js';
 import { tempDir } from './helpers/cli.js';
+import { withNodeTestLock } from './helpers/node.js';
 import { eventually } from './helpers/sandbox.js';
 
 const SYSCTLS = [
@@ -169,42 +170,6 @@ async function runPod(kubectl: string, kubeconfig: string, name: string): Promis
     'jsonpath={.items[0].spec.nodeName} {.items[0].status.phase}',
   ]);
   expect(pods.out).toBe('127.0.0.1 Running');
-}
-
-/**
- * One node test at a time on the machine: the before/after snapshots would
- * see another run's node. (Node starts themselves already wait on the
- * node lock; this covers the snapshots around them.)
- */
-async function withNodeTestLock<T>(fn: () => Promise<T>): Promise<T> {
-  const lock = join(cacheRoot(), 'node-tests.lock');
-  await mkdir(cacheRoot(), { recursive: true });
-  const deadline = Date.now() + 20 * 60_000;
-  for (;;) {
-    try {
-      await mkdir(lock);
-      await writeFile(join(lock, 'pid'), String(process.pid));
-      break;
-    } catch {
-      const owner = Number(await readFile(join(lock, 'pid'), 'utf8').catch(() => '0'));
-      let alive = false;
-      try {
-        process.kill(owner, 0);
-        alive = owner > 0;
-      } catch {
-        alive = false;
-      }
-      // A lock just made has no pid yet: give its maker a moment.
-      if (!alive && owner > 0) await rm(lock, { recursive: true, force: true });
-      if (Date.now() > deadline) throw new Error(`node tests: ${lock} held for 20 min`);
-      await new Promise((r) => setTimeout(r, 1000));
-    }
-  }
-  try {
-    return await fn();
-  } finally {
-    await rm(lock, { recursive: true, force: true });
-  }
 }
 
 const log = (line: string): void => {

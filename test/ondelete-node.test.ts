@@ -13,6 +13,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { startSandbox, type SandboxInfo } from '../testenv/sandbox.js';
 import { cli, tempDir } from './helpers/cli.js';
+import { withNodeTestLock } from './helpers/node.js';
 import { eventually } from './helpers/sandbox.js';
 
 const NS = 'odnode';
@@ -274,33 +275,39 @@ async function protectOnNode(info: SandboxInfo): Promise<void> {
 }
 
 describe('target protect on a real node', () => {
-  it('restarts an OnDelete StatefulSet one pod at a time, each replacement Ready on the new revision first', async () => {
-    const sb = await startSandbox({
-      node: true,
-      log: (line) => {
-        console.error(line);
-      },
-    });
-    let stopped = false;
-    try {
-      await protectOnNode(sb.info);
-      await sb.stop();
-      stopped = true;
-      // Every server, node process and container is gone once stop returns.
-      // Only the sandbox's watchdog shell may linger a moment: stop SIGKILLs
-      // it last and does not wait for the signal to land.
-      expect(processesIn(sb.info.dir).filter((p) => !WATCHDOG.test(p))).toEqual([]);
-      expect(processesIn('echo ok > /tmp/ready')).toEqual([]);
-      await eventually(
-        'the watchdog to go',
-        () => Promise.resolve(processesIn(sb.info.dir).length === 0 ? true : undefined),
-        10_000,
-      ).catch(() => {
-        expect(processesIn(sb.info.dir)).toEqual([]);
-      });
-      expect(existsSync(sb.info.dir)).toBe(false);
-    } finally {
-      if (!stopped) await sb.stop();
-    }
-  }, 400_000);
+  it(
+    'restarts an OnDelete StatefulSet one pod at a time, each replacement Ready on the new revision first',
+    () =>
+      // Held for the whole test: the other node tests' host snapshots must not see this node.
+      withNodeTestLock(async () => {
+        const sb = await startSandbox({
+          node: true,
+          log: (line) => {
+            console.error(line);
+          },
+        });
+        let stopped = false;
+        try {
+          await protectOnNode(sb.info);
+          await sb.stop();
+          stopped = true;
+          // Every server, node process and container is gone once stop returns.
+          // Only the sandbox's watchdog shell may linger a moment: stop SIGKILLs
+          // it last and does not wait for the signal to land.
+          expect(processesIn(sb.info.dir).filter((p) => !WATCHDOG.test(p))).toEqual([]);
+          expect(processesIn('echo ok > /tmp/ready')).toEqual([]);
+          await eventually(
+            'the watchdog to go',
+            () => Promise.resolve(processesIn(sb.info.dir).length === 0 ? true : undefined),
+            10_000,
+          ).catch(() => {
+            expect(processesIn(sb.info.dir)).toEqual([]);
+          });
+          expect(existsSync(sb.info.dir)).toBe(false);
+        } finally {
+          if (!stopped) await sb.stop();
+        }
+      }),
+    400_000,
+  );
 });

@@ -33,6 +33,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ensureGoTools, type Log } from './build.js';
 import { cacheRoot, kubeModuleDir } from './paths.js';
+import { issueFromNewCa } from './pki.js';
 
 const exec = promisify(execFile);
 
@@ -605,57 +606,12 @@ export interface KubeletClientPki {
 /** A CA the kubelet trusts, and a client certificate (group system:masters) the API server presents. */
 export async function kubeletClientPki(dir: string): Promise<KubeletClientPki> {
   await mkdir(dir, { recursive: true });
-  const o = (args: string[]) => exec('openssl', args, { cwd: dir });
-  await o([
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.crt',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=cloudtaser-sandbox-kubelet-client-ca',
-  ]);
-  await o([
-    'req',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    'client.key',
-    '-out',
-    'client.csr',
-    '-subj',
-    '/O=system:masters/CN=kube-apiserver-kubelet-client',
-  ]);
-  await writeFile(join(dir, 'client.ext'), 'extendedKeyUsage=clientAuth\n');
-  await o([
-    'x509',
-    '-req',
-    '-in',
-    'client.csr',
-    '-CA',
-    'ca.crt',
-    '-CAkey',
-    'ca.key',
-    '-CAcreateserial',
-    '-out',
-    'client.crt',
-    '-days',
-    '2',
-    '-extfile',
-    'client.ext',
-  ]);
-  return {
-    caFile: join(dir, 'ca.crt'),
-    certFile: join(dir, 'client.crt'),
-    keyFile: join(dir, 'client.key'),
-  };
+  return issueFromNewCa(dir, {
+    caSubject: '/CN=cloudtaser-sandbox-kubelet-client-ca',
+    name: 'client',
+    subject: '/O=system:masters/CN=kube-apiserver-kubelet-client',
+    extension: 'extendedKeyUsage=clientAuth',
+  });
 }
 
 // --- start and stop

@@ -15,10 +15,18 @@ export interface ServingPki {
   keyFile: string;
 }
 
-export async function loopbackPki(dir: string): Promise<ServingPki> {
-  const o = (args: string[]) => run('openssl', args, { cwd: dir });
+/**
+ * A throwaway CA (2 days) in `dir` and one certificate it signs: `subject`,
+ * with `extension` (an openssl extfile line), written as <name>.crt/.key.
+ */
+export async function issueFromNewCa(
+  dir: string,
+  o: { caSubject: string; name: string; subject: string; extension: string },
+): Promise<{ caFile: string; certFile: string; keyFile: string }> {
+  const ssl = (args: string[]) => run('openssl', args, { cwd: dir });
+  const days = ['-days', '2'];
   try {
-    await o([
+    await ssl([
       'req',
       '-x509',
       '-newkey',
@@ -28,52 +36,65 @@ export async function loopbackPki(dir: string): Promise<ServingPki> {
       'ca.key',
       '-out',
       'ca.crt',
-      '-days',
-      '2',
+      ...days,
       '-subj',
-      '/CN=cloudtaser-sandbox-ca',
+      o.caSubject,
     ]);
   } catch (e) {
     throw new Error(
       `testenv: openssl failed (${e instanceof Error ? e.message : String(e)}); install it: apt-get install openssl`,
     );
   }
-  await o([
+  const { name } = o;
+  await ssl([
     'req',
     '-newkey',
     'rsa:2048',
     '-nodes',
     '-keyout',
-    'tls.key',
+    `${name}.key`,
     '-out',
-    'tls.csr',
+    `${name}.csr`,
     '-subj',
-    '/CN=127.0.0.1',
+    o.subject,
   ]);
-  await writeFile(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1\n');
-  await o([
+  await writeFile(join(dir, `${name}.ext`), `${o.extension}\n`);
+  await ssl([
     'x509',
     '-req',
     '-in',
-    'tls.csr',
+    `${name}.csr`,
     '-CA',
     'ca.crt',
     '-CAkey',
     'ca.key',
     '-CAcreateserial',
     '-out',
-    'tls.crt',
-    '-days',
-    '2',
+    `${name}.crt`,
+    ...days,
     '-extfile',
-    'san.ext',
+    `${name}.ext`,
   ]);
-  const read = (f: string) => readFile(join(dir, f), 'utf8');
   return {
-    ca: await read('ca.crt'),
-    cert: await read('tls.crt'),
-    key: await read('tls.key'),
-    certFile: join(dir, 'tls.crt'),
-    keyFile: join(dir, 'tls.key'),
+    caFile: join(dir, 'ca.crt'),
+    certFile: join(dir, `${name}.crt`),
+    keyFile: join(dir, `${name}.key`),
+  };
+}
+
+export async function loopbackPki(dir: string): Promise<ServingPki> {
+  const files = await issueFromNewCa(dir, {
+    caSubject: '/CN=cloudtaser-sandbox-ca',
+    name: 'tls',
+    subject: '/CN=127.0.0.1',
+    extension: 'subjectAltName=IP:127.0.0.1',
+  });
+  const read = (f: string) => readFile(f, 'utf8');
+  return {
+    ca: await read(files.caFile),
+    cert: await read(files.certFile),
+    key: await read(files.keyFile),
+    certFile: files.certFile,
+    keyFile: files.keyFile,
   };
 }
