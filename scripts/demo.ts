@@ -9,6 +9,8 @@ import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { personalSandboxDir, projectRoot } from '../testenv/paths.js';
 import { loopbackPki } from '../testenv/pki.js';
 import { downCommand, startSandbox, type SandboxInfo } from '../testenv/sandbox.js';
+import { waitForWebhook } from '../testenv/webhook-probe.js';
+import { INJECT_MATCH_EXPRESSION } from '../src/webhook/install.js';
 
 const keep = process.argv.includes('--keep');
 const bold = (s: string): string => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
@@ -124,7 +126,7 @@ async function main(): Promise<number> {
     await writeFile(join(work, 'webhook.yaml'), webhookConfig(port, pki.ca));
     await step(kubectl(['apply', '-f', 'webhook.yaml']));
     // The API server loads new webhook configurations asynchronously.
-    await new Promise((r) => setTimeout(r, 1500));
+    await waitForWebhook(sandboxCore(sb.info), 'payments');
 
     heading('1. Discover');
     await step(cloudtaser(['target', 'discover', '-o', 'plan.yaml']));
@@ -264,15 +266,19 @@ webhooks:
         - {key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system, kube-public, kube-node-lease]}
     matchConditions:
       - name: annotated
-        expression: "has(object.metadata.annotations) && 'cloudtaser.io/inject' in object.metadata.annotations && object.metadata.annotations['cloudtaser.io/inject'] == 'true'"
+        expression: ${JSON.stringify(INJECT_MATCH_EXPRESSION)}
 `;
+}
+
+function sandboxCore(info: SandboxInfo): CoreV1Api {
+  const kc = new KubeConfig();
+  kc.loadFromFile(info.kubeconfig);
+  return kc.makeApiClient(CoreV1Api);
 }
 
 /** Runs the wrapper with a protected pod's injected env and a pod-bound token. */
 async function showWrapper(info: SandboxInfo, work: string, env: NodeJS.ProcessEnv): Promise<void> {
-  const kc = new KubeConfig();
-  kc.loadFromFile(info.kubeconfig);
-  const core = kc.makeApiClient(CoreV1Api);
+  const core = sandboxCore(info);
   const pods = await core.listNamespacedPod({
     namespace: 'payments',
     labelSelector: 'app=payment-api',

@@ -133,38 +133,7 @@ export function servedCertificate(port: number): Promise<PeerCertificate> {
   });
 }
 
-/**
- * Waits until the API server calls the webhook for pods in `namespace`: a new
- * webhook configuration takes effect asynchronously, so a fixed sleep either
- * wastes time or is too short on a loaded machine. The probe is a server-side
- * dry run of an annotated pod without settings, which the webhook (and only
- * the webhook) refuses with a cloudtaser message; nothing is stored.
- */
-export async function waitForWebhook(core: CoreV1Api, namespace: string): Promise<void> {
-  await eventually(
-    `the API server to call the webhook for namespace ${namespace}`,
-    async () => {
-      try {
-        await core.createNamespacedPod({
-          namespace,
-          dryRun: 'All',
-          body: {
-            metadata: {
-              generateName: 'webhook-probe-',
-              annotations: { 'cloudtaser.io/inject': 'true' },
-            },
-            spec: { containers: [{ name: 'probe', image: 'probe:1', command: ['true'] }] },
-          },
-        });
-        return undefined;
-      } catch (e) {
-        const body = (e as { body?: unknown }).body;
-        return String(body).includes('cloudtaser') ? true : undefined;
-      }
-    },
-    30_000,
-  );
-}
+export { waitForWebhook } from '../../testenv/webhook-probe.js';
 
 export interface TestWebhookOptions {
   /** MutatingWebhookConfiguration name. */
