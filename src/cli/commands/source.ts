@@ -1,19 +1,12 @@
 import { Option, type Command } from '@commander-js/extra-typings';
 import { resolve } from 'node:path';
 import type { Context } from '../../core/context.js';
-import { CheckFailed, ServerError, UserError } from '../../core/errors.js';
+import { concurrency, vaultFlags } from '../options.js';
+import { CheckFailed, ServerError } from '../../core/errors.js';
 import { planCache, type PlanCache } from '../../plan/cache.js';
 import { readPlan } from '../../plan/load.js';
 import { runApplyPlan, vaultClient } from '../../vault/apply.js';
 import { printVerifyReport, verifyPlan } from '../../vault/verify.js';
-
-function concurrency(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > 256) {
-    throw new UserError(`--concurrency must be a whole number from 1 to 256, not "${value}"`);
-  }
-  return n;
-}
 
 /** Re-runs on an unchanged plan skip its validation (see plan/cache.ts). */
 function cacheFor(ctx: Context): PlanCache | undefined {
@@ -56,12 +49,7 @@ export function registerSourceCommands(source: Command, ctx: Context): void {
       await runApplyPlan(
         loaded,
         {
-          address: o.openbaoAddr,
-          token: o.token,
-          caCert: o.caCert,
-          skipVerify: o.tlsSkipVerify,
-          namespace: o.vaultNamespace,
-          allowInsecure: o.allowInsecureVault,
+          ...vaultFlags(o),
           dryRun: o.dryRun,
           authPath: o.authPath,
           kvMount: o.kvMount,
@@ -94,18 +82,7 @@ export function registerSourceCommands(source: Command, ctx: Context): void {
     )
     .action(async (file, o) => {
       const loaded = await readPlan(resolve(ctx.cwd, file), file, { cache: cacheFor(ctx) });
-      const client = vaultClient(
-        {
-          address: o.openbaoAddr,
-          token: o.token,
-          caCert: o.caCert,
-          skipVerify: o.tlsSkipVerify,
-          namespace: o.vaultNamespace,
-          allowInsecure: o.allowInsecureVault,
-        },
-        ctx,
-        '--openbao-addr',
-      );
+      const client = vaultClient(vaultFlags(o), ctx, '--openbao-addr');
       try {
         const report = await verifyPlan(loaded, file, client, o.concurrency);
         if (o.output === 'json') ctx.stdout.write(`${JSON.stringify(report, null, 2)}\n`);

@@ -1,16 +1,8 @@
 import { Option, type Command } from '@commander-js/extra-typings';
 import { resolve } from 'node:path';
 import type { Context } from '../../core/context.js';
-import { UserError } from '../../core/errors.js';
-import { readPlan } from '../../plan/read.js';
-
-function concurrency(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > 256) {
-    throw new UserError(`--concurrency must be a whole number from 1 to 256, not "${value}"`);
-  }
-  return n;
-}
+import { concurrency, vaultFlags } from '../options.js';
+import { readPlan } from '../../plan/load.js';
 
 export function registerTargetImport(target: Command, ctx: Context): void {
   target
@@ -63,14 +55,7 @@ export function registerTargetImport(target: Command, ctx: Context): void {
           concurrency: o.concurrency,
           kubeconfig: o.kubeconfig,
           context: o.context,
-          vault: {
-            address: o.openbaoAddr,
-            token: o.token,
-            caCert: o.caCert,
-            skipVerify: o.tlsSkipVerify,
-            namespace: o.vaultNamespace,
-            allowInsecure: o.allowInsecureVault,
-          },
+          vault: vaultFlags(o),
         },
         ctx,
       );
