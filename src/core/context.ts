@@ -1,4 +1,5 @@
 import type { Writable } from 'node:stream';
+import { deadline } from './deadline.js';
 
 /**
  * Everything a command may touch outside its own arguments. Commands never
@@ -28,19 +29,19 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 
 /**
  * The signal for one request: aborted by an interrupt or when the request
- * has run longer than the context's limit, whichever comes first.
+ * has run longer than the context's limit, whichever comes first. `dispose`
+ * ends it when the request is over (see deadline.ts for why not
+ * AbortSignal.timeout).
  */
 export function requestSignal(ctx: Pick<Context, 'signal' | 'requestTimeoutMs'>): {
   signal: AbortSignal | undefined;
   timeoutMs: number;
+  dispose: () => void;
 } {
   const timeoutMs = ctx.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-  const parts = [
-    ...(ctx.signal ? [ctx.signal] : []),
-    ...(timeoutMs > 0 ? [AbortSignal.timeout(timeoutMs)] : []),
-  ];
-  const signal = parts.length > 1 ? AbortSignal.any(parts) : parts[0];
-  return { signal, timeoutMs };
+  if (timeoutMs <= 0) return { signal: ctx.signal, timeoutMs, dispose: () => undefined };
+  const d = deadline(timeoutMs, ctx.signal);
+  return { signal: d.signal, timeoutMs, dispose: d.dispose };
 }
 
 /**

@@ -30,7 +30,7 @@ export interface KubeOptions {
 /** How requests are sent: their abort signal and time limit, and the --debug log. */
 export interface KubeNet {
   /** A fresh signal per request (see requestSignal), with the limit it enforces. */
-  signal?: () => { signal: AbortSignal | undefined; timeoutMs: number };
+  signal?: () => { signal: AbortSignal | undefined; timeoutMs: number; dispose?: () => void };
   /** Called with one line per request: method, path, status, duration. Never headers or bodies. */
   debug?: (line: string) => void;
 }
@@ -66,6 +66,7 @@ function instrumentedHttp(net: KubeNet): HttpLibrary {
       try {
         response = await inner.send(request).toPromise();
       } catch (e) {
+        scope.done();
         throw scope.failed(e);
       }
       scope.log(String(response.httpStatusCode));
@@ -74,13 +75,19 @@ function instrumentedHttp(net: KubeNet): HttpLibrary {
       const body = response.body;
       return new ResponseContext(response.httpStatusCode, response.headers, {
         text: () =>
-          body.text().catch((e: unknown) => {
-            throw scope.translate(e);
-          }),
+          body
+            .text()
+            .catch((e: unknown) => {
+              throw scope.translate(e);
+            })
+            .finally(scope.done),
         binary: () =>
-          body.binary().catch((e: unknown) => {
-            throw scope.translate(e);
-          }),
+          body
+            .binary()
+            .catch((e: unknown) => {
+              throw scope.translate(e);
+            })
+            .finally(scope.done),
       });
     },
   });
@@ -95,6 +102,8 @@ export interface RequestScope {
   translate(e: unknown): Error;
   /** translate(), and the request's --debug line for the failure. */
   failed(e: unknown): Error;
+  /** The request is over (answered and read, or failed): its time limit stops. */
+  done: () => void;
 }
 
 /**
@@ -103,7 +112,7 @@ export interface RequestScope {
  * rest.ts, so both time out, stop on Ctrl-C and log alike.
  */
 export function requestScope(net: KubeNet, method: string, url: string): RequestScope {
-  const { signal, timeoutMs } = net.signal?.() ?? { signal: undefined, timeoutMs: 0 };
+  const { signal, timeoutMs, dispose } = net.signal?.() ?? { signal: undefined, timeoutMs: 0 };
   const path = new URL(url).pathname;
   const started = Date.now();
   const log = (outcome: string): void =>
@@ -118,6 +127,7 @@ export function requestScope(net: KubeNet, method: string, url: string): Request
     signal,
     log,
     translate,
+    done: () => dispose?.(),
     failed: (e) => {
       const err = translate(e);
       log(

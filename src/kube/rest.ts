@@ -101,6 +101,8 @@ export class KubeRest {
       });
     } catch (e) {
       throw scope.failed(e);
+    } finally {
+      scope.done();
     }
     scope.log(String(reply.status));
     const { status, text, responseHeaders } = reply;

@@ -6,6 +6,7 @@
 // Every lookup runs under the admission's deadline (an AbortSignal), reads
 // at most `maxBodyBytes` of any answer, and the caches are bounded: the
 // webhook has seconds per review and a small memory limit.
+import { deadline } from '../core/deadline.js';
 import { Lru } from './lru.js';
 import type { ImageCommand } from './mutate.js';
 
@@ -191,17 +192,17 @@ export class RegistryClient {
     signal: AbortSignal | undefined,
   ): Promise<Response> {
     const limitMs = this.o.timeoutMs ?? 10_000;
-    const own = AbortSignal.timeout(limitMs);
+    // Not AbortSignal.any with AbortSignal.timeout: see core/deadline.ts.
+    const own = deadline(limitMs, signal);
     try {
-      return await fetch(url, {
-        headers,
-        signal: signal ? AbortSignal.any([signal, own]) : own,
-      });
+      // Not disposed on success: the limit also covers reading the body.
+      return await fetch(url, { headers, signal: own.signal });
     } catch (e) {
+      own.dispose();
       // The admission's deadline: its reason says so.
       if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : e;
       const host = new URL(url).host;
-      if (own.aborted) throw new Error(`registry ${host} did not answer within ${limitMs} ms`);
+      if (own.timedOut()) throw new Error(`registry ${host} did not answer within ${limitMs} ms`);
       const cause = (e as { cause?: { code?: string; message?: string } }).cause;
       throw new Error(
         `registry ${host} cannot be reached: ${cause?.code ?? cause?.message ?? message(e)}`,
