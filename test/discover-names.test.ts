@@ -288,8 +288,9 @@ describe('discover on workloads the API server accepts', () => {
       ),
       { numRuns: 50, endOnFailure: true },
     );
-    // The generator must reach both sides of the server's judgement.
-    expect(accepted).toBeGreaterThan(10);
+    // The generator must reach both sides of the server's judgement. About a
+    // third of the runs are accepted; 9 of 50 has been seen, so the floor is 5.
+    expect(accepted).toBeGreaterThanOrEqual(5);
     expect(rejected).toBeGreaterThan(0);
   }, 120_000);
 });
