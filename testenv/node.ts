@@ -29,10 +29,10 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { ensureGoTools, type Log } from './build.js';
-import { cacheRoot, kubeModuleDir } from './paths.js';
+import { cacheRoot, kubeModuleDir, projectRoot } from './paths.js';
 import { acquireLock, lockOwner, pidAlive } from './lock.js';
 import { issueFromNewCa } from './pki.js';
 
@@ -51,6 +51,8 @@ export interface NodeBinaries {
   kubeScheduler: string;
   /** The pause binary for pod sandboxes (built with gcc -static). */
   pause: string;
+  /** The static wrapper the cloudtaser-init image carries. */
+  wrapper: string;
 }
 
 /** Debian packages the node needs, and a file each one installs. */
@@ -90,6 +92,35 @@ export const KUBELET_SYSCTLS = [
 
 export const PAUSE_IMAGE = 'cloudtaser.local/pause:1';
 export const BUSYBOX_IMAGE = 'cloudtaser.local/busybox:1';
+export const INIT_IMAGE = 'cloudtaser.local/cloudtaser-init:1';
+
+/** The static wrapper `npm run build` writes; the init image carries it. */
+export const WRAPPER_BINARY = join(projectRoot, 'dist', 'wrapper', 'cloudtaser-wrapper');
+
+/**
+ * The static wrapper for the init image: the one `npm run build` made, or,
+ * on a checkout never built, the same Go build into the same place (a temp
+ * name first, so a concurrent reader never sees half a binary).
+ */
+export async function ensureWrapperBinary(log: Log): Promise<string> {
+  if (existsSync(WRAPPER_BINARY)) return WRAPPER_BINARY;
+  log('testenv: building the static wrapper for the cloudtaser-init image (npm run build:wrapper)');
+  await mkdir(dirname(WRAPPER_BINARY), { recursive: true });
+  const tmp = `${WRAPPER_BINARY}.tmp-${process.pid}`;
+  try {
+    await exec('go', ['build', '-trimpath', '-ldflags', '-s -w', '-o', tmp, '.'], {
+      cwd: join(projectRoot, 'wrapper'),
+      env: { ...process.env, CGO_ENABLED: '0' },
+    });
+    await rename(tmp, WRAPPER_BINARY);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw new NodeError(
+      `the static wrapper did not build (${e instanceof Error ? e.message.split('\n')[0] : String(e)}); run npm run build`,
+    );
+  }
+  return WRAPPER_BINARY;
+}
 
 async function installed(pkg: string): Promise<boolean> {
   try {
@@ -256,6 +287,7 @@ export async function ensureNodeBinaries(log: Log, kubeVersion: string): Promise
     kubelet,
     kubeScheduler: b['kube-scheduler'] ?? '',
     pause: await ensurePause(log, kubeVersion),
+    wrapper: await ensureWrapperBinary(log),
   };
 }
 
@@ -315,10 +347,14 @@ async function putBlob(layout: string, data: Buffer): Promise<Blob> {
 }
 
 /**
- * Writes `images.tar` (an OCI image layout holding the pause image and a
- * busybox image with sh, cat, tr, grep, sleep, env) for `ctr images import`.
+ * Writes `images.tar` (an OCI image layout holding the pause image, a
+ * busybox image with sh, cat, tr, grep, sleep, env, and the cloudtaser-init
+ * image laid out as images/init.Dockerfile describes) for `ctr images import`.
  */
-export async function buildImages(work: string, pause: string): Promise<string> {
+export async function buildImages(
+  work: string,
+  bins: { pause: string; wrapper: string },
+): Promise<string> {
   const layout = join(work, 'layout');
   await mkdir(join(layout, 'blobs', 'sha256'), { recursive: true });
   await writeFile(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
@@ -368,7 +404,7 @@ export async function buildImages(work: string, pause: string): Promise<string> 
 
   const pauseRoot = join(work, 'pause-root');
   await mkdir(pauseRoot, { recursive: true });
-  await writeFile(join(pauseRoot, 'pause'), await readFile(pause), { mode: 0o755 });
+  await writeFile(join(pauseRoot, 'pause'), await readFile(bins.pause), { mode: 0o755 });
   const bbRoot = join(work, 'busybox-root');
   await mkdir(join(bbRoot, 'bin'), { recursive: true });
   await mkdir(join(bbRoot, 'tmp'), { recursive: true });
@@ -376,9 +412,19 @@ export async function buildImages(work: string, pause: string): Promise<string> 
   for (const tool of ['sh', 'cat', 'tr', 'grep', 'sleep', 'env', 'ls', 'echo']) {
     await symlink('busybox', join(bbRoot, 'bin', tool));
   }
+  const initRoot = join(work, 'init-root');
+  await mkdir(initRoot, { recursive: true });
+  await writeFile(join(initRoot, 'cloudtaser-wrapper'), await readFile(bins.wrapper), {
+    mode: 0o755,
+  });
   const manifests = [
     await image(PAUSE_IMAGE, pauseRoot, { Entrypoint: ['/pause'] }),
     await image(BUSYBOX_IMAGE, bbRoot, { Env: ['PATH=/bin'], Cmd: ['sh'] }),
+    // The same image the Dockerfile builds: only the wrapper, non-root.
+    await image(INIT_IMAGE, initRoot, {
+      User: '65532:65532',
+      Entrypoint: ['/cloudtaser-wrapper'],
+    }),
   ];
   await writeFile(join(layout, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests }));
   const out = join(work, 'images.tar');
@@ -596,7 +642,7 @@ export interface NodeState {
   kubelet: number;
   scheduler: number;
   created: string[];
-  images: { pause: string; busybox: string };
+  images: { pause: string; busybox: string; init: string };
 }
 
 export interface NodeStartContext {
@@ -710,7 +756,7 @@ export async function startNode(c: NodeStartContext): Promise<NodeState> {
     kubelet: 0,
     scheduler: 0,
     created,
-    images: { pause: PAUSE_IMAGE, busybox: BUSYBOX_IMAGE },
+    images: { pause: PAUSE_IMAGE, busybox: BUSYBOX_IMAGE, init: INIT_IMAGE },
   };
   const saveState = async (s: NodeState): Promise<void> => {
     const scripts = watchdogScripts(s.holder, s.created);
@@ -820,7 +866,10 @@ export async function startNode(c: NodeStartContext): Promise<NodeState> {
     30_000,
     () => containerd.exited,
   );
-  const images = await buildImages(await mkdtemp(join(nodeDir, 'images-')), c.binaries.pause);
+  const images = await buildImages(await mkdtemp(join(nodeDir, 'images-')), {
+    pause: c.binaries.pause,
+    wrapper: c.binaries.wrapper,
+  });
   await ctr(['images', 'import', images], 120_000);
 
   // --- kubelet

@@ -68,7 +68,8 @@ export interface SandboxInfo {
 export interface SandboxNode {
   name: string;
   containerdSock: string;
-  images: { pause: string; busybox: string };
+  /** Image refs on the node: pause, the busybox app image, the cloudtaser-init image. */
+  images: { pause: string; busybox: string; init: string };
   binaries: NodeBinaries;
 }
 
