@@ -36,9 +36,10 @@ import {
   type PodSandbox,
   type PodWebhook,
 } from './helpers/pods.js';
-import { eventually } from './helpers/sandbox.js';
+import { eventually, uniqueName } from './helpers/sandbox.js';
 
-const NS = 'pods';
+// Unique, so the file can move onto a shared sandbox unchanged.
+const NS = uniqueName('pods');
 const ROLE = `${NS}-role`;
 const SA = 'app';
 const VAULT_PATH = `secret/data/${NS}/db`;
@@ -230,6 +231,12 @@ describe('the runtime in real pods', () => {
     expect(created.spec?.initContainers?.map((c) => c.name)).toEqual(['cloudtaser-init']);
     expect(created.spec?.containers[0]?.command?.[0]).toBe(WRAPPER_PATH);
     expect(JSON.stringify(created).includes(VALUES.password)).toBe(false);
+    // One token in the pod: the one projected for vault's audience.
+    expect(
+      (created.spec?.volumes ?? [])
+        .filter((v) => v.projected)
+        .map((v) => v.projected?.sources?.map((s) => s.serviceAccountToken?.audience)),
+    ).toEqual([['cloudtaser']]);
 
     const running = await waitForPod(core, NS, 'app', 'app running', (p) => isRunning(p, 'app'));
     const init = running.status?.initContainerStatuses?.find((s) => s.name === 'cloudtaser-init');
