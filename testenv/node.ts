@@ -1,6 +1,7 @@
 // An opt-in real node for the sandbox: containerd + runc (Debian packages),
 // the kubelet and kube-scheduler (built from the pinned Kubernetes module),
-// local images without Docker, and a teardown that leaves the host as found.
+// images built without Docker and pulled from the sandbox's registry, and a
+// teardown that leaves the host as found.
 //
 // Why it is shaped like this (measured on these machines):
 // - The kubelet rewrites host sysctls, and containerd 1.6 and the kubelet use
@@ -17,21 +18,11 @@
 //   held for as long as the node runs, makes a second node start wait.
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
-import {
-  chmod,
-  mkdir,
-  mkdtemp,
-  readFile,
-  rename,
-  rm,
-  rmdir,
-  symlink,
-  writeFile,
-} from 'node:fs/promises';
-import { createHash } from 'node:crypto';
+import { chmod, mkdir, mkdtemp, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { ensureGoTools, type Log } from './build.js';
+import { buildNodeImages, pushNodeImages } from './images.js';
 import { cacheRoot, kubeModuleDir, projectRoot } from './paths.js';
 import { acquireLock, lockOwner, pidAlive } from './lock.js';
 import { issueFromNewCa } from './pki.js';
@@ -89,10 +80,6 @@ export const KUBELET_SYSCTLS = [
   'kernel/keys/root_maxkeys',
   'kernel/keys/root_maxbytes',
 ] as const;
-
-export const PAUSE_IMAGE = 'cloudtaser.local/pause:1';
-export const BUSYBOX_IMAGE = 'cloudtaser.local/busybox:1';
-export const INIT_IMAGE = 'cloudtaser.local/cloudtaser-init:1';
 
 /** The static wrapper `npm run build` writes; the init image carries it. */
 export const WRAPPER_BINARY = join(projectRoot, 'dist', 'wrapper', 'cloudtaser-wrapper');
@@ -333,105 +320,6 @@ async function ensurePause(log: Log, kubeVersion: string): Promise<string> {
   return bin;
 }
 
-// --- images: an OCI image layout with one-layer images, as a tarball
-
-interface Blob {
-  digest: string;
-  size: number;
-}
-
-async function putBlob(layout: string, data: Buffer): Promise<Blob> {
-  const hex = createHash('sha256').update(data).digest('hex');
-  await writeFile(join(layout, 'blobs', 'sha256', hex), data);
-  return { digest: `sha256:${hex}`, size: data.length };
-}
-
-/**
- * Writes `images.tar` (an OCI image layout holding the pause image, a
- * busybox image with sh, cat, tr, grep, sleep, env, and the cloudtaser-init
- * image laid out as images/init.Dockerfile describes) for `ctr images import`.
- */
-export async function buildImages(
-  work: string,
-  bins: { pause: string; wrapper: string },
-): Promise<string> {
-  const layout = join(work, 'layout');
-  await mkdir(join(layout, 'blobs', 'sha256'), { recursive: true });
-  await writeFile(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  const tar = async (root: string): Promise<Buffer> => {
-    const out = join(work, `${root.split('/').pop() ?? 'layer'}.tar`);
-    await exec('tar', ['--owner=0', '--group=0', '--numeric-owner', '-C', root, '-cf', out, '.']);
-    return readFile(out);
-  };
-  const image = async (
-    name: string,
-    root: string,
-    config: Record<string, unknown>,
-  ): Promise<Record<string, unknown>> => {
-    const layer = await putBlob(layout, await tar(root));
-    const cfg = await putBlob(
-      layout,
-      Buffer.from(
-        JSON.stringify({
-          architecture: 'amd64',
-          os: 'linux',
-          config,
-          rootfs: { type: 'layers', diff_ids: [layer.digest] },
-        }),
-      ),
-    );
-    const manifest = await putBlob(
-      layout,
-      Buffer.from(
-        JSON.stringify({
-          schemaVersion: 2,
-          mediaType: 'application/vnd.oci.image.manifest.v1+json',
-          config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...cfg },
-          layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...layer }],
-        }),
-      ),
-    );
-    return {
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      ...manifest,
-      platform: { architecture: 'amd64', os: 'linux' },
-      annotations: {
-        'io.containerd.image.name': name,
-        'org.opencontainers.image.ref.name': name.split(':').pop() ?? 'latest',
-      },
-    };
-  };
-
-  const pauseRoot = join(work, 'pause-root');
-  await mkdir(pauseRoot, { recursive: true });
-  await writeFile(join(pauseRoot, 'pause'), await readFile(bins.pause), { mode: 0o755 });
-  const bbRoot = join(work, 'busybox-root');
-  await mkdir(join(bbRoot, 'bin'), { recursive: true });
-  await mkdir(join(bbRoot, 'tmp'), { recursive: true });
-  await writeFile(join(bbRoot, 'bin', 'busybox'), await readFile(BUSYBOX), { mode: 0o755 });
-  for (const tool of ['sh', 'cat', 'tr', 'grep', 'sleep', 'env', 'ls', 'echo']) {
-    await symlink('busybox', join(bbRoot, 'bin', tool));
-  }
-  const initRoot = join(work, 'init-root');
-  await mkdir(initRoot, { recursive: true });
-  await writeFile(join(initRoot, 'cloudtaser-wrapper'), await readFile(bins.wrapper), {
-    mode: 0o755,
-  });
-  const manifests = [
-    await image(PAUSE_IMAGE, pauseRoot, { Entrypoint: ['/pause'] }),
-    await image(BUSYBOX_IMAGE, bbRoot, { Env: ['PATH=/bin'], Cmd: ['sh'] }),
-    // The same image the Dockerfile builds: only the wrapper, non-root.
-    await image(INIT_IMAGE, initRoot, {
-      User: '65532:65532',
-      Entrypoint: ['/cloudtaser-wrapper'],
-    }),
-  ];
-  await writeFile(join(layout, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests }));
-  const out = join(work, 'images.tar');
-  await exec('tar', ['--owner=0', '--group=0', '--numeric-owner', '-C', layout, '-cf', out, '.']);
-  return out;
-}
-
 // --- machine-wide lock
 
 export function nodeLockDir(): string {
@@ -654,6 +542,8 @@ export interface NodeStartContext {
   auth: Record<string, string>;
   binaries: NodeBinaries;
   clientPki: KubeletClientPki;
+  /** The sandbox's registry (`127.0.0.1:PORT`, plain HTTP): the node's images are pushed there and pulled from it. */
+  registry: string;
   freePort: () => Promise<number>;
   /** Starts a recorded process group (see sandbox.ts startProc). */
   start: (
@@ -742,11 +632,19 @@ function inNode(
  */
 export async function startNode(c: NodeStartContext): Promise<NodeState> {
   const nodeDir = join(c.dir, 'node');
+  await mkdir(nodeDir, { recursive: true });
+  // The images first, while no node process exists: containerd pulls them
+  // from the registry as a cluster's nodes would.
+  const built = await buildNodeImages(await mkdtemp(join(nodeDir, 'images-')), {
+    pause: c.binaries.pause,
+    busybox: BUSYBOX,
+    wrapper: c.binaries.wrapper,
+  });
+  const images = await pushNodeImages(c.registry, built);
   const hierarchies = cgroupHierarchies();
   await cleanHost([]);
   const procsFiles = await createCgroups(hierarchies);
   const created = await createMountPoints();
-  await mkdir(nodeDir, { recursive: true });
   // Written before any node process exists: the watchdog runs it if the owner dies.
   const partial: NodeState = {
     name: NODE_NAME,
@@ -756,7 +654,7 @@ export async function startNode(c: NodeStartContext): Promise<NodeState> {
     kubelet: 0,
     scheduler: 0,
     created,
-    images: { pause: PAUSE_IMAGE, busybox: BUSYBOX_IMAGE, init: INIT_IMAGE },
+    images,
   };
   const saveState = async (s: NodeState): Promise<void> => {
     const scripts = watchdogScripts(s.holder, s.created);
@@ -815,6 +713,20 @@ export async function startNode(c: NodeStartContext): Promise<NodeState> {
     join(cni, '10-loopback.conflist'),
     JSON.stringify({ cniVersion: '0.4.0', name: 'loopback', plugins: [{ type: 'loopback' }] }),
   );
+  // Plain HTTP to the loopback registry, the way containerd 1.6 documents it
+  // (a hosts.toml per registry host under the CRI's config_path).
+  const certsDir = join(nodeDir, 'certs.d');
+  await mkdir(join(certsDir, c.registry), { recursive: true });
+  await writeFile(
+    join(certsDir, c.registry, 'hosts.toml'),
+    [
+      `server = "http://${c.registry}"`,
+      '',
+      `[host."http://${c.registry}"]`,
+      '  capabilities = ["pull", "resolve"]',
+      '',
+    ].join('\n'),
+  );
   const cfg = join(nodeDir, 'containerd.toml');
   const q = (s: string): string => JSON.stringify(s);
   await writeFile(
@@ -828,7 +740,7 @@ export async function startNode(c: NodeStartContext): Promise<NodeState> {
       '[grpc]',
       `  address = ${q(partial.containerdSock)}`,
       '[plugins."io.containerd.grpc.v1.cri"]',
-      `  sandbox_image = ${q(PAUSE_IMAGE)}`,
+      `  sandbox_image = ${q(images.pause)}`,
       // No CAP_SYS_RESOURCE here: without this every pod sandbox fails to start.
       '  restrict_oom_score_adj = true',
       '  stream_server_address = "127.0.0.1"',
@@ -840,6 +752,8 @@ export async function startNode(c: NodeStartContext): Promise<NodeState> {
       '      runtime_type = "io.containerd.runc.v2"',
       '      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]',
       '        SystemdCgroup = false',
+      '  [plugins."io.containerd.grpc.v1.cri".registry]',
+      `    config_path = ${q(certsDir)}`,
       '  [plugins."io.containerd.grpc.v1.cri".cni]',
       `    bin_dir = ${q(CNI_BIN_DIR)}`,
       `    conf_dir = ${q(cni)}`,
@@ -866,11 +780,6 @@ export async function startNode(c: NodeStartContext): Promise<NodeState> {
     30_000,
     () => containerd.exited,
   );
-  const images = await buildImages(await mkdtemp(join(nodeDir, 'images-')), {
-    pause: c.binaries.pause,
-    wrapper: c.binaries.wrapper,
-  });
-  await ctr(['images', 'import', images], 120_000);
 
   // --- kubelet
   const kubeletPort = await c.freePort();
