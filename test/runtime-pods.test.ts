@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MigrationPlan } from '../src/plan/schema.js';
 import { renderPlan } from '../src/plan/write.js';
 import { WRAPPER_PATH } from '../src/webhook/mutate.js';
+import { NODE_IMAGES } from '../testenv/images.js';
 import type { SandboxInfo } from '../testenv/sandbox.js';
 import { cli, tempDir } from './helpers/cli.js';
 import { freePort } from './helpers/net.js';
@@ -31,6 +32,7 @@ import {
   fingerprint,
   hostEnviron,
   isRunning,
+  pushWithConfig,
   startPodWebhook,
   waitForPod,
   type PodSandbox,
@@ -146,6 +148,8 @@ beforeAll(async () => {
     dir,
     namespace: NS,
     initImage: info.node?.images.init ?? '',
+    // Where it reads the ENTRYPOINT of an image the pod gives no command for.
+    insecureRegistries: [info.registry],
   });
 }, 900_000);
 
@@ -187,7 +191,6 @@ function pod(name: string, o: PodOptions = {}): V1Pod {
         {
           name: 'app',
           image: info.node?.images.busybox ?? '',
-          imagePullPolicy: 'Never',
           command: ['sh', '-c', APP_SCRIPT],
           env: [{ name: 'VAULT_CACERT', value: `${CA_DIR}/ca.crt` }],
           volumeMounts: [
@@ -322,6 +325,32 @@ describe('the runtime in real pods', () => {
     expect(appEnv.includes(`DB_PASS=${VALUES.password}`), 'vault DB_PASS in the app').toBe(true);
     expect(holds(appEnv, NATIVE.DB_PASS), 'native DB_PASS in the app').toBe(false);
     await core.deleteNamespacedPod({ name: 'envfrom', namespace: NS, gracePeriodSeconds: 0 });
+  });
+
+  it('starts an image without `command` with the ENTRYPOINT from its registry, through the wrapper', async () => {
+    const [repo = '', tag = ''] = NODE_IMAGES.busybox.split(':');
+    // The busybox files under an image config whose ENTRYPOINT is the app.
+    const image = await pushWithConfig(info.registry, repo, tag, 'entrypoint', {
+      Env: ['PATH=/bin'],
+      Entrypoint: ['sh', '-c', APP_SCRIPT],
+    });
+    const body = pod('entrypoint', { container: { image } });
+    const app = body.spec?.containers[0];
+    if (app) delete app.command;
+    const created = await createPod(body);
+    expect(created.spec?.containers[0]?.command).toEqual([WRAPPER_PATH, 'sh', '-c', APP_SCRIPT]);
+    const p = await waitForPod(core, NS, 'entrypoint', 'app running', (q) => isRunning(q, 'app'));
+    const { child } = await wrapperAndApp(p);
+    expect(
+      hostEnviron(child.pid).includes(`DB_PASS=${VALUES.password}`),
+      `DB_PASS (${fingerprint(VALUES.password)}) in the app's environ`,
+    ).toBe(true);
+    const text = await eventually('the app to log', async () => {
+      const l = await podLog('entrypoint');
+      return l.includes('app started') ? l : undefined;
+    });
+    expect(text).toContain(`app started: DB_PASS has ${VALUES.password.length} chars`);
+    await core.deleteNamespacedPod({ name: 'entrypoint', namespace: NS, gracePeriodSeconds: 0 });
   });
 
   describe('fails closed with one clear log line and no secret', () => {

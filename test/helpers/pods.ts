@@ -6,6 +6,7 @@ import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { MEDIA, registryClient, type Descriptor, type ImageConfig } from '../../testenv/images.js';
 import { nodeCgroupDirs } from '../../testenv/node.js';
 import { loopbackPki } from '../../testenv/pki.js';
 import { startSandbox, type Sandbox, type SandboxInfo } from '../../testenv/sandbox.js';
@@ -286,4 +287,32 @@ export function hostPidsWith(text: string): number[] {
     }
   }
   return out;
+}
+
+/**
+ * Pushes `repo:tag` to the registry at `host`: the layers of the image
+ * `repo:from` already there, under a new image config (an app image whose
+ * Dockerfile sets ENTRYPOINT, say). Returns the new image's reference.
+ */
+export async function pushWithConfig(
+  host: string,
+  repo: string,
+  from: string,
+  tag: string,
+  config: ImageConfig,
+): Promise<string> {
+  const base = `http://${host}/v2/${repo}`;
+  const res = await fetch(`${base}/manifests/${from}`, { headers: { accept: MEDIA.manifest } });
+  if (res.status !== 200) throw new Error(`${host}/${repo}:${from}: ${res.status}`);
+  const manifest = (await res.json()) as { config: Descriptor; layers: Descriptor[] };
+  const cfgRes = await fetch(`${base}/blobs/${manifest.config.digest}`);
+  const cfg = (await cfgRes.json()) as { config?: ImageConfig };
+  cfg.config = config;
+  const client = registryClient(host);
+  const blob = await client.blob(repo, Buffer.from(JSON.stringify(cfg)));
+  await client.manifest(repo, tag, MEDIA.manifest, {
+    ...manifest,
+    config: { ...blob, mediaType: MEDIA.config },
+  });
+  return `${host}/${repo}:${tag}`;
 }
