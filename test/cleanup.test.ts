@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../src/cli/program.js';
 import type { MigrationPlan } from '../src/plan/schema.js';
 import { renderPlan } from '../src/plan/write.js';
+import { AuditReportSchema, type AuditReport } from '../src/report/audit-schema.js';
 import { captureContext } from '../src/testing/context.js';
 import { cli, sandboxEnv, tempDir, type CliResult } from './helpers/cli.js';
 import { bao, eventually, kubeClients, kubeConfig, uniqueName } from './helpers/sandbox.js';
@@ -136,6 +137,31 @@ beforeAll(async () => {
     ),
   );
 
+  // A protected workload reading `done` from vault, with no native reference
+  // left: the audit counts `done` as a native Secret still holding its values.
+  await kubeClients().apps.createNamespacedDeployment({
+    namespace: ns,
+    body: {
+      metadata: { name: 'shop' },
+      spec: {
+        selector: { matchLabels: { app: 'shop' } },
+        template: {
+          metadata: {
+            labels: { app: 'shop' },
+            annotations: {
+              'cloudtaser.io/inject': 'true',
+              'cloudtaser.io/vault-address': 'https://vault.example:8200',
+              'cloudtaser.io/vault-role': `${ns}-role`,
+              'cloudtaser.io/secret-paths': path('done'),
+              'cloudtaser.io/env-map': `${path('done')}:user=DB_USER,${path('done')}:pass=DB_PASS`,
+            },
+          },
+          spec: { containers: [{ name: 'app', image: 'busybox', command: ['sleep', '1d'] }] },
+        },
+      },
+    },
+  });
+
   await kubeConfig()
     .makeApiClient(BatchV1Api)
     .createNamespacedCronJob({
@@ -183,7 +209,26 @@ const mainPlan = () =>
     ref('never-created', ['x']),
   ]);
 
+/** `target audit` of the test namespace, as JSON. */
+async function audit(): Promise<AuditReport> {
+  const r = await cli(['target', 'audit', '-n', ns, '-o', 'json'], { cwd: await tempDir() });
+  outputs.push(r);
+  expect(r.stderr).toBe('');
+  return AuditReportSchema.parse(JSON.parse(r.stdout));
+}
+
 describe('target cleanup', () => {
+  it('before cleanup, the audit counts the native Secret still holding migrated values', async () => {
+    const report = await audit();
+    expect(report.summary.nativeSecretsWithMigratedValues).toBe(1);
+    expect(report.findings).toContainEqual({
+      severity: 'warning',
+      code: 'native-secret-remains',
+      subject: `Secret ${ns}/done`,
+      message: `still holds value(s) now read from vault: pass, user (${path('done')}); delete it with cloudtaser target cleanup once nothing references it`,
+    });
+  });
+
   it('a dry run (the default) lists each Secret with its verdict and deletes nothing', async () => {
     const dir = await mainPlan();
     const r = await run([], dir);
@@ -225,6 +270,10 @@ describe('target cleanup', () => {
     expect(await exists('done')).toBe(false);
     for (const name of ['cron', 'partial', 'differs', 'extra', 'sa-token', 'race'])
       expect(await exists(name)).toBe(true);
+
+    const report = await audit();
+    expect(report.summary.nativeSecretsWithMigratedValues).toBe(0);
+    expect(report.findings.filter((f) => f.code === 'native-secret-remains')).toEqual([]);
   });
 
   it('a re-run after the deletion is a no-op: deleted Secrets read as already gone', async () => {
