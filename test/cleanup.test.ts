@@ -115,6 +115,8 @@ beforeAll(async () => {
   await put('extra', { a: 'x' });
   await createSecret('race', { k: 'v' });
   await put('race', { k: 'v' });
+  await createSecret('late', { k: 'v' });
+  await put('late', { k: 'v' });
 
   // A token Secret the token controller fills; vault is given every one of
   // its values, so only its type stands between it and deletion.
@@ -209,6 +211,29 @@ const mainPlan = () =>
     ref('never-created', ['x']),
   ]);
 
+/**
+ * `target cleanup --interactive` with a plan of one Secret: `meanwhile` runs
+ * once the question is on screen, then `answer` is typed.
+ */
+async function interactive(
+  dir: string,
+  secret: string,
+  meanwhile: () => Promise<unknown>,
+  answer = 'y',
+): Promise<CliResult> {
+  const ctx = captureContext({ cwd: dir, env: sandboxEnv() });
+  const done = runCli(['target', 'cleanup', '--plan', 'plan.yaml', '--interactive'], ctx);
+  await eventually('the prompt', () =>
+    Promise.resolve(ctx.out().includes(`Delete Secret ${ns}/${secret}? [y/N] `) ? true : undefined),
+  );
+  await meanwhile();
+  (ctx.stdin as PassThrough).write(`${answer}\n`);
+  const code = await done;
+  const r = { code, stdout: ctx.out(), stderr: ctx.err() };
+  outputs.push(r);
+  return r;
+}
+
 /** `target audit` of the test namespace, as JSON. */
 async function audit(): Promise<AuditReport> {
   const r = await cli(['target', 'audit', '-n', ns, '-o', 'json'], { cwd: await tempDir() });
@@ -297,33 +322,56 @@ describe('target cleanup', () => {
 
   it('does not delete a Secret changed between the check and the deletion', async () => {
     const dir = await planDir([ref('race', ['k'])]);
-    const ctx = captureContext({ cwd: dir, env: sandboxEnv() });
-    const stdin = ctx.stdin as PassThrough;
-    const done = runCli(['target', 'cleanup', '--plan', 'plan.yaml', '--interactive'], ctx);
-    await eventually('the prompt', () =>
-      Promise.resolve(ctx.out().includes(`Delete Secret ${ns}/race? [y/N] `) ? true : undefined),
-    );
     // Checked and confirmed equal to vault; now someone changes it.
-    await core.patchNamespacedSecret(
-      {
-        name: 'race',
-        namespace: ns,
-        body: { stringData: { k: 'changed-after-check' } },
-      },
-      setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
+    const r = await interactive(dir, 'race', () =>
+      core.patchNamespacedSecret(
+        { name: 'race', namespace: ns, body: { stringData: { k: 'changed-after-check' } } },
+        setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
+      ),
     );
-    stdin.write('y\n');
-    const code = await done;
-    outputs.push({ code, stdout: ctx.out(), stderr: ctx.err() });
-    expect(ctx.out()).toContain(`Secret ${ns}/race: can be deleted -- 1 key(s) match vault`);
-    expect(ctx.out()).toContain('-> not deleted -- changed since it was checked');
-    expect(code).toBe(1);
+    expect(r.stdout).toContain(`Secret ${ns}/race: can be deleted -- 1 key(s) match vault`);
+    expect(r.stdout).toContain('-> not deleted -- changed since it was checked');
+    expect(r.code).toBe(1);
     expect(await exists('race')).toBe(true);
 
     // Checked again, it now differs from vault and is refused outright.
     const again = await run(['--yes'], dir);
     expect(again.stdout).toContain(`Secret ${ns}/race: refused -- key k differs from vault`);
     expect(await exists('race')).toBe(true);
+  });
+
+  it('interactively: keeps a Secret on "n", and one a pod started reading while the question was open', async () => {
+    const dir = await planDir([ref('late', ['k'])]);
+    const declined = await interactive(dir, 'late', () => Promise.resolve(), 'n');
+    expect(declined.stdout).toContain('  -> kept');
+    expect(declined.stdout).toContain(
+      'Done: 0 deleted, 0 refused, 0 already gone, 1 kept, 0 failed.',
+    );
+    expect(declined.code).toBe(0);
+    expect(await exists('late')).toBe(true);
+
+    const r = await interactive(dir, 'late', () =>
+      core.createNamespacedPod({
+        namespace: ns,
+        body: {
+          metadata: { name: 'late-reader' },
+          spec: {
+            containers: [
+              {
+                name: 'c',
+                image: 'busybox',
+                env: [{ name: 'K', valueFrom: { secretKeyRef: { name: 'late', key: 'k' } } }],
+              },
+            ],
+          },
+        },
+      }),
+    );
+    expect(r.stdout).toContain(
+      `  -> not deleted -- Pod ${ns}/late-reader started referencing it since the scan`,
+    );
+    expect(r.code).toBe(1);
+    expect(await exists('late')).toBe(true);
   });
 
   it('never prints a value', () => {

@@ -385,6 +385,22 @@ export async function runCleanup(
           say(ctx.stdout, `  -> kept`);
           continue;
         }
+        // A person may answer minutes after the scan: whatever started
+        // naming the Secret meanwhile (a new pod, a CronJob) is looked for
+        // again before it goes. The Secret itself is guarded by the
+        // delete's preconditions.
+        const now = secretReferrers(
+          c.planned.namespace,
+          await reader.namespaceObjects(c.planned.namespace),
+        ).get(c.planned.name);
+        if (now && now.length > 0) {
+          counts.refused++;
+          say(
+            ctx.stdout,
+            `  -> not deleted -- ${now.map((r) => `${r.kind} ${r.namespace}/${r.name}`).join(', ')} started referencing it since the scan`,
+          );
+          continue;
+        }
       }
       const facts = c.facts as SecretFacts;
       let result: 'deleted' | 'gone' | 'changed';
