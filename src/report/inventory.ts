@@ -4,11 +4,16 @@
 // once with cluster-wide lists; judging is pure.
 import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { allSettledOrThrow } from '../core/concurrency.js';
-import { referencedSources, SYSTEM_NAMESPACES, type WorkloadObject } from '../contract/workload.js';
+import {
+  referencedSources,
+  SYSTEM_NAMESPACES,
+  type SecretKeys,
+  type WorkloadObject,
+} from '../contract/workload.js';
 import type { KubeTarget } from '../kube/config.js';
-import { kubeError, statusOf } from '../kube/errors.js';
+import { KubeApiError, kubeError, statusOf } from '../kube/errors.js';
 import { listAll, PAGE_SIZE } from '../kube/list.js';
-import { scanCluster } from '../kube/scan.js';
+import { scanCluster, secretKeys } from '../kube/scan.js';
 import { KV2_DATA_PATH, type WorkloadKind } from '../plan/schema.js';
 import {
   ANNOTATION,
@@ -221,4 +226,36 @@ function workloadFacts(
     pods: count,
     rollout,
   };
+}
+
+/**
+ * Key names of every Secret (in one namespace, or cluster-wide), for the
+ * audit's count of Secrets still holding migrated values. The API cannot list
+ * key names alone: values cross the wire and are dropped page by page. A user
+ * who may not list Secrets gets undefined (the report says "unknown").
+ */
+export async function readSecretKeys(
+  target: KubeTarget,
+  namespace?: string,
+): Promise<SecretKeys[] | undefined> {
+  const core = target.api(CoreV1Api);
+  const page = (cont: string | undefined) => ({
+    limit: PAGE_SIZE,
+    ...(cont ? { _continue: cont } : {}),
+  });
+  try {
+    const all = await listAll(
+      (cont) =>
+        namespace
+          ? core.listNamespacedSecret({ namespace, ...page(cont) })
+          : core.listSecretForAllNamespaces(page(cont)),
+      secretKeys,
+      { verb: 'list', resource: 'secrets', namespace },
+      target.server,
+    );
+    return all.filter((s) => !SYSTEM_NAMESPACES.has(s.namespace));
+  } catch (e) {
+    if (e instanceof KubeApiError && e.status === 403) return undefined;
+    throw e;
+  }
 }
