@@ -188,6 +188,28 @@ describe('decide', () => {
     });
   });
 
+  it('deletes past an old revision kept for rollout undo, saying the undo would not start; refuses with a live referrer too', () => {
+    const old: Referrer = {
+      kind: 'ReplicaSet',
+      namespace: 'shop',
+      name: 'api-1',
+      via: ['envFrom'],
+      note: 'old revision of Deployment api kept for rollback',
+      history: true,
+    };
+    const v = decide(db(), facts(), [old], found(['pass', 'user']), same('pass', 'user'));
+    expect(v.action).toBe('delete');
+    expect(v.action === 'delete' && v.summary).toContain(
+      'rollout undo to ReplicaSet shop/api-1 would no longer start',
+    );
+    const job: Referrer = { kind: 'CronJob', namespace: 'shop', name: 'nightly', via: ['env'] };
+    const both = decide(db(), facts(), [old, job], found(['pass', 'user']), same('pass', 'user'));
+    expect(both).toMatchObject({
+      action: 'refuse',
+      reasons: ['still referenced by CronJob shop/nightly (env)'],
+    });
+  });
+
   it('refuses while a plan workload reading it is not migrated', () => {
     const p = plan();
     const w = p.tenants[0]?.workloads[1];

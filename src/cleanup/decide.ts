@@ -141,11 +141,15 @@ export function decide(
     }
   }
 
-  if (referrers.length > 0) {
-    const shown = referrers.slice(0, MAX_REFERRERS).map(referrerText);
-    const more = referrers.length - shown.length;
+  // Old revisions kept for `rollout undo` run nothing: the migration's end
+  // state is that rolling back past it needs the Secret back (said below).
+  const history = referrers.filter((r) => r.history === true);
+  const holding = referrers.filter((r) => r.history !== true);
+  if (holding.length > 0) {
+    const shown = holding.slice(0, MAX_REFERRERS).map(referrerText);
+    const more = holding.length - shown.length;
     const pull =
-      PULL_SECRET_TYPES.has(live.type) && referrers.some((r) => r.via.includes('imagePullSecrets'));
+      PULL_SECRET_TYPES.has(live.type) && holding.some((r) => r.via.includes('imagePullSecrets'));
     reasons.push(
       `${pull ? 'used as a pull secret; ' : ''}still referenced by ${shown.join(', ')}${more > 0 ? ` and ${more} more` : ''}`,
     );
@@ -185,11 +189,13 @@ export function decide(
 
   if (reasons.length > 0) return { action: 'refuse', reasons, error };
   const where = [...checks.keys()];
-  return {
-    action: 'delete',
-    summary:
-      live.keys.length === 0
-        ? 'holds no keys'
-        : `${live.keys.length} key(s) match vault (${where.join(', ')})`,
-  };
+  const matched =
+    live.keys.length === 0
+      ? 'holds no keys'
+      : `${live.keys.length} key(s) match vault (${where.join(', ')})`;
+  const undo =
+    history.length > 0
+      ? `; rollout undo to ${history.map((r) => `ReplicaSet ${r.namespace}/${r.name}`).join(', ')} would no longer start`
+      : '';
+  return { action: 'delete', summary: `${matched}${undo}` };
 }

@@ -15,6 +15,12 @@ export interface Referrer {
   via: string[];
   /** Why it matters although it may look harmless (a protected template, a rollback revision). */
   note?: string;
+  /**
+   * Only an old revision a Deployment keeps for `rollout undo` (a ReplicaSet
+   * at zero replicas): nothing runs from it, so it does not hold the Secret
+   * back; the output says a rollback to it would no longer start.
+   */
+  history?: boolean;
 }
 
 interface Meta {
@@ -84,6 +90,7 @@ export function secretReferrers(
     name: string,
     via: string,
     note?: string,
+    history?: boolean,
   ) => {
     if (!secret) return;
     let bySecret = out.get(secret);
@@ -94,12 +101,25 @@ export function secretReferrers(
     const key = `${kind}/${name}`;
     let r = bySecret.get(key);
     if (!r) {
-      r = { kind, namespace, name, via: [], ...(note ? { note } : {}) };
+      r = {
+        kind,
+        namespace,
+        name,
+        via: [],
+        ...(note ? { note } : {}),
+        ...(history ? { history } : {}),
+      };
       bySecret.set(key, r);
     }
     if (!r.via.includes(via)) r.via.push(via);
   };
-  const template = (kind: string, o: Meta, t: Template | undefined, note?: string): void => {
+  const template = (
+    kind: string,
+    o: Meta,
+    t: Template | undefined,
+    note?: string,
+    history?: boolean,
+  ): void => {
     const name = o.metadata?.name ?? '';
     // Protect leaves a workload's native references in place; until they are
     // removed the Secret is still read (the kubelet resolves it at pod start).
@@ -108,7 +128,7 @@ export function secretReferrers(
         ? 'protected by cloudtaser, but its pod template still reads the Secret natively'
         : undefined;
     for (const r of podSpecSecretRefs(t?.spec))
-      add(r.secret, kind, name, r.via, note ?? protectedNote);
+      add(r.secret, kind, name, r.via, note ?? protectedNote, history);
   };
 
   for (const p of objects.pods) {
@@ -121,11 +141,9 @@ export function secretReferrers(
     // A Deployment keeps old ReplicaSets at zero replicas as rollback
     // targets: `kubectl rollout undo` would start pods that need the Secret.
     const owner = rs.metadata?.ownerReferences?.find((o) => o.kind === 'Deployment');
-    const note =
-      owner && rs.spec?.replicas === 0
-        ? `old revision of Deployment ${owner.name} kept for rollback (delete it, or lower revisionHistoryLimit)`
-        : undefined;
-    template('ReplicaSet', rs, rs.spec?.template, note);
+    const history = owner !== undefined && rs.spec?.replicas === 0;
+    const note = history ? `old revision of Deployment ${owner.name} kept for rollback` : undefined;
+    template('ReplicaSet', rs, rs.spec?.template, note, history);
   }
   for (const j of objects.jobs) template('Job', j, j.spec?.template);
   for (const c of objects.cronJobs) template('CronJob', c, c.spec?.jobTemplate?.spec?.template);
