@@ -1,7 +1,10 @@
-// The opt-in real node: a Deployment's pod really runs (exec, logs), and the
-// host comes out exactly as it went in — after `stop`, and after the owner is
-// SIGKILLed (the watchdog's path). Each test starts its own sandbox with a
-// node in a temp dir; the node lock makes concurrent node starts wait.
+// The sandbox's real node: a Deployment's pod really runs (exec, logs), and
+// the host comes out exactly as it went in — after `stop`, and after the
+// owner is SIGKILLed (the watchdog's path). Each test starts its own sandbox
+// with a node in a temp dir; the node lock makes concurrent node starts wait.
+// One node per machine: this file runs in its own vitest project (`node`),
+// after the integration run whose global sandbox holds the node (see
+// test/setup/run-vitest.sh), with no global setup of its own.
 //
 // These tests never skip: a machine that cannot run containers fails them
 // with the node start's one-line reason.
@@ -10,6 +13,7 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { chmod, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { NODE_TOLERATION } from '../testenv/node.js';
 import { projectRoot } from '../testenv/paths.js';
 import { startSandbox } from '../testenv/sandbox.js';
 import { tempDir } from './helpers/cli.js';
@@ -135,6 +139,7 @@ const deployment = (name: string): string =>
         metadata: { labels: { app: name } },
         spec: {
           hostNetwork: true,
+          tolerations: [NODE_TOLERATION],
           terminationGracePeriodSeconds: 1,
           containers: [
             {

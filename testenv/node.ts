@@ -1,4 +1,4 @@
-// An opt-in real node for the sandbox: containerd + runc (Debian packages),
+// The sandbox's real node: containerd + runc (Debian packages),
 // the kubelet and kube-scheduler (built from the pinned Kubernetes module),
 // local images without Docker, and a teardown that leaves the host as found.
 //
@@ -87,6 +87,24 @@ export const KUBELET_SYSCTLS = [
   'kernel/keys/root_maxkeys',
   'kernel/keys/root_maxbytes',
 ] as const;
+
+/**
+ * The taint the node registers with, and the toleration a pod needs to run
+ * on it. Most tests create workloads whose images do not exist, and many of
+ * them (120 in one test); on the node those would become pod sandboxes
+ * failing their pulls, past the kubelet's pod limit, and a kubelet would
+ * overwrite the pod status some tests set themselves. Tainted, the node
+ * takes only the pods that ask for it; the rest stay Pending.
+ */
+export const NODE_TAINT = { key: 'cloudtaser.local/node', effect: 'NoSchedule' } as const;
+
+export interface NodeToleration {
+  key: string;
+  operator: 'Exists';
+  effect: 'NoSchedule';
+}
+
+export const NODE_TOLERATION: NodeToleration = { ...NODE_TAINT, operator: 'Exists' };
 
 export const PAUSE_IMAGE = 'cloudtaser.local/pause:1';
 export const BUSYBOX_IMAGE = 'cloudtaser.local/busybox:1';
@@ -597,6 +615,7 @@ export interface NodeState {
   scheduler: number;
   created: string[];
   images: { pause: string; busybox: string };
+  toleration: NodeToleration;
 }
 
 export interface NodeStartContext {
@@ -711,6 +730,7 @@ export async function startNode(c: NodeStartContext): Promise<NodeState> {
     scheduler: 0,
     created,
     images: { pause: PAUSE_IMAGE, busybox: BUSYBOX_IMAGE },
+    toleration: NODE_TOLERATION,
   };
   const saveState = async (s: NodeState): Promise<void> => {
     const scripts = watchdogScripts(s.holder, s.created);
@@ -844,6 +864,7 @@ export async function startNode(c: NodeStartContext): Promise<NodeState> {
         cgroupRoot: `/${NODE_CGROUP}`,
         failCgroupV1: false,
         failSwapOn: false,
+        registerWithTaints: [NODE_TAINT],
         // The host's iptables stay untouched.
         makeIPTablesUtilChains: false,
         authentication: {
