@@ -17,6 +17,8 @@ const bold = (s: string): string => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m`
 
 async function main(): Promise<number> {
   const sb = await startSandbox({
+    // With the real node when this machine can run one (one line says why not).
+    node: 'auto',
     log: (l) => {
       console.error(l);
     },

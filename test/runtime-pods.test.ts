@@ -72,12 +72,8 @@ let hook: PodWebhook | undefined;
 let dir = '';
 let outDir = '';
 
-const log = (line: string): void => {
-  console.error(line);
-};
-
 beforeAll(async () => {
-  sb = await acquirePodSandbox(log);
+  sb = await acquirePodSandbox();
   info = sb.info;
   core = clientsFor(info).core;
   dir = await tempDir('ct-pods-');
@@ -182,6 +178,7 @@ function pod(name: string, o: PodOptions = {}): V1Pod {
     },
     spec: {
       hostNetwork: true,
+      tolerations: info.node ? [info.node.toleration] : [],
       serviceAccountName: o.serviceAccount ?? SA,
       // The only token in the pod is then the one the webhook projects for
       // vault's audience: a successful login used it.

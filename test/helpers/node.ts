@@ -1,6 +1,7 @@
 // Shared by the test files that start a sandbox with a real node.
 import { join } from 'node:path';
 import { withLock } from '../../testenv/lock.js';
+import { nodeLockOwner } from '../../testenv/node.js';
 import { cacheRoot } from '../../testenv/paths.js';
 
 /**
@@ -18,6 +19,15 @@ export function withNodeTestLock<T>(fn: () => Promise<T>): Promise<T> {
       waiting: () => undefined,
       stuck: () => new Error(`node tests: ${lock} held for 20 min`),
     },
-    fn,
+    async () => {
+      // A test run's global sandbox holds a node for the whole run without
+      // this lock: wait until no node runs, so the snapshot before is clean.
+      const deadline = Date.now() + 20 * 60_000;
+      while (nodeLockOwner() !== 0) {
+        if (Date.now() > deadline) throw new Error('node tests: another node ran for 20 min');
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      return fn();
+    },
   );
 }

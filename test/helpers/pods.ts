@@ -9,9 +9,8 @@ import { basename, join } from 'node:path';
 import { MEDIA, registryClient, type Descriptor, type ImageConfig } from '../../testenv/images.js';
 import { nodeCgroupDirs } from '../../testenv/node.js';
 import { loopbackPki } from '../../testenv/pki.js';
-import { startSandbox, type Sandbox, type SandboxInfo } from '../../testenv/sandbox.js';
-import { withNodeTestLock } from './node.js';
-import { eventually } from './sandbox.js';
+import type { SandboxInfo } from '../../testenv/sandbox.js';
+import { eventually, requireNode, sandbox } from './sandbox.js';
 import {
   registerWebhook,
   startWebhookProcess,
@@ -21,49 +20,20 @@ import {
 
 export interface PodSandbox {
   info: SandboxInfo;
-  /** Stops what acquirePodSandbox started and lets the next node test run. */
+  /** Lets go of the sandbox (the run's shared one: nothing to stop). */
   release(): Promise<void>;
 }
 
 /**
  * A sandbox whose node really runs pods. The one place that decides where
- * it comes from: today a sandbox of the calling file's own, held under the
- * node-test lock (other node tests' host snapshots must not see this node)
- * until release.
+ * it comes from: the test run's sandbox and its node. On a machine that
+ * cannot run one, this throws the sandbox's one-line reason (the test
+ * fails; it is never skipped). Pods must carry `node.toleration`.
  */
-export async function acquirePodSandbox(
-  log: (line: string) => void = () => undefined,
-): Promise<PodSandbox> {
-  let handOut: (sb: Sandbox) => void = () => undefined;
-  let release: () => void = () => undefined;
-  const handedOut = new Promise<Sandbox>((r) => {
-    handOut = r;
-  });
-  const released = new Promise<void>((r) => {
-    release = r;
-  });
-  const held = withNodeTestLock(async () => {
-    const sb = await startSandbox({ node: true, log });
-    try {
-      handOut(sb);
-      await released;
-    } finally {
-      await sb.stop();
-    }
-  });
-  // A failed start rejects `held` before anything was handed out.
-  const failed = held.then((): never => {
-    throw new Error('the pod sandbox stopped before it was handed out');
-  });
-  failed.catch(() => undefined);
-  const sb = await Promise.race([handedOut, failed]);
-  return {
-    info: sb.info,
-    release: async () => {
-      release();
-      await held;
-    },
-  };
+export function acquirePodSandbox(): Promise<PodSandbox> {
+  const info = sandbox();
+  requireNode(info);
+  return Promise.resolve({ info, release: () => Promise.resolve() });
 }
 
 export function clientsFor(info: SandboxInfo): { kc: KubeConfig; core: CoreV1Api } {
