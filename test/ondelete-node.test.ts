@@ -90,7 +90,7 @@ const statefulSet = (node: SandboxNode) => ({
         containers: [
           {
             name: 'app',
-            image,
+            image: node.images.busybox,
             // Ready only ~2 s after the container starts: a restart that does
             // not wait for readiness deletes the next pod while this one is unready.
             command: [
