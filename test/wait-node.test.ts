@@ -202,8 +202,43 @@ async function newestHash(ns: string, name: string): Promise<string> {
   return newest?.metadata?.labels?.['pod-template-hash'] ?? '';
 }
 
-async function deployAndWaitReady(ns: string, name: string, replicas: number) {
-  await node.apps.createNamespacedDeployment({ namespace: ns, body: deployment(name, replicas) });
+type Kind = 'Deployment' | 'StatefulSet' | 'DaemonSet';
+
+async function deployAndWaitReady(
+  ns: string,
+  name: string,
+  replicas: number,
+  kind: Kind = 'Deployment',
+  onDelete = false,
+) {
+  const d = deployment(name, replicas);
+  const spec = d.spec;
+  if (!spec) throw new Error('no spec');
+  if (kind === 'Deployment') {
+    await node.apps.createNamespacedDeployment({ namespace: ns, body: d });
+  } else if (kind === 'StatefulSet') {
+    await node.apps.createNamespacedStatefulSet({
+      namespace: ns,
+      body: {
+        metadata: d.metadata ?? {},
+        spec: {
+          replicas: spec.replicas,
+          selector: spec.selector,
+          template: spec.template,
+          serviceName: name,
+          updateStrategy: { type: onDelete ? 'OnDelete' : 'RollingUpdate' },
+        },
+      },
+    });
+  } else {
+    await node.apps.createNamespacedDaemonSet({
+      namespace: ns,
+      body: {
+        metadata: d.metadata ?? {},
+        spec: { selector: spec.selector, template: spec.template },
+      },
+    });
+  }
   await eventually(
     `${ns}/${name}: ${replicas} pod(s) Ready on the node`,
     async () => {
@@ -248,6 +283,7 @@ const protect = (dir: string, ns: string, timeout: number) =>
       node.info.baoAddr,
       '--allow-insecure-vault',
       '--yes',
+      '--restart-ondelete',
       '--wait',
       '--timeout',
       String(timeout),
@@ -267,7 +303,13 @@ describe('target protect --wait on a real node', () => {
   beforeAll(async () => {
     await namespaceWithSecret(OK);
     await namespaceWithSecret(BAD);
-    await Promise.all([deployAndWaitReady(OK, 'api', 2), deployAndWaitReady(BAD, 'crash', 1)]);
+    await Promise.all([
+      deployAndWaitReady(OK, 'api', 2),
+      deployAndWaitReady(BAD, 'crash', 1),
+      deployAndWaitReady(BAD, 'ledger', 1, 'StatefulSet'),
+      deployAndWaitReady(BAD, 'agent', 1, 'DaemonSet'),
+      deployAndWaitReady(BAD, 'ondel', 1, 'StatefulSet', true),
+    ]);
     dir = await tempDir();
     for (const step of [
       ['target', 'discover', '-o', 'plan.yaml'],
@@ -325,23 +367,47 @@ describe('target protect --wait on a real node', () => {
     const started = Date.now();
     const r = await protect(dir, BAD, 300);
     const took = Date.now() - started;
-    expect(r.stdout).toContain(
-      `Deployment ${BAD}/crash: injected, restarted, rollout stuck -> migrated`,
-    );
-    expect(r.stderr).toMatch(
-      new RegExp(
-        `^Warning: Deployment ${BAD}/crash: rollout stuck: pod crash-[a-z0-9]+-[a-z0-9]+: container app: CrashLoopBackOff \\(last exit 1, \\d+ restart\\(s\\)\\)$`,
-        'm',
+    const STUCK = (pod: string) =>
+      `pod ${pod}: container app: CrashLoopBackOff \\(last exit 1, \\d+ restart\\(s\\)\\)`;
+    const warnings = r.stderr.split('\n').filter((l) => l.startsWith('Warning: '));
+    expect(warnings.sort()).toEqual([
+      expect.stringMatching(
+        new RegExp(`^Warning: DaemonSet ${BAD}/agent: rollout stuck: ${STUCK('agent-[a-z0-9]+')}$`),
       ),
-    );
-    expect(r.stderr).toContain('1 rollout(s) stuck (see above)');
+      expect.stringMatching(
+        new RegExp(
+          `^Warning: Deployment ${BAD}/crash: rollout stuck: ${STUCK('crash-[a-z0-9]+-[a-z0-9]+')}$`,
+        ),
+      ),
+      expect.stringMatching(
+        new RegExp(`^Warning: StatefulSet ${BAD}/ledger: rollout stuck: ${STUCK('ledger-0')}$`),
+      ),
+      expect.stringMatching(
+        new RegExp(
+          `^Warning: StatefulSet ${BAD}/ondel: the replacement for pod ondel-0 is stuck: ${STUCK('ondel-0')}; 0 pod\\(s\\) restarted, the rest keep the old template until deleted$`,
+        ),
+      ),
+    ]);
+    for (const line of [
+      `Deployment ${BAD}/crash: injected, restarted, rollout stuck -> migrated`,
+      `StatefulSet ${BAD}/ledger: injected, restarted, rollout stuck -> migrated`,
+      `DaemonSet ${BAD}/agent: injected, restarted, rollout stuck -> migrated`,
+      `StatefulSet ${BAD}/ondel: injected, restart stopped (0 of 1 pod(s) restarted) -> migrated`,
+    ])
+      expect(r.stdout).toContain(line);
+    expect(r.stderr).toContain('4 rollout(s) stuck (see above)');
     expect(r.code).toBe(1);
     // The kubelet backs off 10 s after the first crash, 20 s after the second.
     expect(took).toBeLessThan(90_000);
 
     // Protected all the same: the plan records the patch, a re-run does not roll again.
-    expect((await planStatuses(join(dir, 'plan.yaml')))[`${BAD}/crash`]).toBe('migrated');
-    // The old pod keeps serving (maxUnavailable 25% of 1 rounds down to 0).
+    const plan = await planStatuses(join(dir, 'plan.yaml'));
+    expect([plan[`${BAD}/crash`], plan[`${BAD}/ledger`], plan[`${BAD}/agent`]]).toEqual([
+      'migrated',
+      'migrated',
+      'migrated',
+    ]);
+    // The Deployment's old pod keeps serving (maxUnavailable 25% of 1 rounds down to 0).
     const pods = await podsOf(BAD, 'crash');
     const hash = await newestHash(BAD, 'crash');
     expect(
@@ -350,13 +416,20 @@ describe('target protect --wait on a real node', () => {
       [false, true],
       [true, false],
     ]);
-    // Its wrapper said why in its log (the path, never a value); the report
+    // Each wrapper said why in its log (the path, never a value); the report
     // carries only the reason and exit code.
     expect(r.stderr).not.toContain('cloudtaser-wrapper:');
-    expect((await status(dir, BAD)).crash).toMatchObject({
+    const rows = await status(dir, BAD);
+    expect(rows.crash).toMatchObject({
       state: 'protected',
       pods: '1/2 injected, 1 not Ready',
       rollout: 'old-template',
+    });
+    // The StatefulSet replaced its only pod: injected, and not Ready.
+    expect(rows.ledger).toMatchObject({
+      state: 'protected',
+      pods: '1/1 injected, 1 not Ready',
+      rollout: 'not-ready',
     });
   }, 200_000);
 });
