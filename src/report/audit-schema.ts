@@ -60,9 +60,15 @@ export const AuditReportSchema = z
         vaultRole: z.string().nullable(),
         vaultPaths: z.array(z.string()),
         rollout: z
-          .enum(['rolled-out', 'old-template', 'no-pods', 'not-applicable'])
-          .describe('whether live pods run the injected template; not-applicable when unprotected'),
-        pods: z.object({ total: z.number().int(), injected: z.number().int() }),
+          .enum(['rolled-out', 'not-ready', 'old-template', 'no-pods', 'not-applicable'])
+          .describe(
+            'whether live pods run the injected template and are Ready; not-applicable when unprotected',
+          ),
+        pods: z.object({
+          total: z.number().int(),
+          injected: z.number().int(),
+          ready: z.number().int(),
+        }),
       }),
     ),
     findings: z.array(FindingSchema),

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { planJsonSchema } from '../plan/schema.js';
 import { auditJsonSchema } from './audit-schema.js';
 import { migratedValueFindings, migratedValueSecrets, validateWorkload } from './findings.js';
-import { judgeProtection, type WorkloadFacts } from './inventory.js';
+import { judgeProtection, rolloutState, type WorkloadFacts } from './inventory.js';
 import { excessGrants, grantsRead, parsePolicy } from './policy.js';
 
 describe('policy reading', () => {
@@ -170,7 +170,7 @@ describe('role findings', () => {
       paths: ['secret/data/payments/db'],
       envMap: [{ path: 'secret/data/payments/db', field: 'p', env: 'P' }],
     },
-    pods: { total: 0, injected: 0 },
+    pods: { total: 0, injected: 0, ready: 0 },
     rollout: 'no-pods',
   };
   const facts = (audience: string) => ({
@@ -241,7 +241,7 @@ describe('native Secrets still holding migrated values', () => {
         { path: 'secret/data/shop/db', field: 'user', env: 'DB_USER' },
       ],
     },
-    pods: { total: 0, injected: 0 },
+    pods: { total: 0, injected: 0, ready: 0 },
     rollout: 'no-pods',
     ...over,
   });
@@ -278,5 +278,14 @@ describe('native Secrets still holding migrated values', () => {
     expect(
       migratedValueSecrets(inv(unprotected), [{ namespace: 'shop', name: 'db', keys: ['pass'] }]),
     ).toEqual([]);
+  });
+});
+
+describe('rollout state', () => {
+  it('rolled out only when every pod carries cloudtaser-init and is Ready', () => {
+    expect(rolloutState({ total: 0, injected: 0, ready: 0 })).toBe('no-pods');
+    expect(rolloutState({ total: 3, injected: 2, ready: 3 })).toBe('old-template');
+    expect(rolloutState({ total: 3, injected: 3, ready: 2 })).toBe('not-ready');
+    expect(rolloutState({ total: 3, injected: 3, ready: 3 })).toBe('rolled-out');
   });
 });

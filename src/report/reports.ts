@@ -59,7 +59,11 @@ export function statusRows(inv: Inventory, plan?: LoadedPlan): StatusRow[] {
       name: w.name,
       state: w.protection.state,
       problems: w.protection.problems,
-      pods: w.pods.total === 0 ? '-' : `${w.pods.injected}/${w.pods.total} injected`,
+      pods:
+        w.pods.total === 0
+          ? '-'
+          : `${w.pods.injected}/${w.pods.total} injected` +
+            (w.pods.ready < w.pods.total ? `, ${w.pods.total - w.pods.ready} not Ready` : ''),
       rollout:
         w.protection.state === 'protected' || w.protection.state === 'partial' ? w.rollout : '-',
       ...(plan ? { plan: ps ?? '-', mismatch: planMismatch(ps, w) } : {}),

@@ -1,7 +1,12 @@
 // The built `cloudtaser webhook serve` as its own process, as a cluster runs
 // it, and an HTTPS client that posts AdmissionReviews to it the way the API
 // server does.
-import { AdmissionregistrationV1Api, CoreV1Api, type V1Pod } from '@kubernetes/client-node';
+import {
+  AdmissionregistrationV1Api,
+  CoreV1Api,
+  type KubeConfig,
+  type V1Pod,
+} from '@kubernetes/client-node';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { request } from 'node:https';
 import { connect, type PeerCertificate } from 'node:tls';
@@ -148,6 +153,8 @@ export interface TestWebhookOptions {
   reinvocation?: boolean;
   /** The sandbox whose API server gets it (default: the test run's). */
   sandbox?: SandboxInfo;
+  /** The cluster to register with (default: the test run's sandbox). */
+  kubeConfig?: KubeConfig;
 }
 
 /**
@@ -156,7 +163,7 @@ export interface TestWebhookOptions {
  * matchConditions), but addressed by URL and limited to one namespace.
  */
 export async function registerWebhook(o: TestWebhookOptions): Promise<void> {
-  await kubeConfig(o.sandbox)
+  await (o.kubeConfig ?? kubeConfig(o.sandbox))
     .makeApiClient(AdmissionregistrationV1Api)
     .createMutatingWebhookConfiguration({
       body: {
