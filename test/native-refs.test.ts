@@ -3,13 +3,17 @@
 // `target unprotect` puts back exactly what was removed. Against the real
 // API server and controller-manager.
 import { AppsV1Api, CoreV1Api, type V1PodTemplateSpec } from '@kubernetes/client-node';
+import { spawnSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
+import { runCli } from '../src/cli/program.js';
 import { parsePlan } from '../src/plan/read.js';
-import { cli, tempDir } from './helpers/cli.js';
-import { eventually, kubeConfig, uniqueName } from './helpers/sandbox.js';
+import { captureContext } from '../src/testing/context.js';
+import { cli, sandboxEnv, tempDir } from './helpers/cli.js';
+import { eventually, kubeConfig, sandbox, uniqueName } from './helpers/sandbox.js';
 
 const VAULT = 'https://vault.eu.example.com';
 const PROTECT = ['target', 'protect', '--plan', 'plan.yaml', '--vault-address', VAULT, '--yes'];
@@ -251,5 +255,96 @@ describe('target protect removes native Secret references', () => {
     const u = await cli(UNPROTECT, { cwd: dir });
     expect(u.code).toBe(0);
     expect((await read(ns)).spec?.template).toEqual(before.spec?.template);
+  });
+
+  it('an entry inserted before the references after they were read: removes the right ones', async () => {
+    const { core, apps } = clients();
+    const ns = uniqueName('nrace');
+    await core.createNamespace({ body: { metadata: { name: ns } } });
+    await core.createNamespacedSecret({
+      namespace: ns,
+      body: { metadata: { name: 'db' }, stringData: { username: 'u', password: 'p' } },
+    });
+    for (const name of ['b1', 'b2']) {
+      await apps.createNamespacedDeployment({
+        namespace: ns,
+        body: {
+          metadata: { name },
+          spec: {
+            replicas: 0,
+            selector: { matchLabels: { app: name } },
+            template: {
+              metadata: { labels: { app: name } },
+              spec: {
+                containers: [
+                  {
+                    name: 'app',
+                    image: 'app:1',
+                    env: [
+                      {
+                        name: 'DB_USER',
+                        valueFrom: { secretKeyRef: { name: 'db', key: 'username' } },
+                      },
+                      {
+                        name: 'DB_PASS',
+                        valueFrom: { secretKeyRef: { name: 'db', key: 'password' } },
+                      },
+                    ],
+                  },
+                ],
+              },
+            },
+          },
+        },
+      });
+    }
+    const dir = await tempDir();
+    expect(
+      (await cli(['target', 'discover', '-o', 'plan.yaml', '-n', ns], { cwd: dir })).code,
+    ).toBe(0);
+    // With --concurrency 1 both are listed up front and b2 is patched after
+    // b1's line is printed; meanwhile someone inserts an entry at the top of
+    // b2's env, so every index protect read for b2 is off by one.
+    let out = '';
+    let edited = false;
+    const stdout = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        const text = chunk.toString();
+        if (!edited && text.includes(`${ns}/b1:`)) {
+          edited = true;
+          const r = spawnSync(
+            sandbox().binaries.kubectl,
+            [
+              'patch',
+              'deployment',
+              'b2',
+              '-n',
+              ns,
+              '--type=json',
+              '-p=[{"op":"add","path":"/spec/template/spec/containers/0/env/0","value":{"name":"FIRST","value":"1"}}]',
+            ],
+            { env: { KUBECONFIG: sandbox().kubeconfig, HOME: dir }, encoding: 'utf8' },
+          );
+          if (r.status !== 0) throw new Error(r.stderr);
+        }
+        out += text;
+        done();
+      },
+    });
+    const ctx = captureContext({ cwd: dir, env: sandboxEnv(), stdout });
+    const code = await runCli([...PROTECT, '--concurrency', '1'], ctx);
+    expect(edited).toBe(true);
+    expect(out).toContain(`Deployment ${ns}/b2: injected, restarted -> migrated`);
+    expect(code).toBe(0);
+    const b2 = await apps.readNamespacedDeployment({ name: 'b2', namespace: ns });
+    expect(b2.spec?.template.spec?.containers[0]?.env).toEqual([{ name: 'FIRST', value: '1' }]);
+    const u = await cli(UNPROTECT, { cwd: dir });
+    expect(u.code).toBe(0);
+    const back = await apps.readNamespacedDeployment({ name: 'b2', namespace: ns });
+    expect(back.spec?.template.spec?.containers[0]?.env?.map((e) => e.name)).toEqual([
+      'FIRST',
+      'DB_USER',
+      'DB_PASS',
+    ]);
   });
 });

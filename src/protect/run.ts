@@ -80,6 +80,8 @@ interface Outcome {
   failed?: boolean;
   /** Done, but --wait ran out before the rollout finished. */
   incomplete?: string;
+  /** Lines printed after the outcome (what was removed or kept, and why). */
+  notes?: string[];
   dryRun?: boolean;
 }
 
@@ -303,8 +305,18 @@ class Runner {
         });
         return { patched };
       } catch (e) {
-        if (!(e instanceof KubeApiError) || e.status !== 409 || attempt >= 4) throw e;
+        // 409: the resourceVersion no longer matches. 422 may be a failed
+        // `test` op (an entry to remove is not where it was read), which the
+        // server checks before the version; that is a conflict too when the
+        // object did change, and a real error when it did not.
+        if (!(e instanceof KubeApiError) || (e.status !== 409 && e.status !== 422) || attempt >= 4)
+          throw e;
         const again = await this.workloads.get(ref(item));
+        if (
+          e.status === 422 &&
+          again?.metadata?.resourceVersion === current.metadata?.resourceVersion
+        )
+          throw e;
         const outcome = await recheck(again);
         if (outcome) return { outcome };
         if (!again) throw e;
@@ -399,6 +411,12 @@ class Runner {
   }
 
   async protectOne(item: Item, o: ProtectOptions): Promise<Outcome> {
+    const notes: string[] = [];
+    const outcome = await this.protectInner(item, o, notes);
+    return notes.length > 0 ? { ...outcome, notes: [...(outcome.notes ?? []), ...notes] } : outcome;
+  }
+
+  private async protectInner(item: Item, o: ProtectOptions, notes: string[]): Promise<Outcome> {
     const steps: string[] = [];
     const wanted = protectAnnotations(
       item.tenant,
@@ -456,12 +474,11 @@ class Runner {
     if ('outcome' in result) return result.outcome;
     const patched = result.patched;
     const removed = refs.remove.map(describeRef).join(', ');
-    if (refs.kept.length > 0) {
-      say(
-        this.ctx.stdout,
-        `${label(item)}: kept native Secret references: ${refs.kept.join('; ')}`,
-      );
-    }
+    // After the outcome, so the steps read as before (and as the guide's transcript).
+    notes.push(
+      ...(removed && !this.o.dryRun ? [`removed native Secret references: ${removed}`] : []),
+      ...(refs.kept.length > 0 ? [`kept native Secret references: ${refs.kept.join('; ')}`] : []),
+    );
     if (this.o.dryRun) {
       say(
         this.ctx.stdout,
@@ -471,9 +488,6 @@ class Runner {
       return { status: item.workload.status, steps: ['dry run'], dryRun: true };
     }
     steps.push('injected');
-    // On its own line, so the step list reads as before for every workload.
-    if (removed)
-      say(this.ctx.stdout, `${label(item)}: removed native Secret references: ${removed}`);
     if (paused)
       steps.push('not restarted: Deployment is paused (run `kubectl rollout resume` to roll)');
     else if (decision.restart) {
@@ -563,18 +577,16 @@ class Runner {
     const steps = [
       `removed ${present.filter((k) => k !== ANNOTATION.nativeRefs).length} annotation(s)`,
     ];
-    if (restore.restored.length > 0) {
-      say(
-        this.ctx.stdout,
-        `${label(item)}: put back native Secret references: ${restore.restored.map(describeRef).join(', ')}`,
-      );
-    }
+    const notes =
+      restore.restored.length > 0
+        ? [`put back native Secret references: ${restore.restored.map(describeRef).join(', ')}`]
+        : [];
     for (const s of restore.skipped) steps.push(`not put back: ${s}`);
     if (restart) {
       const stopped = await this.restartOnDelete(item, patched, steps);
-      if (stopped) return { status: 'pending', steps, incomplete: stopped };
+      if (stopped) return { status: 'pending', steps, incomplete: stopped, notes };
     } else if (updateStrategy(patched) === 'on-delete') steps.push(NOT_RESTARTED_ONDELETE);
-    return { status: 'pending', steps };
+    return { status: 'pending', steps, notes };
   }
 
   close(): void {
@@ -668,9 +680,11 @@ async function runLocked(
             ? `  -> left ${outcome.status}: ${outcome.reason}`
             : `  -> ${outcome.status}`,
         );
+        for (const n of outcome.notes ?? []) say(ctx.stdout, `  ${n}`);
         say(ctx.stdout);
       } else {
         say(ctx.stdout, `${label(item)}: ${describe(outcome)}`);
+        for (const n of outcome.notes ?? []) say(ctx.stdout, `${label(item)}: ${n}`);
       }
       if (outcome.dryRun) return;
       if (outcome.failed) counts.failed++;
