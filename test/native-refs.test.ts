@@ -230,6 +230,10 @@ describe('target protect removes native Secret references', () => {
       kept.spec?.template.metadata?.annotations?.['cloudtaser.io/native-refs'],
     ).toBeUndefined();
     expect(kept.metadata?.generation).toBe(2);
+    const st = await cli(['target', 'status', '-n', ns], { cwd: dir });
+    expect(st.stdout).toContain(
+      `1 protected workload(s) still reference native Secrets (their values stay in etcd):\n  Deployment ${ns}/api: api, certs, db, extra, other\n`,
+    );
 
     // The second step of the cut-over: the workload is set back to pending
     // and protected again without the flag.
@@ -251,6 +255,12 @@ describe('target protect removes native Secret references', () => {
       'sidecar:envFrom:extra',
     ]);
     expect(removed.metadata?.generation).toBe(3);
+    // What is left: the Secret outside the plan, and what protect kept (with its reason).
+    const st2 = await cli(['target', 'status', '-n', ns, '-o', 'json'], { cwd: dir });
+    expect(
+      (JSON.parse(st2.stdout) as { workloads: { nativeSecrets?: string[] }[] }).workloads[0]
+        ?.nativeSecrets,
+    ).toEqual(['certs', 'extra', 'other']);
 
     const u = await cli(UNPROTECT, { cwd: dir });
     expect(u.code).toBe(0);
