@@ -146,6 +146,13 @@ describe('target protect removes native Secret references', () => {
     const before = await read(ns);
     expect(before.metadata?.generation).toBe(1);
 
+    const dryRun = await cli([...PROTECT, '--dry-run'], { cwd: dir });
+    expect(dryRun.code).toBe(0);
+    expect(dryRun.stdout).toContain(
+      `  would remove from Deployment ${ns}/api: env DB_USER in init container migrate, env DB_PASS in container app, envFrom Secret api in container app`,
+    );
+    expect((await read(ns)).metadata?.generation).toBe(1);
+
     const r = await cli(PROTECT, { cwd: dir });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);

@@ -7,7 +7,10 @@
 // Resumability rests on the cluster, not only on the plan: a workload whose
 // live template already carries exactly the annotations we would write is
 // recorded as migrated without a second patch, so a run killed between the
-// patch and the status write never causes a second rollout.
+// patch and the status write never causes a second rollout. The template's
+// references to the migrated Secrets are removed in that same patch
+// (native-refs.ts), so a template that carries the annotations has already
+// lost them, and the record of what to put back travels with it.
 import { createInterface } from 'node:readline';
 import { pause, rfc3339, say, type Context } from '../core/context.js';
 import { mapLimit } from '../core/concurrency.js';
