@@ -164,7 +164,10 @@ describe('target protect --yes', () => {
       'cloudtaser.io/secret-paths': path,
       'cloudtaser.io/env-map': `${path}:password=DB_PASS,${path}:username=DB_USER`,
       'cloudtaser.io/restartedAt': '2026-04-02T08:00:00Z',
+      // What the same patch removed (both env entries), for unprotect to put back.
+      'cloudtaser.io/native-refs': expect.stringContaining('"list":"env"') as unknown,
     });
+    expect(dep.spec?.template.spec?.containers[0]?.env).toBeUndefined();
     // The workload's own metadata is untouched.
     expect(dep.metadata?.annotations?.['cloudtaser.io/inject']).toBeUndefined();
     expect(dep.metadata?.annotations?.['owner.example.com/team']).toBe('payments');

@@ -244,10 +244,8 @@ describe('target audit', () => {
     });
     const codes = (subject: string) =>
       report.findings.filter((f) => f.subject === subject).map((f) => f.code);
-    expect(codes(`Deployment ${nsA}/good`)).toEqual([
-      'native-secret-referenced',
-      'pods-without-init',
-    ]);
+    // protect removed its Secret references, so none is left to report.
+    expect(codes(`Deployment ${nsA}/good`)).toEqual(['pods-without-init']);
     expect(codes(`Deployment ${nsA}/unprot`)).toEqual(['unprotected']);
     expect(codes(`Deployment ${nsA}/fieldgone`)).toContain('field-missing');
     const broad = report.findings

@@ -11,6 +11,12 @@ export const ANNOTATION = {
   restartedAt: 'cloudtaser.io/restartedAt',
   /** "true" when the vault address is plain http on purpose (`protect --allow-insecure-vault`). */
   allowInsecureVault: 'cloudtaser.io/allow-insecure-vault',
+  /**
+   * JSON record of the references to migrated Secrets that protect removed
+   * from the template (env, envFrom, volumes), so unprotect can put exactly
+   * those back. References only: Secret names, keys, variable names, never a value.
+   */
+  nativeRefs: 'cloudtaser.io/native-refs',
 } as const;
 
 /**

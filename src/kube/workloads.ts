@@ -132,6 +132,61 @@ export class Workloads {
       );
     }
   }
+
+  /**
+   * A JSON Patch (RFC 6902) of the workload. With `resourceVersion` the
+   * patch first sets it, so the server refuses (409) if the object changed
+   * since it was read; `test` operations in `ops` guard list indices. Errors
+   * keep their HTTP status for the caller.
+   */
+  async patchJson(
+    id: WorkloadId,
+    ops: readonly unknown[],
+    opts: { resourceVersion?: string | undefined; dryRun?: boolean } = {},
+  ): Promise<LiveWorkload> {
+    const body = [
+      ...(opts.resourceVersion
+        ? [{ op: 'replace', path: '/metadata/resourceVersion', value: opts.resourceVersion }]
+        : []),
+      ...ops,
+    ];
+    try {
+      const patched = await this.rest.call<LiveWorkload>({
+        method: 'PATCH',
+        path: resourcePath('apps/v1', PLURAL[id.kind], id.namespace, id.name),
+        query: { fieldManager: 'cloudtaser', dryRun: opts.dryRun ? 'All' : undefined },
+        body,
+        contentType: PatchStrategy.JsonPatch,
+      });
+      if (patched.metadata) delete patched.metadata.managedFields;
+      return withKind(patched, id.kind);
+    } catch (e) {
+      throw kubeError(
+        e,
+        { verb: 'patch', resource: RESOURCE[id.kind], name: id.name, namespace: id.namespace },
+        this.target.server,
+      );
+    }
+  }
+
+  /**
+   * The key names of a Secret (its values are dropped on arrival): null when
+   * it does not exist, undefined when it cannot be read (RBAC, say).
+   */
+  async secretKeys(namespace: string, name: string): Promise<string[] | null | undefined> {
+    try {
+      const s = await this.rest.call<{ data?: Record<string, unknown>; stringData?: unknown }>({
+        method: 'GET',
+        path: resourcePath('v1', 'secrets', namespace, name),
+      });
+      return Object.keys(s.data ?? {});
+    } catch (e) {
+      const status = statusOf(e);
+      if (status === 404) return null;
+      if (status !== undefined) return undefined;
+      throw kubeError(e, { verb: 'get', resource: 'secrets', name, namespace }, this.target.server);
+    }
+  }
 }
 
 /** Whether a template change replaces pods by itself, or waits for them to be deleted. */

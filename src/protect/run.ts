@@ -7,7 +7,10 @@
 // Resumability rests on the cluster, not only on the plan: a workload whose
 // live template already carries exactly the annotations we would write is
 // recorded as migrated without a second patch, so a run killed between the
-// patch and the status write never causes a second rollout.
+// patch and the status write never causes a second rollout. The template's
+// references to the migrated Secrets are removed in that same patch
+// (native-refs.ts), so a template that carries the annotations has already
+// lost them, and the record of what to put back travels with it.
 import { createInterface } from 'node:readline';
 import { pause, rfc3339, say, type Context } from '../core/context.js';
 import { mapLimit } from '../core/concurrency.js';
@@ -29,6 +32,21 @@ import { workloadKey } from '../plan/write.js';
 import type { PlanWorkload, Tenant, WorkloadStatus } from '../plan/schema.js';
 import { ANNOTATION, OWNED_ANNOTATIONS } from '../contract/annotations.js';
 import { alreadyApplied, protectAnnotations } from './annotations.js';
+import {
+  annotationOps,
+  appendRecord,
+  describeRef,
+  envFromSecrets,
+  findNativeRefs,
+  migratedSecrets,
+  readRecord,
+  recordedSecrets,
+  removalOps,
+  restoreOps,
+  type JsonPatchOp,
+  type NativeRefsFinding,
+  type Restore,
+} from './native-refs.js';
 import { PlanLock, PlanStore } from './plan-store.js';
 import { NOT_RESTARTED_ONDELETE, OnDeleteRestart } from './restart.js';
 
@@ -49,6 +67,8 @@ export interface ProtectOptions extends RunOptions {
   vaultAddress: string;
   /** A plain-http vaultAddress is intended: the pod templates say so. */
   allowInsecureVault?: boolean | undefined;
+  /** Leave the template's references to migrated Secrets in place (a two-step cut-over). */
+  keepNativeRefs?: boolean | undefined;
 }
 
 interface Item {
@@ -67,6 +87,8 @@ interface Outcome {
   incomplete?: string;
   /** ...because it cannot finish by itself (`incomplete` says why). */
   stuck?: boolean;
+  /** Lines printed after the outcome (what was removed or kept, and why). */
+  notes?: string[];
   dryRun?: boolean;
 }
 
@@ -146,6 +168,9 @@ function mismatch(item: Item, live: LiveWorkload): string | undefined {
     ...(live.spec ? { spec: live.spec } : {}),
   };
   const sources = referencedSources(obj);
+  // References protect removed earlier still count: they are recorded on the template.
+  for (const name of recordedSecrets(readRecord(live.spec?.template.metadata?.annotations)))
+    sources.add(`k8s-secret/${name}`);
   const gone = item.workload.secrets.map((s) => s.source).filter((s) => !sources.has(s));
   if (gone.length > 0) return `no longer references ${gone.join(', ')}`;
   return undefined;
@@ -277,26 +302,63 @@ class Runner {
   async patch(
     item: Item,
     live: LiveWorkload,
-    build: (live: LiveWorkload) => Record<string, string | null>,
-    recheck: (live: LiveWorkload | undefined) => Outcome | undefined,
+    build: (live: LiveWorkload) => Promise<JsonPatchOp[]> | JsonPatchOp[],
+    recheck: (live: LiveWorkload | undefined) => Promise<Outcome | undefined>,
   ): Promise<{ patched: LiveWorkload } | { outcome: Outcome }> {
     let current = live;
     for (let attempt = 0; ; attempt++) {
       try {
-        const patched = await this.workloads.patchTemplateAnnotations(ref(item), build(current), {
+        const patched = await this.workloads.patchJson(ref(item), await build(current), {
           resourceVersion: current.metadata?.resourceVersion,
           dryRun: this.o.dryRun,
         });
         return { patched };
       } catch (e) {
-        if (!(e instanceof KubeApiError) || e.status !== 409 || attempt >= 4) throw e;
+        // 409: the resourceVersion no longer matches. 422 may be a failed
+        // `test` op (an entry to remove is not where it was read), which the
+        // server checks before the version; that is a conflict too when the
+        // object did change, and a real error when it did not.
+        if (!(e instanceof KubeApiError) || (e.status !== 409 && e.status !== 422) || attempt >= 4)
+          throw e;
         const again = await this.workloads.get(ref(item));
-        const outcome = recheck(again);
+        if (
+          e.status === 422 &&
+          again?.metadata?.resourceVersion === current.metadata?.resourceVersion
+        )
+          throw e;
+        const outcome = await recheck(again);
         if (outcome) return { outcome };
         if (!again) throw e;
         current = again;
       }
     }
+  }
+
+  private readonly secretKeyCache = new Map<string, Promise<string[] | null | undefined>>();
+
+  /** Key names of a Secret, read once per run (the values are never kept). */
+  private secretKeys(namespace: string, name: string): Promise<string[] | null | undefined> {
+    const key = `${namespace}/${name}`;
+    let p = this.secretKeyCache.get(key);
+    if (!p) {
+      p = this.workloads.secretKeys(namespace, name);
+      this.secretKeyCache.set(key, p);
+    }
+    return p;
+  }
+
+  /** The template's references to this workload's migrated Secrets: which go, which stay. */
+  async nativeRefs(item: Item, live: LiveWorkload): Promise<NativeRefsFinding> {
+    const migrated = migratedSecrets(item.workload);
+    const spec = live.spec?.template.spec;
+    const names = envFromSecrets(spec, migrated);
+    const keys = new Map(
+      await Promise.all(
+        names.map(async (n) => [n, await this.secretKeys(item.tenant.namespace, n)] as const),
+      ),
+    );
+    // File delivery does not exist yet: secret volumes always stay.
+    return findNativeRefs(spec, migrated, (n) => keys.get(n), { files: false });
   }
 
   /** Deleting OnDelete pods is never implied by --yes alone: it needs --restart-ondelete. */
@@ -375,20 +437,36 @@ class Runner {
     }
   }
 
-  async protectOne(item: Item, vaultAddress: string, allowInsecure = false): Promise<Outcome> {
+  async protectOne(item: Item, o: ProtectOptions): Promise<Outcome> {
+    const notes: string[] = [];
+    const outcome = await this.protectInner(item, o, notes);
+    return notes.length > 0 ? { ...outcome, notes: [...(outcome.notes ?? []), ...notes] } : outcome;
+  }
+
+  private async protectInner(item: Item, o: ProtectOptions, notes: string[]): Promise<Outcome> {
     const steps: string[] = [];
-    const wanted = protectAnnotations(item.tenant, item.workload, vaultAddress, allowInsecure);
-    const check = (w: LiveWorkload | undefined): Outcome | undefined => {
+    const wanted = protectAnnotations(
+      item.tenant,
+      item.workload,
+      o.vaultAddress,
+      o.allowInsecureVault ?? false,
+    );
+    const keep = o.keepNativeRefs === true;
+    const check = async (w: LiveWorkload | undefined): Promise<Outcome | undefined> => {
       if (!w) return { status: 'pending', steps, reason: 'not found in the cluster' };
       if (alreadyApplied(w.spec?.template.metadata?.annotations, wanted)) {
-        // Patched by an earlier, interrupted run: record it, never roll again.
-        return { status: 'migrated', steps: ['already protected'] };
+        // Patched by an earlier, interrupted run: record it, never roll
+        // again. The same patch removed the native references, so only a
+        // template protected without removing them (--keep-native-refs, an
+        // older version) goes on to have them removed now.
+        if (keep || (await this.nativeRefs(item, w)).remove.length === 0)
+          return { status: 'migrated', steps: ['already protected'] };
       }
       const why = mismatch(item, w);
       return why ? { status: 'pending', steps, reason: why } : undefined;
     };
     const live = await this.read(item);
-    const early = check(live);
+    const early = await check(live);
     if (early || !live) return early ?? { status: 'pending', steps };
 
     if (this.o.mode === 'interactive') printBlock(item, live, this.ctx);
@@ -400,14 +478,40 @@ class Runner {
     const annotations: Record<string, string> = decision.restart
       ? { ...wanted, [ANNOTATION.restartedAt]: rfc3339(this.ctx.now()) }
       : wanted;
-    const result = await this.patch(item, live, () => annotations, check);
+    // Built from the object the patch applies to (re-read after a conflict),
+    // so the removals' indices and tests match it.
+    let refs: NativeRefsFinding = { remove: [], kept: [] };
+    const build = async (cur: LiveWorkload): Promise<JsonPatchOp[]> => {
+      refs = keep ? refs : await this.nativeRefs(item, cur);
+      const tmpl = cur.spec?.template;
+      const record: Record<string, string> =
+        refs.remove.length > 0
+          ? {
+              [ANNOTATION.nativeRefs]: JSON.stringify(
+                appendRecord(readRecord(tmpl?.metadata?.annotations), refs.remove),
+              ),
+            }
+          : {};
+      return [
+        ...removalOps(tmpl?.spec, refs.remove),
+        ...annotationOps(tmpl?.metadata, { ...annotations, ...record }),
+      ];
+    };
+    const result = await this.patch(item, live, build, check);
     if ('outcome' in result) return result.outcome;
     const patched = result.patched;
+    const removed = refs.remove.map(describeRef).join(', ');
+    // After the outcome, so the steps read as before (and as the guide's transcript).
+    notes.push(
+      ...(removed && !this.o.dryRun ? [`removed native Secret references: ${removed}`] : []),
+      ...(refs.kept.length > 0 ? [`kept native Secret references: ${refs.kept.join('; ')}`] : []),
+    );
     if (this.o.dryRun) {
       say(
         this.ctx.stdout,
         `  would patch ${label(item)} pod template annotations: ${JSON.stringify(annotations)}`,
       );
+      if (removed) say(this.ctx.stdout, `  would remove from ${label(item)}: ${removed}`);
       return { status: item.workload.status, steps: ['dry run'], dryRun: true };
     }
     steps.push('injected');
@@ -450,14 +554,24 @@ class Runner {
       const now = w.spec?.template.metadata?.annotations ?? {};
       return OWNED_ANNOTATIONS.filter((k) => k in now);
     };
-    const check = (w: LiveWorkload | undefined): Outcome | undefined => {
+    const check = (w: LiveWorkload | undefined): Promise<Outcome | undefined> =>
+      Promise.resolve(unprotectCheck(w));
+    const unprotectCheck = (w: LiveWorkload | undefined): Outcome | undefined => {
       if (!w) return { status: 'pending', steps: ['not found in the cluster'] };
-      return owned(w).length === 0
-        ? { status: 'pending', steps: ['no cloudtaser annotations'] }
-        : undefined;
+      if (owned(w).length === 0) return { status: 'pending', steps: ['no cloudtaser annotations'] };
+      const a = w.spec?.template.metadata?.annotations;
+      if (a?.[ANNOTATION.nativeRefs] !== undefined && !readRecord(a)) {
+        // Removing it would lose the only record of what to put back.
+        return {
+          status: item.workload.status,
+          steps: [],
+          reason: `${ANNOTATION.nativeRefs} is not a record this version can read; left as it is`,
+        };
+      }
+      return undefined;
     };
     const live = await this.read(item);
-    const early = check(live);
+    const early = unprotectCheck(live);
     if (early || !live) return early ?? { status: 'pending', steps: [] };
     const present = owned(live);
     if (this.o.mode === 'interactive') printBlock(item, live, this.ctx);
@@ -467,12 +581,17 @@ class Runner {
       updateStrategy(live) === 'on-delete' && !isPaused(live)
         ? await this.decideRestart(live)
         : false;
-    const result = await this.patch(
-      item,
-      live,
-      (cur) => Object.fromEntries(owned(cur).map((k) => [k, null])),
-      check,
-    );
+    let restore: Restore = { ops: [], restored: [], skipped: [] };
+    const build = (cur: LiveWorkload): JsonPatchOp[] => {
+      const tmpl = cur.spec?.template;
+      const record = readRecord(tmpl?.metadata?.annotations);
+      restore = record ? restoreOps(tmpl?.spec, record) : { ops: [], restored: [], skipped: [] };
+      return [
+        ...restore.ops,
+        ...annotationOps(tmpl?.metadata, Object.fromEntries(owned(cur).map((k) => [k, null]))),
+      ];
+    };
+    const result = await this.patch(item, live, build, check);
     if ('outcome' in result) return result.outcome;
     const patched = result.patched;
     if (this.o.dryRun) {
@@ -480,9 +599,23 @@ class Runner {
         this.ctx.stdout,
         `  would remove from ${label(item)} pod template: ${present.join(', ')}`,
       );
+      if (restore.restored.length > 0) {
+        say(
+          this.ctx.stdout,
+          `  would put back in ${label(item)}: ${restore.restored.map(describeRef).join(', ')}`,
+        );
+      }
       return { status: item.workload.status, steps: ['dry run'], dryRun: true };
     }
-    const steps = [`removed ${present.length} annotation(s)`];
+    // The record is bookkeeping, reported as what was put back, not counted as an annotation.
+    const steps = [
+      `removed ${present.filter((k) => k !== ANNOTATION.nativeRefs).length} annotation(s)`,
+    ];
+    const notes =
+      restore.restored.length > 0
+        ? [`put back native Secret references: ${restore.restored.map(describeRef).join(', ')}`]
+        : [];
+    for (const s of restore.skipped) steps.push(`not put back: ${s}`);
     if (restart) {
       const stopped = await this.restartOnDelete(item, patched, steps);
       if (stopped)
@@ -491,9 +624,10 @@ class Runner {
           steps,
           incomplete: stopped.message,
           ...(stopped.stuck ? { stuck: true } : {}),
+          notes,
         };
     } else if (updateStrategy(patched) === 'on-delete') steps.push(NOT_RESTARTED_ONDELETE);
-    return { status: 'pending', steps };
+    return { status: 'pending', steps, notes };
   }
 
   close(): void {
@@ -599,9 +733,11 @@ async function runLocked(
             ? `  -> left ${outcome.status}: ${outcome.reason}`
             : `  -> ${outcome.status}`,
         );
+        for (const n of outcome.notes ?? []) say(ctx.stdout, `  ${n}`);
         say(ctx.stdout);
       } else {
         say(ctx.stdout, `${label(item)}: ${describe(outcome)}`);
+        for (const n of outcome.notes ?? []) say(ctx.stdout, `${label(item)}: ${n}`);
       }
       if (outcome.dryRun) return;
       if (outcome.failed) counts.failed++;
@@ -657,7 +793,7 @@ export async function runProtect(
     ctx,
     'cloudtaser target protect',
     (current) => selectItems(current, o.namespace, ['pending']),
-    (runner, item) => runner.protectOne(item, o.vaultAddress, o.allowInsecureVault ?? false),
+    (runner, item) => runner.protectOne(item, o),
     (c) =>
       `Done: ${c.migrated} migrated, ${c.skipped} skipped, ${c.held} left pending, ${c.failed} failed.`,
   );

@@ -28,6 +28,16 @@ export interface StatusRow {
   rollout: string;
   plan?: string | undefined;
   mismatch?: string | undefined;
+  /** Native Secrets a protected (or partly protected) template still references. */
+  nativeSecrets?: string[] | undefined;
+}
+
+/** The native Secrets a workload under protection still reads: their values stay in etcd. */
+function lingeringSecrets(w: WorkloadFacts): string[] {
+  if (w.protection.state !== 'protected' && w.protection.state !== 'partial') return [];
+  return w.sources
+    .filter((s) => s.startsWith('k8s-secret/'))
+    .map((s) => s.slice('k8s-secret/'.length));
 }
 
 /** Plan status vs what the cluster shows; undefined when they agree. */
@@ -53,6 +63,7 @@ export function statusRows(inv: Inventory, plan?: LoadedPlan): StatusRow[] {
   }
   return inv.workloads.map((w) => {
     const ps = plan ? planStatus.get(`${w.namespace}/${w.kind}/${w.name}`) : undefined;
+    const lingering = lingeringSecrets(w);
     return {
       kind: w.kind,
       namespace: w.namespace,
@@ -67,6 +78,7 @@ export function statusRows(inv: Inventory, plan?: LoadedPlan): StatusRow[] {
       rollout:
         w.protection.state === 'protected' || w.protection.state === 'partial' ? w.rollout : '-',
       ...(plan ? { plan: ps ?? '-', mismatch: planMismatch(ps, w) } : {}),
+      ...(lingering.length > 0 ? { nativeSecrets: lingering } : {}),
     };
   });
 }
@@ -125,6 +137,19 @@ export async function runStatus(o: StatusOptions, ctx: Context): Promise<void> {
     ctx.stdout,
     `${rows.length} workload(s): ${count('protected')} protected, ${count('partial')} partial, ${count('unprotected')} unprotected, ${count('not-applicable')} not applicable.`,
   );
+  const lingering = rows.filter((r) => r.nativeSecrets);
+  if (lingering.length > 0) {
+    say(
+      ctx.stdout,
+      `${lingering.length} protected workload(s) still reference native Secrets (their values stay in etcd):`,
+    );
+    for (const r of lingering) {
+      say(
+        ctx.stdout,
+        `  ${r.kind} ${r.namespace}/${r.name}: ${(r.nativeSecrets ?? []).join(', ')}`,
+      );
+    }
+  }
 }
 
 export interface VaultReportOptions extends VaultFlags {

@@ -28,6 +28,11 @@ export function registerTargetProtect(target: Command, ctx: Context): void {
       'let pods reach vault over plain http (their token and secrets travel in clear)',
       false,
     )
+    .option(
+      '--keep-native-refs',
+      "keep the pod templates' references to the migrated Secrets (env secretKeyRef, envFrom secretRef) instead of removing them in the same patch",
+      false,
+    )
     .option('--interactive', 'prompt for each workload')
     .option('--yes', 'approve every workload (CI mode)')
     .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)')
@@ -82,6 +87,7 @@ export function registerTargetProtect(target: Command, ctx: Context): void {
           display: o.plan,
           vaultAddress,
           allowInsecureVault: o.allowInsecureVault,
+          keepNativeRefs: o.keepNativeRefs,
           mode,
           namespace: o.namespace,
           kube: { kubeconfig: o.kubeconfig, context: o.context },
@@ -97,7 +103,9 @@ export function registerTargetProtect(target: Command, ctx: Context): void {
 
   target
     .command('unprotect')
-    .description('remove exactly the annotations protect added and set workloads back to pending')
+    .description(
+      'remove exactly the annotations protect added, put back the Secret references it removed, and set workloads back to pending',
+    )
     .requiredOption('--plan <file>', 'MigrationPlan file')
     .option('--interactive', 'prompt for each workload')
     .option('--yes', 'approve every workload (CI mode)')
