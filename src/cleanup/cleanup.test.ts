@@ -195,7 +195,7 @@ describe('decide', () => {
       name: 'api-1',
       via: ['envFrom'],
       note: 'old revision of Deployment api kept for rollback',
-      history: true,
+      history: 'rollout undo to ReplicaSet shop/api-1 would no longer start',
     };
     const v = decide(db(), facts(), [old], found(['pass', 'user']), same('pass', 'user'));
     expect(v.action).toBe('delete');
@@ -232,6 +232,41 @@ describe('decide', () => {
 });
 
 describe('secretReferrers', () => {
+  it("counts protect's record of removed references as history, named by what unprotect would do", () => {
+    const record = JSON.stringify({
+      v: 1,
+      batches: [
+        [
+          {
+            container: 'api',
+            list: 'env',
+            index: 0,
+            entry: { name: 'DB_PASS', valueFrom: { secretKeyRef: { name: 'db', key: 'pass' } } },
+          },
+        ],
+      ],
+    });
+    const template = {
+      metadata: { annotations: { 'cloudtaser.io/native-refs': record } },
+      spec: { containers: [{ name: 'api' }] },
+    };
+    const refs = secretReferrers('shop', {
+      ...EMPTY_NAMESPACE,
+      deployments: [{ metadata: { name: 'api' }, spec: { template } }],
+      // The ReplicaSet carries a copy of the same template: counted once, on the Deployment.
+      replicaSets: [{ metadata: { name: 'api-2' }, spec: { replicas: 1, template } }],
+    });
+    expect(refs.get('db')).toEqual([
+      {
+        kind: 'Deployment',
+        namespace: 'shop',
+        name: 'api',
+        via: ['removed by protect'],
+        history: 'target unprotect of Deployment shop/api would put back a reference to it',
+      },
+    ]);
+  });
+
   it('finds every way a namespace names a Secret', () => {
     const tmpl = (spec: V1PodSpec, annotations: Record<string, string> = {}) => ({
       metadata: { annotations },

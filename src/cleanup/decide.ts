@@ -143,8 +143,8 @@ export function decide(
 
   // Old revisions kept for `rollout undo` run nothing: the migration's end
   // state is that rolling back past it needs the Secret back (said below).
-  const history = referrers.filter((r) => r.history === true);
-  const holding = referrers.filter((r) => r.history !== true);
+  const history = [...new Set(referrers.flatMap((r) => (r.history ? [r.history] : [])))];
+  const holding = referrers.filter((r) => r.history === undefined);
   if (holding.length > 0) {
     const shown = holding.slice(0, MAX_REFERRERS).map(referrerText);
     const more = holding.length - shown.length;
@@ -193,9 +193,6 @@ export function decide(
     live.keys.length === 0
       ? 'holds no keys'
       : `${live.keys.length} key(s) match vault (${where.join(', ')})`;
-  const undo =
-    history.length > 0
-      ? `; rollout undo to ${history.map((r) => `ReplicaSet ${r.namespace}/${r.name}`).join(', ')} would no longer start`
-      : '';
+  const undo = history.length > 0 ? `; ${history.join('; ')}` : '';
   return { action: 'delete', summary: `${matched}${undo}` };
 }

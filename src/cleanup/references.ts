@@ -5,6 +5,7 @@
 import type { V1ObjectMeta, V1PodSpec } from '@kubernetes/client-node';
 import { ANNOTATION } from '../contract/annotations.js';
 import { podSpecSecretRefs } from '../contract/workload.js';
+import { readRecord, recordedSecrets } from '../protect/native-refs.js';
 
 /** One object that names a Secret, and how. */
 export interface Referrer {
@@ -16,11 +17,13 @@ export interface Referrer {
   /** Why it matters although it may look harmless (a protected template, a rollback revision). */
   note?: string;
   /**
-   * Only an old revision a Deployment keeps for `rollout undo` (a ReplicaSet
-   * at zero replicas): nothing runs from it, so it does not hold the Secret
-   * back; the output says a rollback to it would no longer start.
+   * Set when the reference is only history: an old revision a Deployment
+   * keeps for `rollout undo` (a ReplicaSet at zero replicas), or protect's
+   * record of the references it removed (put back by `unprotect`). Nothing
+   * runs from it, so it does not hold the Secret back; the text says what
+   * would no longer work once the Secret is gone.
    */
-  history?: boolean;
+  history?: string;
 }
 
 interface Meta {
@@ -90,7 +93,7 @@ export function secretReferrers(
     name: string,
     via: string,
     note?: string,
-    history?: boolean,
+    history?: string,
   ) => {
     if (!secret) return;
     let bySecret = out.get(secret);
@@ -118,7 +121,7 @@ export function secretReferrers(
     o: Meta,
     t: Template | undefined,
     note?: string,
-    history?: boolean,
+    history?: string,
   ): void => {
     const name = o.metadata?.name ?? '';
     // Protect leaves a workload's native references in place; until they are
@@ -129,6 +132,19 @@ export function secretReferrers(
         : undefined;
     for (const r of podSpecSecretRefs(t?.spec))
       add(r.secret, kind, name, r.via, note ?? protectedNote, history);
+    // What protect removed, kept on the template so unprotect can put it back
+    // (ReplicaSets copy it from their Deployment: counted there, once).
+    const record = kind === 'ReplicaSet' ? undefined : readRecord(t?.metadata?.annotations);
+    for (const secret of recordedSecrets(record)) {
+      add(
+        secret,
+        kind,
+        name,
+        'removed by protect',
+        undefined,
+        `target unprotect of ${kind} ${namespace}/${name} would put back a reference to it`,
+      );
+    }
   };
 
   for (const p of objects.pods) {
@@ -141,9 +157,16 @@ export function secretReferrers(
     // A Deployment keeps old ReplicaSets at zero replicas as rollback
     // targets: `kubectl rollout undo` would start pods that need the Secret.
     const owner = rs.metadata?.ownerReferences?.find((o) => o.kind === 'Deployment');
-    const history = owner !== undefined && rs.spec?.replicas === 0;
-    const note = history ? `old revision of Deployment ${owner.name} kept for rollback` : undefined;
-    template('ReplicaSet', rs, rs.spec?.template, note, history);
+    const old = owner !== undefined && rs.spec?.replicas === 0;
+    template(
+      'ReplicaSet',
+      rs,
+      rs.spec?.template,
+      old ? `old revision of Deployment ${owner.name} kept for rollback` : undefined,
+      old
+        ? `rollout undo to ReplicaSet ${namespace}/${rs.metadata?.name ?? ''} would no longer start`
+        : undefined,
+    );
   }
   for (const j of objects.jobs) template('Job', j, j.spec?.template);
   for (const c of objects.cronJobs) template('CronJob', c, c.spec?.jobTemplate?.spec?.template);
