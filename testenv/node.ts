@@ -316,7 +316,7 @@ async function putBlob(layout: string, data: Buffer): Promise<Blob> {
 
 /**
  * Writes `images.tar` (an OCI image layout holding the pause image and a
- * busybox image with sh, cat, tr, grep, sleep, env) for `ctr images import`.
+ * busybox image with sh, cat, tr, cut, grep, sleep, env) for `ctr images import`.
  */
 export async function buildImages(work: string, pause: string): Promise<string> {
   const layout = join(work, 'layout');
@@ -373,7 +373,7 @@ export async function buildImages(work: string, pause: string): Promise<string> 
   await mkdir(join(bbRoot, 'bin'), { recursive: true });
   await mkdir(join(bbRoot, 'tmp'), { recursive: true });
   await writeFile(join(bbRoot, 'bin', 'busybox'), await readFile(BUSYBOX), { mode: 0o755 });
-  for (const tool of ['sh', 'cat', 'tr', 'grep', 'sleep', 'env', 'ls', 'echo']) {
+  for (const tool of ['sh', 'cat', 'tr', 'cut', 'grep', 'sleep', 'env', 'ls', 'echo']) {
     await symlink('busybox', join(bbRoot, 'bin', tool));
   }
   const manifests = [

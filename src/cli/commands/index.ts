@@ -7,6 +7,7 @@ import { registerTargetProtect } from './target-protect.js';
 import { registerTargetReports } from './target-report.js';
 import { registerTargetInstall } from './target-install.js';
 import { registerTargetImport } from './target-import.js';
+import { registerTargetVerifyPod } from './target-verify.js';
 import { registerWebhookCommands } from './webhook.js';
 
 /**
@@ -21,6 +22,7 @@ export function registerCommands(program: Command, ctx: Context): void {
   registerTargetImport(target, ctx);
   registerTargetProtect(target, ctx);
   registerTargetReports(target, ctx);
+  registerTargetVerifyPod(target, ctx);
   registerTargetInstall(target, ctx);
   const source = program
     .command('source')
