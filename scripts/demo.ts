@@ -329,6 +329,8 @@ async function showWrapper(info: SandboxInfo, work: string, env: NodeJS.ProcessE
         ...podEnv,
         CLOUDTASER_SA_TOKEN_FILE: tokenFile,
         VAULT_CACERT: info.baoCaFile,
+        // The startup probe's marker, in the pod an in-memory volume.
+        CLOUDTASER_STARTED_FILE: join(work, 'started'),
       },
       stdio: ['ignore', 'inherit', 'pipe'],
     },
