@@ -123,7 +123,7 @@ function run(
   });
 }
 
-const deployment = (name: string): string =>
+const deployment = (name: string, image: string): string =>
   JSON.stringify({
     apiVersion: 'apps/v1',
     kind: 'Deployment',
@@ -139,8 +139,7 @@ const deployment = (name: string): string =>
           containers: [
             {
               name: 'app',
-              image: 'cloudtaser.local/busybox:1',
-              imagePullPolicy: 'Never',
+              image,
               command: [
                 'sh',
                 '-c',
@@ -154,10 +153,15 @@ const deployment = (name: string): string =>
   });
 
 /** Creates the Deployment and waits until its pod is Running and Ready on the node. */
-async function runPod(kubectl: string, kubeconfig: string, name: string): Promise<void> {
+async function runPod(
+  kubectl: string,
+  kubeconfig: string,
+  name: string,
+  image: string,
+): Promise<void> {
   const k = (args: string[], input?: string) =>
     run(kubectl, [`--kubeconfig=${kubeconfig}`, ...args], input);
-  const applied = await k(['apply', '-f', '-'], deployment(name));
+  const applied = await k(['apply', '-f', '-'], deployment(name, image));
   expect(applied.code, applied.out).toBe(0);
   const rolled = await k(['rollout', 'status', `deployment/${name}`, '--timeout=90s']);
   expect(rolled.code, rolled.out).toBe(0);
@@ -189,7 +193,7 @@ describe('sandbox node', () => {
           const kubectl = sb.info.binaries.kubectl;
           const k = (args: string[]) =>
             run(kubectl, [`--kubeconfig=${sb.info.kubeconfig}`, ...args]);
-          await runPod(kubectl, sb.info.kubeconfig, 'node-app');
+          await runPod(kubectl, sb.info.kubeconfig, 'node-app', sb.info.node?.images.busybox ?? '');
 
           const exec = await k([
             'exec',
@@ -235,20 +239,17 @@ describe('sandbox node', () => {
         child.stdout.on('data', (b: Buffer) => (out += b.toString()));
         child.stderr.on('data', (b: Buffer) => (err += b.toString()));
         try {
-          const info: { dir: string; kubeconfig: string; kubectl: string } = await eventually(
+          type OwnerInfo = { dir: string; kubeconfig: string; kubectl: string; busybox: string };
+          const info: OwnerInfo = await eventually(
             'the owner to bring up a sandbox with a node',
             () => {
               if (child.exitCode !== null) throw new Error(`owner exited: ${err.trim()}`);
               const line = out.split('\n').find((l) => l.startsWith('{'));
-              return Promise.resolve(
-                line
-                  ? (JSON.parse(line) as { dir: string; kubeconfig: string; kubectl: string })
-                  : undefined,
-              );
+              return Promise.resolve(line ? (JSON.parse(line) as OwnerInfo) : undefined);
             },
             300_000,
           );
-          await runPod(info.kubectl, info.kubeconfig, 'orphan-app');
+          await runPod(info.kubectl, info.kubeconfig, 'orphan-app', info.busybox);
           expect(hostSnapshot().processes.some((p) => p.includes('hello-from-node-pod'))).toBe(
             true,
           );

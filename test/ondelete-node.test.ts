@@ -94,7 +94,6 @@ const statefulSet = (image: string) => ({
           {
             name: 'app',
             image,
-            imagePullPolicy: 'Never',
             // Ready only ~2 s after the container starts: a restart that does
             // not wait for readiness deletes the next pod while this one is unready.
             command: [

@@ -121,7 +121,7 @@ describe('testenv', () => {
       },
       120_000,
     );
-    expect(info.pids).toHaveLength(4);
+    expect(info.pids).toHaveLength(5);
     expect(info.pids.every(groupAlive)).toBe(true);
     expect(existsSync(info.dir)).toBe(true);
 
@@ -146,7 +146,7 @@ describe('testenv', () => {
     expect(up.stderr).not.toMatch(/not ready/);
     expect(up.code).toBe(0);
     const state = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as { pids: number[] };
-    expect(state.pids).toHaveLength(4);
+    expect(state.pids).toHaveLength(5);
     expect(state.pids.every(groupAlive)).toBe(true);
 
     const demo = await runTs('scripts/demo.ts', ['--keep'], env);
@@ -190,7 +190,7 @@ describe('testenv', () => {
 
     const down = await runTs('testenv/cli.ts', ['down'], env);
     expect(down.code).toBe(0);
-    expect(down.stderr).toMatch(/stopped 4 sandbox servers left running without state/);
+    expect(down.stderr).toMatch(/stopped 5 sandbox servers left running without state/);
     expect(state.pids.some(groupAlive)).toBe(false);
     expect(processesFor(dir, [decoy.pid ?? 0])).toEqual([]);
     expect(decoy.exitCode).toBeNull();

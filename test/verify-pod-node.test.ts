@@ -69,7 +69,6 @@ function deployment(
             {
               name: 'app',
               image,
-              imagePullPolicy: 'Never',
               command: wrapped ? ['/cloudtaser/bin/cloudtaser-wrapper', ...app] : app,
               envFrom: [{ secretRef: { name: 'db' } }],
               env: wrapped

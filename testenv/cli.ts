@@ -33,6 +33,7 @@ async function main(cmd: string | undefined, flags: readonly string[]): Promise<
       }
       console.log(`API server: ${sb.info.apiServer}`);
       console.log(`OpenBao:    ${sb.info.baoAddr}`);
+      console.log(`Registry:   ${sb.info.registry}`);
       if (sb.info.node) {
         console.log(
           `Node:       ${sb.info.node.name} (images ${Object.values(sb.info.node.images).join(', ')})`,

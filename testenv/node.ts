@@ -1,6 +1,7 @@
 // An opt-in real node for the sandbox: containerd + runc (Debian packages),
 // the kubelet and kube-scheduler (built from the pinned Kubernetes module),
-// local images without Docker, and a teardown that leaves the host as found.
+// images built without Docker and pulled from the sandbox's registry, and a
+// teardown that leaves the host as found.
 //
 // Why it is shaped like this (measured on these machines):
 // - The kubelet rewrites host sysctls, and containerd 1.6 and the kubelet use
@@ -17,22 +18,12 @@
 //   held for as long as the node runs, makes a second node start wait.
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
-import {
-  chmod,
-  mkdir,
-  mkdtemp,
-  readFile,
-  rename,
-  rm,
-  rmdir,
-  symlink,
-  writeFile,
-} from 'node:fs/promises';
-import { createHash } from 'node:crypto';
-import { join } from 'node:path';
+import { chmod, mkdir, mkdtemp, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { ensureGoTools, type Log } from './build.js';
-import { cacheRoot, kubeModuleDir } from './paths.js';
+import { buildNodeImages, pushNodeImages } from './images.js';
+import { cacheRoot, kubeModuleDir, projectRoot } from './paths.js';
 import { acquireLock, lockOwner, pidAlive } from './lock.js';
 import { issueFromNewCa } from './pki.js';
 
@@ -51,6 +42,8 @@ export interface NodeBinaries {
   kubeScheduler: string;
   /** The pause binary for pod sandboxes (built with gcc -static). */
   pause: string;
+  /** The static wrapper the cloudtaser-init image carries. */
+  wrapper: string;
 }
 
 /** Debian packages the node needs, and a file each one installs. */
@@ -88,8 +81,33 @@ export const KUBELET_SYSCTLS = [
   'kernel/keys/root_maxbytes',
 ] as const;
 
-export const PAUSE_IMAGE = 'cloudtaser.local/pause:1';
-export const BUSYBOX_IMAGE = 'cloudtaser.local/busybox:1';
+/** The static wrapper `npm run build` writes; the init image carries it. */
+export const WRAPPER_BINARY = join(projectRoot, 'dist', 'wrapper', 'cloudtaser-wrapper');
+
+/**
+ * The static wrapper for the init image: the one `npm run build` made, or,
+ * on a checkout never built, the same Go build into the same place (a temp
+ * name first, so a concurrent reader never sees half a binary).
+ */
+export async function ensureWrapperBinary(log: Log): Promise<string> {
+  if (existsSync(WRAPPER_BINARY)) return WRAPPER_BINARY;
+  log('testenv: building the static wrapper for the cloudtaser-init image (npm run build:wrapper)');
+  await mkdir(dirname(WRAPPER_BINARY), { recursive: true });
+  const tmp = `${WRAPPER_BINARY}.tmp-${process.pid}`;
+  try {
+    await exec('go', ['build', '-trimpath', '-ldflags', '-s -w', '-o', tmp, '.'], {
+      cwd: join(projectRoot, 'wrapper'),
+      env: { ...process.env, CGO_ENABLED: '0' },
+    });
+    await rename(tmp, WRAPPER_BINARY);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw new NodeError(
+      `the static wrapper did not build (${e instanceof Error ? e.message.split('\n')[0] : String(e)}); run npm run build`,
+    );
+  }
+  return WRAPPER_BINARY;
+}
 
 async function installed(pkg: string): Promise<boolean> {
   try {
@@ -256,6 +274,7 @@ export async function ensureNodeBinaries(log: Log, kubeVersion: string): Promise
     kubelet,
     kubeScheduler: b['kube-scheduler'] ?? '',
     pause: await ensurePause(log, kubeVersion),
+    wrapper: await ensureWrapperBinary(log),
   };
 }
 
@@ -299,91 +318,6 @@ async function ensurePause(log: Log, kubeVersion: string): Promise<string> {
   await rename(tmp, dir);
   log(`testenv: built pause → ${bin}`);
   return bin;
-}
-
-// --- images: an OCI image layout with one-layer images, as a tarball
-
-interface Blob {
-  digest: string;
-  size: number;
-}
-
-async function putBlob(layout: string, data: Buffer): Promise<Blob> {
-  const hex = createHash('sha256').update(data).digest('hex');
-  await writeFile(join(layout, 'blobs', 'sha256', hex), data);
-  return { digest: `sha256:${hex}`, size: data.length };
-}
-
-/**
- * Writes `images.tar` (an OCI image layout holding the pause image and a
- * busybox image with sh, cat, tr, cut, grep, sleep, env) for `ctr images import`.
- */
-export async function buildImages(work: string, pause: string): Promise<string> {
-  const layout = join(work, 'layout');
-  await mkdir(join(layout, 'blobs', 'sha256'), { recursive: true });
-  await writeFile(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  const tar = async (root: string): Promise<Buffer> => {
-    const out = join(work, `${root.split('/').pop() ?? 'layer'}.tar`);
-    await exec('tar', ['--owner=0', '--group=0', '--numeric-owner', '-C', root, '-cf', out, '.']);
-    return readFile(out);
-  };
-  const image = async (
-    name: string,
-    root: string,
-    config: Record<string, unknown>,
-  ): Promise<Record<string, unknown>> => {
-    const layer = await putBlob(layout, await tar(root));
-    const cfg = await putBlob(
-      layout,
-      Buffer.from(
-        JSON.stringify({
-          architecture: 'amd64',
-          os: 'linux',
-          config,
-          rootfs: { type: 'layers', diff_ids: [layer.digest] },
-        }),
-      ),
-    );
-    const manifest = await putBlob(
-      layout,
-      Buffer.from(
-        JSON.stringify({
-          schemaVersion: 2,
-          mediaType: 'application/vnd.oci.image.manifest.v1+json',
-          config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...cfg },
-          layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...layer }],
-        }),
-      ),
-    );
-    return {
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      ...manifest,
-      platform: { architecture: 'amd64', os: 'linux' },
-      annotations: {
-        'io.containerd.image.name': name,
-        'org.opencontainers.image.ref.name': name.split(':').pop() ?? 'latest',
-      },
-    };
-  };
-
-  const pauseRoot = join(work, 'pause-root');
-  await mkdir(pauseRoot, { recursive: true });
-  await writeFile(join(pauseRoot, 'pause'), await readFile(pause), { mode: 0o755 });
-  const bbRoot = join(work, 'busybox-root');
-  await mkdir(join(bbRoot, 'bin'), { recursive: true });
-  await mkdir(join(bbRoot, 'tmp'), { recursive: true });
-  await writeFile(join(bbRoot, 'bin', 'busybox'), await readFile(BUSYBOX), { mode: 0o755 });
-  for (const tool of ['sh', 'cat', 'tr', 'cut', 'grep', 'sleep', 'env', 'ls', 'echo']) {
-    await symlink('busybox', join(bbRoot, 'bin', tool));
-  }
-  const manifests = [
-    await image(PAUSE_IMAGE, pauseRoot, { Entrypoint: ['/pause'] }),
-    await image(BUSYBOX_IMAGE, bbRoot, { Env: ['PATH=/bin'], Cmd: ['sh'] }),
-  ];
-  await writeFile(join(layout, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests }));
-  const out = join(work, 'images.tar');
-  await exec('tar', ['--owner=0', '--group=0', '--numeric-owner', '-C', layout, '-cf', out, '.']);
-  return out;
 }
 
 // --- machine-wide lock
@@ -596,7 +530,7 @@ export interface NodeState {
   kubelet: number;
   scheduler: number;
   created: string[];
-  images: { pause: string; busybox: string };
+  images: { pause: string; busybox: string; init: string };
 }
 
 export interface NodeStartContext {
@@ -608,6 +542,8 @@ export interface NodeStartContext {
   auth: Record<string, string>;
   binaries: NodeBinaries;
   clientPki: KubeletClientPki;
+  /** The sandbox's registry (`127.0.0.1:PORT`, plain HTTP): the node's images are pushed there and pulled from it. */
+  registry: string;
   freePort: () => Promise<number>;
   /** Starts a recorded process group (see sandbox.ts startProc). */
   start: (
@@ -696,11 +632,19 @@ function inNode(
  */
 export async function startNode(c: NodeStartContext): Promise<NodeState> {
   const nodeDir = join(c.dir, 'node');
+  await mkdir(nodeDir, { recursive: true });
+  // The images first, while no node process exists: containerd pulls them
+  // from the registry as a cluster's nodes would.
+  const built = await buildNodeImages(await mkdtemp(join(nodeDir, 'images-')), {
+    pause: c.binaries.pause,
+    busybox: BUSYBOX,
+    wrapper: c.binaries.wrapper,
+  });
+  const images = await pushNodeImages(c.registry, built);
   const hierarchies = cgroupHierarchies();
   await cleanHost([]);
   const procsFiles = await createCgroups(hierarchies);
   const created = await createMountPoints();
-  await mkdir(nodeDir, { recursive: true });
   // Written before any node process exists: the watchdog runs it if the owner dies.
   const partial: NodeState = {
     name: NODE_NAME,
@@ -710,7 +654,7 @@ export async function startNode(c: NodeStartContext): Promise<NodeState> {
     kubelet: 0,
     scheduler: 0,
     created,
-    images: { pause: PAUSE_IMAGE, busybox: BUSYBOX_IMAGE },
+    images,
   };
   const saveState = async (s: NodeState): Promise<void> => {
     const scripts = watchdogScripts(s.holder, s.created);
@@ -769,6 +713,20 @@ export async function startNode(c: NodeStartContext): Promise<NodeState> {
     join(cni, '10-loopback.conflist'),
     JSON.stringify({ cniVersion: '0.4.0', name: 'loopback', plugins: [{ type: 'loopback' }] }),
   );
+  // Plain HTTP to the loopback registry, the way containerd 1.6 documents it
+  // (a hosts.toml per registry host under the CRI's config_path).
+  const certsDir = join(nodeDir, 'certs.d');
+  await mkdir(join(certsDir, c.registry), { recursive: true });
+  await writeFile(
+    join(certsDir, c.registry, 'hosts.toml'),
+    [
+      `server = "http://${c.registry}"`,
+      '',
+      `[host."http://${c.registry}"]`,
+      '  capabilities = ["pull", "resolve"]',
+      '',
+    ].join('\n'),
+  );
   const cfg = join(nodeDir, 'containerd.toml');
   const q = (s: string): string => JSON.stringify(s);
   await writeFile(
@@ -782,7 +740,7 @@ export async function startNode(c: NodeStartContext): Promise<NodeState> {
       '[grpc]',
       `  address = ${q(partial.containerdSock)}`,
       '[plugins."io.containerd.grpc.v1.cri"]',
-      `  sandbox_image = ${q(PAUSE_IMAGE)}`,
+      `  sandbox_image = ${q(images.pause)}`,
       // No CAP_SYS_RESOURCE here: without this every pod sandbox fails to start.
       '  restrict_oom_score_adj = true',
       '  stream_server_address = "127.0.0.1"',
@@ -794,6 +752,8 @@ export async function startNode(c: NodeStartContext): Promise<NodeState> {
       '      runtime_type = "io.containerd.runc.v2"',
       '      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]',
       '        SystemdCgroup = false',
+      '  [plugins."io.containerd.grpc.v1.cri".registry]',
+      `    config_path = ${q(certsDir)}`,
       '  [plugins."io.containerd.grpc.v1.cri".cni]',
       `    bin_dir = ${q(CNI_BIN_DIR)}`,
       `    conf_dir = ${q(cni)}`,
@@ -820,8 +780,6 @@ export async function startNode(c: NodeStartContext): Promise<NodeState> {
     30_000,
     () => containerd.exited,
   );
-  const images = await buildImages(await mkdtemp(join(nodeDir, 'images-')), c.binaries.pause);
-  await ctr(['images', 'import', images], 120_000);
 
   // --- kubelet
   const kubeletPort = await c.freePort();

@@ -35,6 +35,7 @@ import {
   type KubeletClientPki,
   type NodeBinaries,
 } from './node.js';
+import { registryConfig } from './images.js';
 import { loopbackPki } from './pki.js';
 
 /** Everything a test or a person needs to reach the sandbox. */
@@ -56,6 +57,11 @@ export interface SandboxInfo {
   baoToken: string;
   /** Kubernetes auth mount configured against the API server. */
   baoKubeAuthPath: string;
+  /**
+   * The sandbox's OCI registry, `127.0.0.1:PORT` (plain HTTP). A node pulls
+   * its images from it; refs look like `127.0.0.1:PORT/cloudtaser/init:1`.
+   */
+  registry: string;
   envFile: string;
   binaries: Binaries;
   /** Process-group leaders, for `down` and for leak checks. */
@@ -64,11 +70,12 @@ export interface SandboxInfo {
   node?: SandboxNode;
 }
 
-/** A node (kubelet + containerd) registered as `name`, with local images. */
+/** A node (kubelet + containerd) registered as `name`, pulling its images from the sandbox registry. */
 export interface SandboxNode {
   name: string;
   containerdSock: string;
-  images: { pause: string; busybox: string };
+  /** Image refs on the node: pause, the busybox app image, the cloudtaser-init image. */
+  images: { pause: string; busybox: string; init: string };
   binaries: NodeBinaries;
 }
 
@@ -436,7 +443,8 @@ async function inspect(
         timeoutMs: 3000,
       });
       const bao = await httpCall(`${info.baoAddr}/v1/sys/health`, { timeoutMs: 3000 });
-      healthy = api.status === 200 && bao.status === 200;
+      const registry = await httpCall(`http://${info.registry}/v2/`, { timeoutMs: 3000 });
+      healthy = api.status === 200 && bao.status === 200 && registry.status === 200;
     } catch {
       healthy = false;
     }
@@ -621,6 +629,7 @@ async function startIn(
     while (!(await portIsFree(baoPort + 1))) baoPort = await freePort(used);
     const baoTlsPort = await freePort(used);
     const baoTlsClusterPort = await freePort(used);
+    const registryPort = await freePort(used);
 
     const adminToken = randomBytes(24).toString('hex');
     const baoToken = `root-${randomBytes(16).toString('hex')}`;
@@ -678,6 +687,16 @@ async function startIn(
       `-config=${baoConfig}`,
       '-log-level=warn',
     ]);
+
+    // --- the OCI registry (plain HTTP on loopback; its access log is logs/registry.log)
+    const registry = `127.0.0.1:${registryPort}`;
+    await mkdir(join(dir, 'registry'), { recursive: true });
+    const registryYml = join(dir, 'registry', 'config.yml');
+    await writeFile(
+      registryYml,
+      registryConfig({ host: registry, storage: join(dir, 'registry', 'data') }),
+    );
+    const registryProc = start('registry', binaries.registry, ['serve', registryYml]);
 
     await waitFor(
       'etcd',
@@ -803,6 +822,13 @@ async function startIn(
       () => kcm.exited,
     );
 
+    await waitFor(
+      'the registry',
+      async () => (await httpCall(`http://${registry}/v2/`)).status === 200,
+      30_000,
+      () => registryProc.exited,
+    );
+
     const baoKubeAuthPath = 'kubernetes';
     await configureKubernetesAuth({ apiServer, ca, auth, baoAddr, baoToken, baoKubeAuthPath });
 
@@ -822,6 +848,7 @@ async function startIn(
         auth,
         binaries: bins,
         clientPki: pki,
+        registry,
         freePort: () => freePort(used),
         start,
         waitFor,
@@ -865,6 +892,7 @@ async function startIn(
       baoCaFile,
       baoToken,
       baoKubeAuthPath,
+      registry,
       envFile,
       binaries,
       pids,

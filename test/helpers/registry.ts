@@ -1,18 +1,23 @@
 // A real OCI registry on loopback (the CNCF distribution server, built from
 // its Go module and cached with the sandbox's other binaries), and a minimal
-// image pushed to it over the HTTP API.
+// image pushed to it over the HTTP API (testenv/images.ts, shared with the
+// sandbox's own registry).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import {
+  MEDIA,
+  registryClient,
+  registryConfig,
+  sha256,
+  type ImageConfig,
+  type Layer,
+} from '../../testenv/images.js';
 import { freePort } from './net.js';
 import { eventually, sandbox } from './sandbox.js';
 
-export interface ImageConfig {
-  Entrypoint?: string[];
-  Cmd?: string[];
-}
+export type { ImageConfig } from '../../testenv/images.js';
 
 export interface LocalRegistry {
   host: string;
@@ -30,8 +35,6 @@ export interface LocalRegistry {
   ): Promise<string>;
   stop(): void;
 }
-
-const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 /** A user the registry accepts when started with `auth` (htpasswd, bcrypt of the password). */
 export const REGISTRY_USER = {
@@ -57,19 +60,16 @@ export async function startRegistry(
     : {};
   await writeFile(
     join(dir, 'registry.yml'),
-    [
-      'version: 0.1',
-      'log: {level: error}',
-      'storage:',
-      `  filesystem: {rootdirectory: ${join(dir, 'data')}}`,
-      'http:',
-      `  addr: ${host}`,
-      ...(opts.auth
-        ? ['auth:', `  htpasswd: {realm: cloudtaser-test, path: ${join(dir, 'htpasswd')}}`]
-        : []),
-      ...(opts.extraConfig ?? []),
-      '',
-    ].join('\n'),
+    registryConfig({
+      host,
+      storage: join(dir, 'data'),
+      extra: [
+        ...(opts.auth
+          ? ['auth:', `  htpasswd: {realm: cloudtaser-test, path: ${join(dir, 'htpasswd')}}`]
+          : []),
+        ...(opts.extraConfig ?? []),
+      ],
+    }),
   );
   const child: ChildProcess = spawn(bin, ['serve', join(dir, 'registry.yml')], { stdio: 'ignore' });
   await eventually('the registry', async () => {
@@ -78,77 +78,21 @@ export async function startRegistry(
     return r?.status === 200 || (r?.status === 401 && opts.extraConfig) ? true : undefined;
   });
 
-  const blob = async (repo: string, data: Buffer): Promise<string> => {
-    const digest = sha(data);
-    const start = await fetch(`http://${host}/v2/${repo}/blobs/uploads/`, {
-      method: 'POST',
-      headers: pushAuth,
-    });
-    const location = new URL(start.headers.get('location') ?? '', `http://${host}`);
-    location.searchParams.set('digest', digest);
-    const put = await fetch(location, {
-      method: 'PUT',
-      body: data,
-      headers: { 'content-type': 'application/octet-stream', ...pushAuth },
-    });
-    if (put.status !== 201) throw new Error(`blob upload: ${put.status} ${await put.text()}`);
-    return digest;
-  };
-  const manifest = async (
-    repo: string,
-    ref: string,
-    mediaType: string,
-    body: unknown,
-  ): Promise<string> => {
-    const data = Buffer.from(JSON.stringify(body));
-    const res = await fetch(`http://${host}/v2/${repo}/manifests/${ref}`, {
-      method: 'PUT',
-      body: data,
-      headers: { 'content-type': mediaType, ...pushAuth },
-    });
-    if (res.status !== 201) throw new Error(`manifest upload: ${res.status} ${await res.text()}`);
-    return sha(data);
-  };
+  const client = registryClient(host, pushAuth);
+  // The same 1 KiB layer of zeros in every image: only the configs differ.
+  const zeros = Buffer.alloc(1024);
+  const layer: Layer = { mediaType: MEDIA.layerGzip, data: gzipSync(zeros), diffId: sha256(zeros) };
+  const image = (architecture: string, config: ImageConfig) => ({
+    architecture,
+    config,
+    layers: [layer],
+  });
 
   return {
     host,
     async push(repository, tag, config, asIndex = false) {
-      const layer = gzipSync(Buffer.alloc(1024));
-      const layerDigest = await blob(repository, layer);
-      const mediaType = 'application/vnd.oci.image.manifest.v1+json';
-      const image = async (
-        architecture: string,
-        c: ImageConfig,
-      ): Promise<{ body: unknown; size: number }> => {
-        const cfg = Buffer.from(
-          JSON.stringify({
-            architecture,
-            os: 'linux',
-            config: c,
-            rootfs: { type: 'layers', diff_ids: [sha(Buffer.alloc(1024))] },
-          }),
-        );
-        const cfgDigest = await blob(repository, cfg);
-        const body = {
-          schemaVersion: 2,
-          mediaType,
-          config: {
-            mediaType: 'application/vnd.oci.image.config.v1+json',
-            digest: cfgDigest,
-            size: cfg.length,
-          },
-          layers: [
-            {
-              mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
-              digest: layerDigest,
-              size: layer.length,
-            },
-          ],
-        };
-        return { body, size: Buffer.byteLength(JSON.stringify(body)) };
-      };
       if (asIndex === false) {
-        return manifest(repository, tag, mediaType, (await image('amd64', config)).body);
+        return (await client.pushImage(repository, tag, image('amd64', config))).digest;
       }
       const platforms: Record<string, ImageConfig> =
         asIndex === true
@@ -156,20 +100,20 @@ export async function startRegistry(
           : asIndex;
       const manifests = [];
       for (const [architecture, c] of Object.entries(platforms)) {
-        const m = await image(architecture, c);
-        const digest = await manifest(repository, `${tag}-${architecture}`, mediaType, m.body);
-        manifests.push({
-          mediaType,
-          digest,
-          size: m.size,
-          platform: { os: 'linux', architecture },
-        });
+        const m = await client.pushImage(
+          repository,
+          `${tag}-${architecture}`,
+          image(architecture, c),
+        );
+        manifests.push({ ...m, platform: { os: 'linux', architecture } });
       }
-      return manifest(repository, tag, 'application/vnd.oci.image.index.v1+json', {
-        schemaVersion: 2,
-        mediaType: 'application/vnd.oci.image.index.v1+json',
-        manifests,
-      });
+      return (
+        await client.manifest(repository, tag, MEDIA.index, {
+          schemaVersion: 2,
+          mediaType: MEDIA.index,
+          manifests,
+        })
+      ).digest;
     },
     stop() {
       child.kill('SIGKILL');

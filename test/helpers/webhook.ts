@@ -8,6 +8,7 @@ import { connect, type PeerCertificate } from 'node:tls';
 import { join } from 'node:path';
 import { INJECT_MATCH_EXPRESSION } from '../../src/webhook/install.js';
 import { projectRoot } from '../../testenv/paths.js';
+import type { SandboxInfo } from '../../testenv/sandbox.js';
 import { eventually, kubeConfig } from './sandbox.js';
 
 export interface WebhookProcess {
@@ -145,6 +146,8 @@ export interface TestWebhookOptions {
   caPems: readonly string[];
   timeoutSeconds?: number;
   reinvocation?: boolean;
+  /** The sandbox whose API server gets it (default: the test run's). */
+  sandbox?: SandboxInfo;
 }
 
 /**
@@ -153,7 +156,7 @@ export interface TestWebhookOptions {
  * matchConditions), but addressed by URL and limited to one namespace.
  */
 export async function registerWebhook(o: TestWebhookOptions): Promise<void> {
-  await kubeConfig()
+  await kubeConfig(o.sandbox)
     .makeApiClient(AdmissionregistrationV1Api)
     .createMutatingWebhookConfiguration({
       body: {

@@ -1,0 +1,318 @@
+// Shared by the tests (and the demo/bench helpers) that run the product's
+// runtime in real pods on the sandbox's node: a sandbox with a node, the
+// built `cloudtaser webhook serve` registered for one namespace, waiting for
+// a pod's state, and reading a container's processes from the host.
+import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { createHash } from 'node:crypto';
+import { readFileSync, readdirSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { MEDIA, registryClient, type Descriptor, type ImageConfig } from '../../testenv/images.js';
+import { nodeCgroupDirs } from '../../testenv/node.js';
+import { loopbackPki } from '../../testenv/pki.js';
+import { startSandbox, type Sandbox, type SandboxInfo } from '../../testenv/sandbox.js';
+import { withNodeTestLock } from './node.js';
+import { eventually } from './sandbox.js';
+import {
+  registerWebhook,
+  startWebhookProcess,
+  waitForWebhook,
+  type WebhookProcess,
+} from './webhook.js';
+
+export interface PodSandbox {
+  info: SandboxInfo;
+  /** Stops what acquirePodSandbox started and lets the next node test run. */
+  release(): Promise<void>;
+}
+
+/**
+ * A sandbox whose node really runs pods. The one place that decides where
+ * it comes from: today a sandbox of the calling file's own, held under the
+ * node-test lock (other node tests' host snapshots must not see this node)
+ * until release.
+ */
+export async function acquirePodSandbox(
+  log: (line: string) => void = () => undefined,
+): Promise<PodSandbox> {
+  let handOut: (sb: Sandbox) => void = () => undefined;
+  let release: () => void = () => undefined;
+  const handedOut = new Promise<Sandbox>((r) => {
+    handOut = r;
+  });
+  const released = new Promise<void>((r) => {
+    release = r;
+  });
+  const held = withNodeTestLock(async () => {
+    const sb = await startSandbox({ node: true, log });
+    try {
+      handOut(sb);
+      await released;
+    } finally {
+      await sb.stop();
+    }
+  });
+  // A failed start rejects `held` before anything was handed out.
+  const failed = held.then((): never => {
+    throw new Error('the pod sandbox stopped before it was handed out');
+  });
+  failed.catch(() => undefined);
+  const sb = await Promise.race([handedOut, failed]);
+  return {
+    info: sb.info,
+    release: async () => {
+      release();
+      await held;
+    },
+  };
+}
+
+export function clientsFor(info: SandboxInfo): { kc: KubeConfig; core: CoreV1Api } {
+  const kc = new KubeConfig();
+  kc.loadFromFile(info.kubeconfig);
+  return { kc, core: kc.makeApiClient(CoreV1Api) };
+}
+
+export interface PodWebhook {
+  process: WebhookProcess;
+  stop(): void;
+}
+
+/**
+ * Runs the built `cloudtaser webhook serve` on loopback with a throwaway
+ * certificate, as a cluster runs it (Kubernetes auth at the sandbox's mount),
+ * and registers it with the sandbox's API server for `namespace` only; returns
+ * once the API server calls it.
+ */
+export async function startPodWebhook(
+  info: SandboxInfo,
+  o: {
+    dir: string;
+    namespace: string;
+    initImage: string;
+    /** Registries (host:port) the webhook reads image configs from over plain HTTP. */
+    insecureRegistries?: string[];
+  },
+): Promise<PodWebhook> {
+  const pki = await loopbackPki(o.dir);
+  const w = await startWebhookProcess([
+    '--tls-cert',
+    pki.certFile,
+    '--tls-key',
+    pki.keyFile,
+    '--init-image',
+    o.initImage,
+    '--auth-mount-path',
+    `auth/${info.baoKubeAuthPath}`,
+    '--kubeconfig',
+    info.kubeconfig,
+    ...(o.insecureRegistries?.length ? ['--insecure-registry', ...o.insecureRegistries] : []),
+  ]);
+  try {
+    await registerWebhook({
+      name: `cloudtaser-${o.namespace}`,
+      namespace: o.namespace,
+      port: w.port,
+      caPems: [pki.ca],
+      sandbox: info,
+    });
+    await waitForWebhook(clientsFor(info).core, o.namespace);
+  } catch (e) {
+    w.kill();
+    throw e;
+  }
+  return {
+    process: w,
+    stop: () => {
+      w.kill();
+    },
+  };
+}
+
+/** Waits until the pod satisfies `ok` and returns it; names the last state on timeout. */
+export async function waitForPod(
+  core: CoreV1Api,
+  namespace: string,
+  name: string,
+  what: string,
+  ok: (p: V1Pod) => boolean,
+  timeoutMs = 90_000,
+): Promise<V1Pod> {
+  let last = '';
+  try {
+    return await eventually(
+      `pod ${namespace}/${name}: ${what}`,
+      async () => {
+        const p = await core.readNamespacedPod({ name, namespace });
+        last = describePod(p);
+        return ok(p) ? p : undefined;
+      },
+      timeoutMs,
+    );
+  } catch (e) {
+    throw new Error(`${e instanceof Error ? e.message : String(e)}; last seen: ${last}`);
+  }
+}
+
+/** Phase and container states in one line, for failure messages (no env, no values). */
+export function describePod(p: V1Pod): string {
+  const states = [
+    ...(p.status?.initContainerStatuses ?? []),
+    ...(p.status?.containerStatuses ?? []),
+  ]
+    .map((s) => {
+      const st = s.state;
+      const state = st?.running
+        ? 'running'
+        : st?.terminated
+          ? `terminated(${st.terminated.exitCode}${st.terminated.reason ? ` ${st.terminated.reason}` : ''})`
+          : st?.waiting
+            ? `waiting(${st.waiting.reason ?? ''}${st.waiting.message ? `: ${st.waiting.message}` : ''})`
+            : '?';
+      return `${s.name}=${state}`;
+    })
+    .join(' ');
+  return `phase ${p.status?.phase ?? '?'} ${states}`;
+}
+
+export const isRunning = (p: V1Pod, container: string): boolean =>
+  (p.status?.containerStatuses ?? []).some((s) => s.name === container && s.state?.running);
+
+export const isTerminated = (p: V1Pod, container: string): boolean =>
+  (p.status?.containerStatuses ?? []).some((s) => s.name === container && s.state?.terminated);
+
+/** The container's runtime id (without the `containerd://` prefix). */
+export function containerId(p: V1Pod, container: string): string {
+  const s = (p.status?.containerStatuses ?? []).find((c) => c.name === container);
+  const id = s?.containerID?.replace(/^[a-z]+:\/\//, '') ?? '';
+  if (!id) throw new Error(`container ${container} has no id yet (${describePod(p)})`);
+  return id;
+}
+
+/** A process of a container, as the host sees it. */
+export interface HostProcess {
+  /** pid on the host */
+  pid: number;
+  /** pid inside the container's pid namespace */
+  nsPid: number;
+  ppid: number;
+  argv: string[];
+}
+
+function statusField(pid: number, field: string): string[] {
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`${field}:`));
+  return (line?.slice(field.length + 1).trim() ?? '').split(/\s+/);
+}
+
+/**
+ * The live processes of a container, found through its cgroup on the node
+ * (the kubelet's cgroupfs driver names the container's cgroup after its id).
+ */
+export function containerProcesses(id: string): HostProcess[] {
+  const pids = new Set<number>();
+  for (const d of nodeCgroupDirs().filter((d) => basename(d) === id)) {
+    try {
+      for (const l of readFileSync(join(d, 'cgroup.procs'), 'utf8').split('\n'))
+        if (l) pids.add(Number(l));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const out: HostProcess[] = [];
+  for (const pid of pids) {
+    try {
+      const ns = statusField(pid, 'NSpid');
+      out.push({
+        pid,
+        nsPid: Number(ns[ns.length - 1]),
+        ppid: Number(statusField(pid, 'PPid')[0]),
+        argv: readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean),
+      });
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out.sort((a, b) => a.nsPid - b.nsPid);
+}
+
+/** The container's PID 1 and its direct children, once both exist. */
+export async function containerInitAndChild(
+  id: string,
+  isChild: (p: HostProcess) => boolean,
+  timeoutMs = 30_000,
+): Promise<{ pid1: HostProcess; child: HostProcess }> {
+  return eventually(
+    `PID 1 of container ${id.slice(0, 12)} and its child`,
+    () => {
+      const procs = containerProcesses(id);
+      const pid1 = procs.find((p) => p.nsPid === 1);
+      const child = procs.find((p) => pid1 !== undefined && p.ppid === pid1.pid && isChild(p));
+      return Promise.resolve(pid1 && child ? { pid1, child } : undefined);
+    },
+    timeoutMs,
+  );
+}
+
+/** A process's environment as the kernel shows it in /proc (read as root). */
+export function hostEnviron(pid: number): string[] {
+  return readFileSync(`/proc/${pid}/environ`).toString('utf8').split('\0').filter(Boolean);
+}
+
+/** sha256 of a process's executable, read through /proc (the file inside its container). */
+export function exeDigest(pid: number): string {
+  return createHash('sha256')
+    .update(readFileSync(`/proc/${pid}/exe`))
+    .digest('hex');
+}
+
+export function fileDigest(file: string): string {
+  return createHash('sha256').update(readFileSync(file)).digest('hex');
+}
+
+/** Short, value-free description of a secret for assertion messages. */
+export function fingerprint(value: string): string {
+  return `${value.length} chars, sha256 ${createHash('sha256').update(value).digest('hex').slice(0, 12)}`;
+}
+
+/** Every pid on the host whose argv contains `text` (for "is it gone" checks). */
+export function hostPidsWith(text: string): number[] {
+  const out: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      if (readFileSync(`/proc/${e}/cmdline`, 'utf8').includes(text)) out.push(Number(e));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+/**
+ * Pushes `repo:tag` to the registry at `host`: the layers of the image
+ * `repo:from` already there, under a new image config (an app image whose
+ * Dockerfile sets ENTRYPOINT, say). Returns the new image's reference.
+ */
+export async function pushWithConfig(
+  host: string,
+  repo: string,
+  from: string,
+  tag: string,
+  config: ImageConfig,
+): Promise<string> {
+  const base = `http://${host}/v2/${repo}`;
+  const res = await fetch(`${base}/manifests/${from}`, { headers: { accept: MEDIA.manifest } });
+  if (res.status !== 200) throw new Error(`${host}/${repo}:${from}: ${res.status}`);
+  const manifest = (await res.json()) as { config: Descriptor; layers: Descriptor[] };
+  const cfgRes = await fetch(`${base}/blobs/${manifest.config.digest}`);
+  const cfg = (await cfgRes.json()) as { config?: ImageConfig };
+  cfg.config = config;
+  const client = registryClient(host);
+  const blob = await client.blob(repo, Buffer.from(JSON.stringify(cfg)));
+  await client.manifest(repo, tag, MEDIA.manifest, {
+    ...manifest,
+    config: { ...blob, mediaType: MEDIA.config },
+  });
+  return `${host}/${repo}:${tag}`;
+}
