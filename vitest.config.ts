@@ -5,7 +5,12 @@ import { defineConfig } from 'vitest/config';
  * node start/stop and teardown, and the image test that asserts exactly
  * what a fresh node pulled.
  */
-const NODE_LIFECYCLE = ['test/node.test.ts', 'test/images-node.test.ts', 'test/wait-node.test.ts'];
+const NODE_LIFECYCLE = [
+  'test/node.test.ts',
+  'test/images-node.test.ts',
+  'test/wait-node.test.ts',
+  'test/verify-pod-node.test.ts',
+];
 
 export default defineConfig({
   test: {

@@ -241,7 +241,7 @@ async function main(): Promise<number> {
       ]),
     );
     if (node) {
-      await confirmInPod(sh, step);
+      await confirmInPod(sh, step, node.images.busybox);
     } else {
       console.log(
         '(pods from before the rollout have no init container; the new ones have cloudtaser-init)',
@@ -319,7 +319,7 @@ type Step = (code: Promise<number>, allowed?: number[]) => Promise<void>;
  * by itself; `target verify-pod` reads PID 1's variable names with the
  * capability that takes, and the app's own log shows it got the values.
  */
-async function confirmInPod(sh: Sh, step: Step): Promise<void> {
+async function confirmInPod(sh: Sh, step: Step, image: string): Promise<void> {
   const guide =
     "kubectl exec deploy/payment-api -n payments -- cat /proc/1/environ | tr '\\0' '\\n' | grep DB_PASS";
   // grep finds nothing (exit 1): the pipeline's status is grep's.
@@ -331,14 +331,20 @@ async function confirmInPod(sh: Sh, step: Step): Promise<void> {
     ' process in the container can read its environment. The next command reads it with CAP_SYS_PTRACE.)',
   );
   await step(
-    sh('cloudtaser target verify-pod deploy/payment-api -n payments', process.execPath, [
-      join(projectRoot, 'dist', 'bin', 'cloudtaser.js'),
-      'target',
-      'verify-pod',
-      'deploy/payment-api',
-      '-n',
-      'payments',
-    ]),
+    sh(
+      `cloudtaser target verify-pod deploy/payment-api -n payments --image ${image}`,
+      process.execPath,
+      [
+        join(projectRoot, 'dist', 'bin', 'cloudtaser.js'),
+        'target',
+        'verify-pod',
+        'deploy/payment-api',
+        '-n',
+        'payments',
+        '--image',
+        image,
+      ],
+    ),
   );
   // The app itself got the values: it logs their lengths at start.
   await step(
@@ -406,6 +412,8 @@ async function showWrapper(info: SandboxInfo, work: string, env: NodeJS.ProcessE
         ...podEnv,
         CLOUDTASER_SA_TOKEN_FILE: tokenFile,
         VAULT_CACERT: info.baoCaFile,
+        // The startup probe's marker, in the pod an in-memory volume.
+        CLOUDTASER_STARTED_FILE: join(work, 'started'),
       },
       stdio: ['ignore', 'inherit', 'pipe'],
     },

@@ -358,6 +358,80 @@ describe('the runtime in real pods', () => {
     await core.deleteNamespacedPod({ name: 'envfrom', namespace: NS, gracePeriodSeconds: 0 });
   });
 
+  it('target verify-pod: absent on an injected pod, PRESENT on the same pod created past the webhook', async () => {
+    const body = pod('verify', { container: { envFrom: [{ secretRef: { name: 'native' } }] } });
+    await createPod(body);
+    // Ready only once the wrapper has started the app (the webhook's startup probe).
+    const p = await waitForPod(core, NS, 'verify', 'Ready', (q) =>
+      (q.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True'),
+    );
+    expect(p.spec?.containers[0]?.startupProbe?.exec?.command?.slice(0, 2)).toEqual([
+      WRAPPER_PATH,
+      '--started',
+    ]);
+    const env = { KUBECONFIG: info.kubeconfig, USER: 'tester' };
+    const image = info.node?.images.busybox ?? '';
+    const absent = await cli(['target', 'verify-pod', 'pod/verify', '-n', NS, '--image', image], {
+      env,
+    });
+    expect(absent.stderr).toBe('');
+    expect(absent.stdout).toBe(
+      [
+        `pod ${NS}/verify, container app, PID 1: cloudtaser-wrap`,
+        'DB_PASS  absent',
+        'DB_USER  absent',
+        'no VAULT_* or CLOUDTASER_* variable in its environment',
+        '',
+      ].join('\n'),
+    );
+    expect(absent.code).toBe(0);
+
+    // The same annotated pod in a namespace the webhook does not serve: the
+    // app is PID 1 and the native envFrom values are in its environment.
+    const bypassed = `${NS}-bypassed`;
+    await core.createNamespace({ body: { metadata: { name: bypassed } } });
+    await core.createNamespacedSecret({
+      namespace: bypassed,
+      body: { metadata: { name: 'native' }, stringData: NATIVE },
+    });
+    await core.createNamespacedServiceAccount({
+      namespace: bypassed,
+      body: { metadata: { name: SA } },
+    });
+    const plain = pod('verify', { container: { envFrom: [{ secretRef: { name: 'native' } }] } });
+    if (plain.spec)
+      plain.spec.volumes = [
+        { name: 'vault-ca', emptyDir: {} },
+        { name: 'out', emptyDir: {} },
+      ];
+    const created = await core.createNamespacedPod({ namespace: bypassed, body: plain });
+    expect(created.spec?.initContainers ?? []).toEqual([]);
+    await waitForPod(core, bypassed, 'verify', 'app running', (q) => isRunning(q, 'app'));
+    const present = await cli(
+      ['target', 'verify-pod', 'pod/verify', '-n', bypassed, '--image', image],
+      { env },
+    );
+    // The pod spec's own VAULT_CACERT setting reaches PID 1 too: reported, not a value.
+    expect(present.stdout).toBe(
+      [
+        `pod ${bypassed}/verify, container app, PID 1: sh`,
+        'DB_PASS       PRESENT',
+        'DB_USER       PRESENT',
+        'VAULT_CACERT  PRESENT',
+        '',
+      ].join('\n'),
+    );
+    expect(present.stderr).toContain('has DB_PASS, DB_USER, VAULT_CACERT in its environment');
+    expect(present.code).toBe(1);
+    for (const r of [absent, present]) {
+      for (const v of [...Object.values(VALUES), ...Object.values(NATIVE)]) {
+        expect((r.stdout + r.stderr).includes(v)).toBe(false);
+      }
+    }
+    await core.deleteNamespacedPod({ name: 'verify', namespace: NS, gracePeriodSeconds: 0 });
+    await core.deleteNamespace({ name: bypassed });
+  });
+
   it('starts an image without `command` with the ENTRYPOINT from its registry, through the wrapper', async () => {
     const [repo = '', tag = ''] = NODE_IMAGES.busybox.split(':');
     // The busybox files under an image config whose ENTRYPOINT is the app.

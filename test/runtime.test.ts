@@ -191,7 +191,13 @@ describe('runtime injection', () => {
       CLOUDTASER_ENV_MAP: `${path}:password=DB_PASS,${path}:username=DB_USER`,
       CLOUDTASER_SA_TOKEN_FILE: '/var/run/secrets/cloudtaser.io/serviceaccount/token',
     };
-    expect(env).toEqual(injected);
+    // The app container also gets its started marker, read by its startup probe.
+    expect(env).toEqual({ ...injected, CLOUDTASER_STARTED_FILE: '/cloudtaser/run/api' });
+    expect(c?.startupProbe?.exec?.command).toEqual([
+      '/cloudtaser/bin/cloudtaser-wrapper',
+      '--started',
+      '/cloudtaser/run/api',
+    ]);
     const migrate = pod.spec?.initContainers?.[1];
     expect(migrate?.command).toEqual(['/cloudtaser/bin/cloudtaser-wrapper', '/migrate', '--up']);
     expect(migrate?.args).toBeUndefined();
@@ -245,7 +251,11 @@ describe('runtime injection', () => {
       Object.fromEntries((c?.env ?? []).map((e) => [e.name, e.value ?? '']));
     // The projected file's path and the trust store the image would hold
     // stand in for what a kubelet and the image provide.
-    const local = { CLOUDTASER_SA_TOKEN_FILE: tokenFile, VAULT_CACERT: sandbox().baoCaFile };
+    const local = {
+      CLOUDTASER_SA_TOKEN_FILE: tokenFile,
+      VAULT_CACERT: sandbox().baoCaFile,
+      CLOUDTASER_STARTED_FILE: join(dir, 'started'),
+    };
     const init = await run(
       join(projectRoot, 'dist', 'wrapper', 'cloudtaser-wrapper'),
       ['sh', '-c', 'echo "init DB_PASS=$DB_PASS"'],

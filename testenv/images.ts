@@ -193,7 +193,7 @@ export async function buildNodeImages(
   await mkdir(join(bbRoot, 'bin'), { recursive: true });
   await mkdir(join(bbRoot, 'tmp'), { recursive: true });
   await writeFile(join(bbRoot, 'bin', 'busybox'), await readFile(files.busybox), { mode: 0o755 });
-  for (const tool of ['sh', 'cat', 'tr', 'grep', 'sleep', 'env', 'ls', 'echo', 'id']) {
+  for (const tool of ['sh', 'cat', 'tr', 'cut', 'grep', 'sleep', 'env', 'ls', 'echo', 'id']) {
     await symlink('busybox', join(bbRoot, 'bin', tool));
   }
 

@@ -22,6 +22,9 @@ type Config struct {
 	SATokenFile string
 	// AllowInsecure permits a plain-http Addr (CLOUDTASER_ALLOW_INSECURE_VAULT).
 	AllowInsecure bool
+	// StartedFile is where to note that the app has started (the startup
+	// probe's marker, CLOUDTASER_STARTED_FILE); empty for none.
+	StartedFile string
 }
 
 // DefaultSATokenFile is where the webhook mounts the projected token whose
@@ -94,6 +97,7 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 		Namespace:     getenv("VAULT_NAMESPACE"),
 		SATokenFile:   getenv("CLOUDTASER_SA_TOKEN_FILE"),
 		AllowInsecure: truthy(getenv("CLOUDTASER_ALLOW_INSECURE_VAULT")),
+		StartedFile:   getenv("CLOUDTASER_STARTED_FILE"),
 	}
 	if c.AuthMethod == "" {
 		c.AuthMethod = "kubernetes"

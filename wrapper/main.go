@@ -8,6 +8,7 @@
 //
 //	cloudtaser-wrapper COMMAND [ARG...]     fetch secrets, then run COMMAND
 //	cloudtaser-wrapper --install PATH       copy this binary to PATH (init container)
+//	cloudtaser-wrapper --started FILE       exit 0 once the wrapper has started the app (startup probe)
 //	cloudtaser-wrapper --version
 package main
 
@@ -71,6 +72,16 @@ func main() {
 			fail("install to %s: %v", args[1], err)
 		}
 		return
+	case "--started":
+		if len(args) != 2 {
+			fail("usage: cloudtaser-wrapper --started FILE")
+		}
+		// A probe's output shows in the pod's events.
+		if why := checkStarted(args[1]); why != "" {
+			fmt.Println(why)
+			os.Exit(1)
+		}
+		return
 	}
 
 	var cfg *Config
@@ -110,6 +121,13 @@ func main() {
 	if err != nil {
 		// Fail closed: the application never starts without its secrets.
 		fail("not starting %s: %v", args[0], err)
+	}
+	if cfg.StartedFile != "" {
+		afterStart = func() {
+			if err := markStarted(cfg.StartedFile); err != nil {
+				logf("warning: cannot note that the app started (%v): the startup probe will fail and the kubelet restart the container", err)
+			}
+		}
 	}
 	os.Exit(Run(path, args, ChildEnv(os.Environ(), secrets)))
 }

@@ -29,6 +29,10 @@ const orphanGrace = 10 * time.Second
 
 const prSetChildSubreaper = 36
 
+// afterStart, when set, runs once the command has started (main sets it to
+// write the startup probe's marker).
+var afterStart func()
+
 // Run starts the command with env in its own process group and returns its
 // exit code, or 128+N when a signal N ended it. It forwards signals to the
 // whole group (a `sh -c` entrypoint that does not exec passes nothing on),
@@ -50,6 +54,9 @@ func run(path string, argv []string, env []string, grace time.Duration) int {
 	proc, err := startGroup(path, argv, env)
 	if err != nil {
 		fail("cannot start %s: %v", argv[0], err)
+	}
+	if afterStart != nil {
+		afterStart()
 	}
 	// The values now live in the child; drop our references to them.
 	for i := range env {

@@ -5,7 +5,7 @@
 // token for vault's audience, and rewrites every other container, init
 // containers included, to start through the wrapper with the vault settings
 // in its environment. Never a secret value: only paths, field names and a role.
-import type { V1Container, V1EnvVar, V1Pod, V1Volume } from '@kubernetes/client-node';
+import type { V1Container, V1EnvVar, V1Pod, V1Probe, V1Volume } from '@kubernetes/client-node';
 import { KV2_DATA_PATH } from '../plan/schema.js';
 import {
   ANNOTATION,
@@ -29,6 +29,32 @@ export const TOKEN_MOUNT_PATH = '/var/run/secrets/cloudtaser.io/serviceaccount';
 export const TOKEN_PATH = `${TOKEN_MOUNT_PATH}/token`;
 /** The shortest lifetime Kubernetes issues; the wrapper reads the token once, at start. */
 export const TOKEN_EXPIRATION_SECONDS = 600;
+/**
+ * Where the wrapper notes that it started the app, one file per container:
+ * the startup probe the webhook adds reads it, so a pod whose wrapper is
+ * still logging in to vault (and whose app is not running) is not Ready.
+ */
+export const RUN_VOLUME_NAME = 'cloudtaser-run';
+export const RUN_MOUNT_PATH = '/cloudtaser/run';
+/**
+ * Probe every second; give up only after five minutes. The wrapper's own
+ * fail-closed limit (60 s of login and reads, then it exits and the kubelet
+ * restarts it) ends a stuck start long before, so the probe never kills a
+ * container the wrapper would still start.
+ */
+export const STARTUP_PROBE = {
+  periodSeconds: 1,
+  failureThreshold: 300,
+  timeoutSeconds: 5,
+} as const;
+
+/** The startup probe of a wrapped container: the wrapper checks its own marker. */
+export function startedProbe(container: string): V1Probe {
+  return {
+    exec: { command: [WRAPPER_PATH, '--started', `${RUN_MOUNT_PATH}/${container}`] },
+    ...STARTUP_PROBE,
+  };
+}
 
 export interface MutateConfig {
   initImage: string;
@@ -57,6 +83,7 @@ export const INJECTED_ENV = [
   'CLOUDTASER_ENV_MAP',
   'CLOUDTASER_SA_TOKEN_FILE',
   'CLOUDTASER_ALLOW_INSECURE_VAULT',
+  'CLOUDTASER_STARTED_FILE',
 ] as const;
 
 export function wantsInjection(pod: V1Pod): boolean {
@@ -69,16 +96,18 @@ export function wantsInjection(pod: V1Pod): boolean {
  * once the native Secret is gone they need the values from vault as much as
  * the app does (left alone, the pod would hang in Init).
  */
-function wrappedContainers(pod: V1Pod): { c: V1Container; base: string; what: string }[] {
+function wrappedContainers(
+  pod: V1Pod,
+): { c: V1Container; base: string; what: 'init container' | 'container' }[] {
   const spec = pod.spec;
   return [
     ...(spec?.initContainers ?? [])
-      .map((c, i) => ({ c, base: `/spec/initContainers/${i}`, what: 'init container' }))
+      .map((c, i) => ({ c, base: `/spec/initContainers/${i}`, what: 'init container' as const }))
       .filter((x) => x.c.name !== INIT_CONTAINER_NAME),
     ...(spec?.containers ?? []).map((c, i) => ({
       c,
       base: `/spec/containers/${i}`,
-      what: 'container',
+      what: 'container' as const,
     })),
   ];
 }
@@ -183,6 +212,7 @@ export function decide(
         ],
       },
     },
+    { name: RUN_VOLUME_NAME, emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } },
   ];
   if (spec.volumes) {
     for (const v of volumes) patch.push({ op: 'add', path: '/spec/volumes/-', value: v });
@@ -226,10 +256,24 @@ export function decide(
       (e) =>
         !settings.envNames.has(e.name) && !(INJECTED_ENV as readonly string[]).includes(e.name),
     );
-    patch.push({ op: 'add', path: `${base}/env`, value: [...kept, ...injected] });
+    // An app container gets a startup probe that passes once the wrapper
+    // has started the app: while it still logs in to vault (fail-closed
+    // retries) the pod is not Ready and takes no traffic. Init containers
+    // cannot have probes; a container with its own startup probe keeps it
+    // (it already waits for the app, which cannot run before the wrapper
+    // starts it).
+    const app = what === 'container';
+    const started = app
+      ? [{ name: 'CLOUDTASER_STARTED_FILE', value: `${RUN_MOUNT_PATH}/${c.name}` }]
+      : [];
+    patch.push({ op: 'add', path: `${base}/env`, value: [...kept, ...injected, ...started] });
+    const own = app ? [...mounts, { name: RUN_VOLUME_NAME, mountPath: RUN_MOUNT_PATH }] : mounts;
     if (c.volumeMounts) {
-      for (const m of mounts) patch.push({ op: 'add', path: `${base}/volumeMounts/-`, value: m });
-    } else patch.push({ op: 'add', path: `${base}/volumeMounts`, value: mounts });
+      for (const m of own) patch.push({ op: 'add', path: `${base}/volumeMounts/-`, value: m });
+    } else patch.push({ op: 'add', path: `${base}/volumeMounts`, value: own });
+    if (app && !c.startupProbe) {
+      patch.push({ op: 'add', path: `${base}/startupProbe`, value: startedProbe(c.name) });
+    }
   }
 
   const init: V1Container = {

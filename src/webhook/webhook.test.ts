@@ -78,7 +78,15 @@ describe('admission decision', () => {
     const d = decide(input, cfg);
     if (!d.allowed) throw new Error(d.message);
     const out = apply(input, d.patch);
-    expect(out.spec?.volumes?.map((v) => v.name)).toEqual(['cloudtaser-bin', 'cloudtaser-token']);
+    expect(out.spec?.volumes?.map((v) => v.name)).toEqual([
+      'cloudtaser-bin',
+      'cloudtaser-token',
+      'cloudtaser-run',
+    ]);
+    expect(out.spec?.volumes?.[2]).toEqual({
+      name: 'cloudtaser-run',
+      emptyDir: { medium: 'Memory', sizeLimit: '1Mi' },
+    });
     expect(out.spec?.volumes?.[0]).toEqual({
       name: 'cloudtaser-bin',
       emptyDir: { medium: 'Memory', sizeLimit: '32Mi' },
@@ -99,6 +107,7 @@ describe('admission decision', () => {
         mountPath: '/var/run/secrets/cloudtaser.io/serviceaccount',
         readOnly: true,
       },
+      { name: 'cloudtaser-run', mountPath: '/cloudtaser/run' },
     ]);
     // DB_PASS no longer comes from the native Secret (it would sit in PID 1's environ).
     expect(app?.env).toEqual([
@@ -112,9 +121,46 @@ describe('admission decision', () => {
         name: 'CLOUDTASER_SA_TOKEN_FILE',
         value: '/var/run/secrets/cloudtaser.io/serviceaccount/token',
       },
+      { name: 'CLOUDTASER_STARTED_FILE', value: '/cloudtaser/run/app' },
     ]);
+    // Not Ready until the wrapper has started the app (see the next test).
+    expect(app?.startupProbe).toEqual({
+      exec: { command: ['/cloudtaser/bin/cloudtaser-wrapper', '--started', '/cloudtaser/run/app'] },
+      periodSeconds: 1,
+      failureThreshold: 300,
+      timeoutSeconds: 5,
+    });
     // Reinvocation finds the init container and changes nothing.
     expect(decide(out, cfg)).toEqual({ allowed: true, patch: [], reason: 'already injected' });
+  });
+
+  it("adds a startup probe on the wrapper's marker to each app container that has none", () => {
+    const own = { exec: { command: ['/ready'] }, periodSeconds: 3 };
+    const input = pod(annotated(), {
+      initContainers: [{ name: 'migrate', image: 'm', command: ['/m'] }],
+      containers: [
+        { name: 'app', image: 'app:1', command: ['/app'] },
+        { name: 'side', image: 'side:1', command: ['/side'], startupProbe: own },
+      ],
+    });
+    const out = apply(input, decideOrThrow(input));
+    const [app, side] = out.spec?.containers ?? [];
+    expect(app?.startupProbe?.exec?.command).toEqual([
+      '/cloudtaser/bin/cloudtaser-wrapper',
+      '--started',
+      '/cloudtaser/run/app',
+    ]);
+    // Its own probe already waits for the app, which starts only after the login.
+    expect(side?.startupProbe).toEqual(own);
+    // Each container its own marker, so one started app does not make another Ready.
+    expect(side?.env?.find((e) => e.name === 'CLOUDTASER_STARTED_FILE')?.value).toBe(
+      '/cloudtaser/run/side',
+    );
+    // Init containers cannot have probes, and need no marker.
+    const migrate = out.spec?.initContainers?.find((c) => c.name === 'migrate');
+    expect(migrate?.startupProbe).toBeUndefined();
+    expect(migrate?.env?.some((e) => e.name === 'CLOUDTASER_STARTED_FILE')).toBe(false);
+    expect(migrate?.volumeMounts?.some((m) => m.name === 'cloudtaser-run')).toBe(false);
   });
 
   it('rejects malformed annotations, naming the annotation', () => {

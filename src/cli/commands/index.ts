@@ -8,6 +8,7 @@ import { registerTargetReports } from './target-report.js';
 import { registerTargetInstall } from './target-install.js';
 import { registerTargetImport } from './target-import.js';
 import { registerTargetCleanup } from './target-cleanup.js';
+import { registerTargetVerifyPod } from './target-verify.js';
 import { registerWebhookCommands } from './webhook.js';
 
 /**
@@ -23,6 +24,7 @@ export function registerCommands(program: Command, ctx: Context): void {
   registerTargetProtect(target, ctx);
   registerTargetCleanup(target, ctx);
   registerTargetReports(target, ctx);
+  registerTargetVerifyPod(target, ctx);
   registerTargetInstall(target, ctx);
   const source = program
     .command('source')

@@ -5,7 +5,7 @@ import { UserError } from '../../core/errors.js';
 import { readPlan } from '../../plan/load.js';
 import { isPlainHttp } from '../../contract/annotations.js';
 
-function positiveInt(flag: string, max: number) {
+export function positiveInt(flag: string, max: number) {
   return (value: string): number => {
     const n = Number(value);
     if (!Number.isInteger(n) || n < 1 || n > max) {
