@@ -264,6 +264,14 @@ async function main(): Promise<number> {
       sh('grep -c "status: migrated" plan.yaml', 'grep', ['-c', 'status: migrated', 'plan.yaml']),
     );
 
+    heading('8. Finish: delete the native Secrets vault now holds (dry run first)');
+    await step(cloudtaser(['target', 'cleanup', '--plan', 'plan.yaml']));
+    await step(cloudtaser(['target', 'cleanup', '--plan', 'plan.yaml', '--yes']));
+    await step(kubectl(['get', 'secrets', '-n', 'payments']));
+    await step(kubectl(['get', 'secrets', '-n', 'trading']));
+    // The audit ends the migration: no native Secret holds a migrated value.
+    await step(cloudtaser(['target', 'audit', '--vault-address', addr]));
+
     console.log(`\n${bold('demo finished')}: the plan is in ${work}/plan.yaml`);
     if (keep) {
       console.log(
