@@ -91,8 +91,8 @@ async function main(): Promise<number> {
     await writeFile(
       join(work, 'workloads.yaml'),
       (await readFile(join(projectRoot, 'examples', 'sandbox', 'workloads.yaml'), 'utf8'))
-        .replaceAll('SANDBOX_APP_IMAGE', node?.images.busybox ?? 'busybox:1.36')
-        .replaceAll('SANDBOX_VAULT_CA', ca),
+        .replaceAll('<sandbox-app-image>', node?.images.busybox ?? 'busybox:1.36')
+        .replaceAll('<sandbox-vault-ca>', ca),
     );
     console.log('(examples/sandbox/workloads.yaml with the sandbox image and CA filled in)');
     await step(kubectl(['apply', '-f', 'workloads.yaml']));
