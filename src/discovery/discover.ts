@@ -254,12 +254,17 @@ function planWorkload(
     for (const s of sources) {
       const acc = secretAcc(s.name, s.optional);
       if (!acc) continue;
+      // The API server fills in 0644 when the spec names no mode, so 0644
+      // is read as "none chosen": the plan's default, 0400 (owner only),
+      // applies; the wrapper writes the files as the container's user, who
+      // can read them. Any other mode is kept.
+      const defaultMode = s.defaultMode === 0o644 ? undefined : s.defaultMode;
       const entries =
-        s.items?.map((i) => ({ key: i.key, rel: i.path, mode: i.mode ?? s.defaultMode })) ??
+        s.items?.map((i) => ({ key: i.key, rel: i.path, mode: i.mode ?? defaultMode })) ??
         (secrets.get(`${ns}/${s.name}`)?.keys ?? []).map((key) => ({
           key,
           rel: key,
-          mode: s.defaultMode,
+          mode: defaultMode,
         }));
       for (const m of mounts) {
         const root = m.mountPath.replace(/\/+$/, '');
@@ -297,7 +302,7 @@ function planWorkload(
       const where = mounts.length > 0 ? ` at ${mounts.map((m) => m.mountPath).join(', ')}` : '';
       acc.notes.push(
         mounts.length > 0
-          ? `mounted as files${where} (volume ${v.name}): delivered as files at the same paths${s.defaultMode === undefined && !s.items?.some((i) => i.mode !== undefined) ? '; Kubernetes gave them mode 0644, the plan default is 0400 (owner only)' : ''}.`
+          ? `mounted as files${where} (volume ${v.name}): delivered as files at the same paths${defaultMode === undefined && !s.items?.some((i) => i.mode !== undefined) ? '; Kubernetes gave them mode 0644, the plan default is 0400 (owner only, the container user)' : ''}.`
           : `volume ${v.name} is mounted by no container: nothing mapped.`,
       );
     }

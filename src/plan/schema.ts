@@ -153,6 +153,11 @@ export type Tenant = MigrationPlan['tenants'][number];
 export type PlanWorkload = Tenant['workloads'][number];
 export type SecretRef = PlanWorkload['secrets'][number];
 export type FileTarget = z.output<typeof FileTargetSchema>;
+
+/** Every vault field a Secret reference reads, as an env var or as a file. */
+export function mappedFields(s: SecretRef): string[] {
+  return [...new Set([...Object.keys(s.fields), ...Object.keys(s.files ?? {})])];
+}
 export type WorkloadKind = (typeof WORKLOAD_KINDS)[number];
 export type WorkloadStatus = (typeof WORKLOAD_STATUSES)[number];
 
