@@ -313,6 +313,13 @@ describe('fast reader', () => {
     );
   }, 60_000);
 
+  it('agrees on a "#" right after a closing quote (found by the property below)', () => {
+    const text = GUIDE_PLAN.replace('createdAt: "2026-04-01T10:00:00Z"', 'createdAt: ""#2026');
+    expect(outcome(() => parsePlan(text, 'p').plan)).toEqual(
+      outcome(() => parseAuthoritative(text, 'p').plan),
+    );
+  });
+
   it('is the path a plain plan takes, and a plan with a directive does not', () => {
     // A YAML 1.1 header makes `yes` a boolean: only the authoritative reader
     // knows, and it rejects the plan (createdBy must be a string).

@@ -122,9 +122,11 @@ export function parsePlan(text: string, file: string): LoadedPlan {
 /**
  * Directives (a `%YAML 1.1` header changes how scalars resolve), tags,
  * anchors and aliases (shared nodes, alias bombs), and binary integers (which
- * only js-yaml reads as numbers) all take the authoritative path.
+ * only js-yaml reads as numbers) all take the authoritative path; so does a
+ * "#" right after a closing quote or bracket, which js-yaml reads as a
+ * comment and `yaml` rejects.
  */
-const NEEDS_AUTHORITY = /^%|[!&*]|\b0b[01]|__proto__/m;
+const NEEDS_AUTHORITY = /^%|[!&*]|\b0b[01]|__proto__|["'\]}]#/m;
 
 /**
  * Keys named "__proto__" anywhere in the raw value. The schema library drops

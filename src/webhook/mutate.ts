@@ -351,6 +351,13 @@ export function decide(
   // Every container is rewritten before cloudtaser-init is inserted, so the
   // init containers' indices still name the pod's own init containers.
   for (const { c, base, what } of wrappedContainers(pod)) {
+    // The files this container's wrapper writes: those in the mounts it has
+    // of a replaced volume (another container's paths are not its to touch).
+    const fileMounts = (c.volumeMounts ?? []).filter((m) => filePlan.replaced.has(m.name));
+    const own = settings.files.filter((f) => fileMounts.some((m) => m.mountPath === f.mount));
+    // With no env var mapped and no file of its own, the wrapper would have
+    // nothing to fetch (and refuses to start that way): left as it is.
+    if (settings.envNames.size === 0 && own.length === 0) continue;
     const image = images.get(c.image ?? '');
     if (typeof image === 'string' && (!c.command || c.command.length === 0)) {
       return {
@@ -373,10 +380,6 @@ export function decide(
       (e) =>
         !settings.envNames.has(e.name) && !(INJECTED_ENV as readonly string[]).includes(e.name),
     );
-    // The files this container's wrapper writes: those in the mounts it has
-    // of a replaced volume (another container's paths are not its to touch).
-    const fileMounts = (c.volumeMounts ?? []).filter((m) => filePlan.replaced.has(m.name));
-    const own = settings.files.filter((f) => fileMounts.some((m) => m.mountPath === f.mount));
     const fileEnv =
       own.length > 0 ? [{ name: 'CLOUDTASER_FILE_MAP', value: formatFileMap(own) }] : [];
     patch.push({ op: 'add', path: `${base}/env`, value: [...kept, ...injected, ...fileEnv] });

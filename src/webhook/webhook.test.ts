@@ -391,9 +391,13 @@ describe('files from vault', () => {
     expect(out.metadata?.annotations).not.toHaveProperty('cloudtaser.io/native-secret-volumes');
   });
 
-  it('accepts a pod whose plan maps files only', () => {
-    const d = decide(withTls({ 'cloudtaser.io/env-map': '' }), cfg);
-    expect(d.allowed).toBe(true);
+  it('accepts a pod whose plan maps files only, and leaves a container with nothing to fetch unwrapped', () => {
+    const input = withTls({ 'cloudtaser.io/env-map': '' });
+    const d = decide(input, cfg);
+    if (!d.allowed) throw new Error(d.message);
+    const out = apply(input, d.patch);
+    expect(out.spec?.containers[0]?.command?.[0]).toBe('/cloudtaser/bin/cloudtaser-wrapper');
+    expect(out.spec?.containers[1]).toEqual(input.spec?.containers[1]);
   });
 
   it('keeps a Secret volume whose items are not all mapped, or that a container mounts by subPath, and says so', () => {
