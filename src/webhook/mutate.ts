@@ -202,6 +202,18 @@ function volumeItems(v: V1Volume): string[] | undefined | 'not-secret' {
   return out;
 }
 
+/** True when the file-map gives the mounts of one volume different sets of files. */
+function differentFiles(mounts: string[], files: FileMapEntry[]): boolean {
+  const sets = [...new Set(mounts)].map((m) =>
+    files
+      .filter((f) => f.mount === m)
+      .map((f) => f.file.slice(m.length))
+      .sort()
+      .join('\n'),
+  );
+  return sets.some((x) => x !== sets[0]);
+}
+
 /**
  * Which Secret volumes become memory-backed emptyDirs. A volume is replaced
  * only when nothing it delivers today would go missing: every container
@@ -239,6 +251,15 @@ function planFiles(pod: V1Pod, files: FileMapEntry[]): FilePlan | string {
     if (items === 'not-secret') why = 'it is not made of Secrets only';
     else if (uses.some(({ m }) => m.subPath || m.subPathExpr)) {
       why = 'a container mounts it with subPath, which an emptyDir cannot serve as a file';
+    } else if (
+      differentFiles(
+        uses.map(({ m }) => m.mountPath),
+        files,
+      )
+    ) {
+      // Each mount shows the same files; one the file-map leaves short would
+      // lose what the others get.
+      why = 'its mounts do not all have the same files in the file-map';
     } else if (items) {
       for (const { m } of uses) {
         const missing = items.find((p) => !files.some((f) => f.file === `${m.mountPath}/${p}`));

@@ -419,9 +419,15 @@ describe('files from vault', () => {
       { name: 'tls', mountPath: '/etc/tls' },
       { name: 'tls', mountPath: '/etc/tls.key', subPath: 'tls.key' },
     ]);
+    // A second mount of the volume with no file of its own would go empty.
+    const twice = withTls({}, undefined, [
+      { name: 'tls', mountPath: '/etc/tls' },
+      { name: 'tls', mountPath: '/srv/tls' },
+    ]);
     for (const [input, why] of [
       [partial, 'its file /etc/tls/ca.crt is not in cloudtaser.io/file-map'],
       [sub, 'a container mounts it with subPath'],
+      [twice, 'its mounts do not all have the same files in the file-map'],
     ] as const) {
       const d = decide(input, cfg);
       if (!d.allowed) throw new Error(d.message);
