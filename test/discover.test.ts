@@ -248,8 +248,19 @@ const expectedTenant = () => ({
           vaultPath: `secret/data/${ns}/ghost`,
           fields: { api_key: 'GHOST' },
         },
-        { source: 'k8s-secret/proj', vaultPath: `secret/data/${ns}/proj`, fields: { a: 'A' } },
-        { source: 'k8s-secret/proj2', vaultPath: `secret/data/${ns}/proj2`, fields: { z: 'Z' } },
+        // Mounted Secrets: files at the paths the app reads today.
+        {
+          source: 'k8s-secret/proj',
+          vaultPath: `secret/data/${ns}/proj`,
+          fields: {},
+          files: { a: { path: '/etc/bundle/a.txt', mountPath: '/etc/bundle' } },
+        },
+        {
+          source: 'k8s-secret/proj2',
+          vaultPath: `secret/data/${ns}/proj2`,
+          fields: {},
+          files: { z: { path: '/etc/bundle/z', mountPath: '/etc/bundle' } },
+        },
         {
           source: 'k8s-secret/shared',
           vaultPath: `secret/data/${ns}/shared`,
@@ -258,7 +269,11 @@ const expectedTenant = () => ({
         {
           source: 'k8s-secret/tls',
           vaultPath: `secret/data/${ns}/tls`,
-          fields: { 'tls.crt': 'TLS_CRT', 'tls.key': 'TLS_KEY' },
+          fields: {},
+          files: {
+            'tls.crt': { path: '/etc/tls/tls.crt', mountPath: '/etc/tls' },
+            'tls.key': { path: '/etc/tls/tls.key', mountPath: '/etc/tls' },
+          },
         },
       ],
     },
@@ -319,7 +334,7 @@ describe('target discover', () => {
     );
     expect(text).toMatch(/# "APP_bad\.key" \(key bad\.key\) is not mapped: the env-map carries/);
     expect(text).toMatch(
-      /# mounted as files at \/etc\/tls \(volume tls\): the app read these from files/,
+      /# mounted as files at \/etc\/tls \(volume tls\): delivered as files at the same paths/,
     );
     expect(text).toMatch(/# from Vault Agent file config; fields read from its template\./);
     // Not app secrets: image pull secrets and service-account tokens.

@@ -19,6 +19,7 @@ type Config struct {
 	Namespace   string
 	Paths       []string
 	EnvMap      []Mapping
+	Files       []FileMapping
 	SATokenFile string
 	// AllowInsecure permits a plain-http Addr (CLOUDTASER_ALLOW_INSECURE_VAULT).
 	AllowInsecure bool
@@ -143,16 +144,28 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 		return nil, err
 	}
 	c.EnvMap = m
+	files, err := ParseFileMap(getenv("CLOUDTASER_FILE_MAP"))
+	if err != nil {
+		return nil, err
+	}
+	c.Files = files
+	need := make([]string, 0, len(m)+len(files))
 	for _, e := range m {
+		need = append(need, e.Path)
+	}
+	for _, f := range files {
+		need = append(need, f.Path)
+	}
+	for _, p := range need {
 		found := false
-		for _, p := range c.Paths {
-			found = found || p == e.Path
+		for _, have := range c.Paths {
+			found = found || have == p
 		}
 		if !found {
-			c.Paths = append(c.Paths, e.Path)
+			c.Paths = append(c.Paths, p)
 		}
 	}
-	if len(c.EnvMap) == 0 {
+	if len(c.EnvMap) == 0 && len(c.Files) == 0 {
 		return nil, fmt.Errorf("CLOUDTASER_ENV_MAP is empty: nothing to fetch")
 	}
 	return c, nil

@@ -116,10 +116,13 @@ func main() {
 		fail("%v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	secrets, err := Fetch(ctx, vault)
+	secrets, files, err := Fetch(ctx, vault)
 	cancel()
 	if err != nil {
 		// Fail closed: the application never starts without its secrets.
+		fail("not starting %s: %v", args[0], err)
+	}
+	if err := WriteFiles(cfg.Files, files); err != nil {
 		fail("not starting %s: %v", args[0], err)
 	}
 	if cfg.StartedFile != "" {

@@ -221,10 +221,11 @@ func (v *Vault) Revoke(ctx context.Context) error {
 	return err
 }
 
-// Fetch logs in and resolves every mapping; any missing path or field is an error.
-func Fetch(ctx context.Context, v *Vault) (map[string]string, error) {
+// Fetch logs in and resolves every mapping: the env vars, and the files'
+// contents by file path. Any missing path or field is an error.
+func Fetch(ctx context.Context, v *Vault) (map[string]string, map[string][]byte, error) {
 	if err := v.Login(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer func() {
 		// Revoke even when the reads failed or ran out of time.
@@ -240,7 +241,7 @@ func Fetch(ctx context.Context, v *Vault) (map[string]string, error) {
 	for _, p := range v.cfg.Paths {
 		d, err := v.Read(ctx, p)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		data[p] = d
 	}
@@ -248,15 +249,26 @@ func Fetch(ctx context.Context, v *Vault) (map[string]string, error) {
 	for _, m := range v.cfg.EnvMap {
 		val, ok := data[m.Path][m.Field]
 		if !ok {
-			return nil, fmt.Errorf("%s has no field %q (for %s)", m.Path, m.Field, m.Env)
+			return nil, nil, fmt.Errorf("%s has no field %q (for %s)", m.Path, m.Field, m.Env)
 		}
-		switch t := val.(type) {
-		case string:
-			out[m.Env] = t
-		default:
-			b, _ := json.Marshal(t)
-			out[m.Env] = string(b)
-		}
+		out[m.Env] = text(val)
 	}
-	return out, nil
+	files := map[string][]byte{}
+	for _, f := range v.cfg.Files {
+		val, ok := data[f.Path][f.Field]
+		if !ok {
+			return nil, nil, fmt.Errorf("%s has no field %q (for %s)", f.Path, f.Field, f.File)
+		}
+		files[f.File] = []byte(text(val))
+	}
+	return out, files, nil
+}
+
+// text is a KV value as the app gets it: strings as they are, anything else as JSON.
+func text(val any) string {
+	if s, ok := val.(string); ok {
+		return s
+	}
+	b, _ := json.Marshal(val)
+	return string(b)
 }

@@ -8,6 +8,8 @@ export const ANNOTATION = {
   vaultRole: 'cloudtaser.io/vault-role',
   secretPaths: 'cloudtaser.io/secret-paths',
   envMap: 'cloudtaser.io/env-map',
+  /** Vault fields written as files; absent when the plan maps none. */
+  fileMap: 'cloudtaser.io/file-map',
   restartedAt: 'cloudtaser.io/restartedAt',
   /** "true" when the vault address is plain http on purpose (`protect --allow-insecure-vault`). */
   allowInsecureVault: 'cloudtaser.io/allow-insecure-vault',
@@ -69,6 +71,66 @@ export function parseEnvMap(value: string): EnvMapEntry[] | undefined {
     if (!/\/data\/./.test(path) || !/^[-._a-zA-Z0-9]+$/.test(field)) return undefined;
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(env)) return undefined;
     out.push({ path, field, env });
+  }
+  return out;
+}
+
+export interface FileMapEntry {
+  path: string;
+  field: string;
+  /** Absolute path of the file the wrapper writes. */
+  file: string;
+  /** The volume mount that holds it (the file itself for a subPath mount). */
+  mount: string;
+  /** Octal permission bits, e.g. "0400". */
+  mode: string;
+}
+
+const ABSOLUTE_NORMAL = /^(?:\/(?!\.{1,2}(?:\/|$))[A-Za-z0-9_.+@-]+)+$/;
+const OCTAL_MODE = /^0?[0-7]{3}$/;
+
+/** `<vault-path>:<field>=<file>;mount=<mount>;mode=<mode>`, comma-separated. */
+export function formatFileMap(entries: readonly FileMapEntry[]): string {
+  return entries
+    .map((e) => `${e.path}:${e.field}=${e.file};mount=${e.mount};mode=${e.mode}`)
+    .join(',');
+}
+
+/**
+ * Parses the file-map. Plan validation keeps ',', ';', ':' and '=' out of
+ * vault paths, field names and file paths, so they are separators here.
+ * Returns undefined when malformed, when a file is not an absolute,
+ * normalised path inside its mount, or when two entries name one file.
+ */
+export function parseFileMap(value: string): FileMapEntry[] | undefined {
+  if (value.trim() === '') return [];
+  const out: FileMapEntry[] = [];
+  const seen = new Set<string>();
+  for (const raw of value.split(',')) {
+    const [head = '', ...opts] = raw.trim().split(';');
+    const eq = head.lastIndexOf('=');
+    const colon = head.lastIndexOf(':', eq);
+    if (eq < 0 || colon < 0) return undefined;
+    const path = head.slice(0, colon);
+    const field = head.slice(colon + 1, eq);
+    const file = head.slice(eq + 1);
+    const options = new Map<string, string>();
+    for (const o of opts) {
+      const i = o.indexOf('=');
+      if (i < 0 || options.has(o.slice(0, i))) return undefined;
+      options.set(o.slice(0, i), o.slice(i + 1));
+    }
+    const mount = options.get('mount');
+    const mode = options.get('mode');
+    if (options.size !== 2 || mount === undefined || mode === undefined) return undefined;
+    if (!/\/data\/./.test(path) || !/^[-._a-zA-Z0-9]+$/.test(field)) return undefined;
+    if (!ABSOLUTE_NORMAL.test(file) || !ABSOLUTE_NORMAL.test(mount) || !OCTAL_MODE.test(mode)) {
+      return undefined;
+    }
+    if (file !== mount && !file.startsWith(`${mount}/`)) return undefined;
+    if (seen.has(file)) return undefined;
+    seen.add(file);
+    out.push({ path, field, file, mount, mode });
   }
   return out;
 }

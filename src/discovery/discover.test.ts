@@ -74,35 +74,91 @@ describe('discover (pure)', () => {
     expect(() => parsePlan(renderPlan(plan, notes), 'p.yaml')).not.toThrow();
   });
 
-  it('gives names the containers read priority over names made up for mounted files', () => {
+  it('proposes files for mounted Secrets at the paths the app reads now, with their modes', () => {
     const w = deployment('web', {
       containers: [
         {
           name: 'a',
-          env: [
-            { name: 'DB_PASS', valueFrom: { secretKeyRef: { name: 'zz', key: 'x' } } },
-            { name: 'TOKEN', value: 'literal' },
+          env: [{ name: 'DB_PASS', valueFrom: { secretKeyRef: { name: 'zz', key: 'x' } } }],
+          volumeMounts: [
+            // Whole Secret, all keys, defaultMode 0440 (288 in the API's decimal).
+            { name: 'tls', mountPath: '/etc/tls/', readOnly: true },
+            // items[].path and an item's own mode.
+            { name: 'cfg', mountPath: '/etc/app' },
+            // subPath: the mount point is the file itself.
+            { name: 'one', mountPath: '/etc/ssl/private/key.pem', subPath: 'key.pem' },
           ],
-          volumeMounts: [{ name: 'v', mountPath: '/s' }],
         },
       ],
-      volumes: [{ name: 'v', secret: { secretName: 'aa' } }],
+      volumes: [
+        { name: 'tls', secret: { secretName: 'tls', defaultMode: 0o440 } },
+        {
+          name: 'cfg',
+          secret: {
+            secretName: 'cfg',
+            items: [
+              { key: 'db.yaml', path: 'conf/db.yaml', mode: 0o600 },
+              { key: 'token', path: 'token' },
+            ],
+          },
+        },
+        { name: 'one', secret: { secretName: 'one' } },
+      ],
     });
     const secrets = [
-      { namespace: 'ns', name: 'aa', keys: ['db-pass', 'token'] },
+      { namespace: 'ns', name: 'tls', keys: ['tls.crt', 'tls.key'] },
+      { namespace: 'ns', name: 'cfg', keys: ['db.yaml', 'token', 'unused'] },
+      { namespace: 'ns', name: 'one', keys: ['key.pem', 'other.pem'] },
       { namespace: 'ns', name: 'zz', keys: ['x'] },
     ];
     const { plan, notes } = discover([w], secrets, opts);
-    expect(plan.tenants[0]?.workloads[0]?.secrets.map((s) => s.fields)).toEqual([
-      {},
-      { x: 'DB_PASS' },
+    const refs = plan.tenants[0]?.workloads[0]?.secrets ?? [];
+    expect(refs.map((s) => [s.source, s.fields, s.files])).toEqual([
+      [
+        'k8s-secret/cfg',
+        {},
+        {
+          'db.yaml': { path: '/etc/app/conf/db.yaml', mountPath: '/etc/app', mode: '0600' },
+          token: { path: '/etc/app/token', mountPath: '/etc/app' },
+        },
+      ],
+      [
+        'k8s-secret/one',
+        {},
+        {
+          'key.pem': { path: '/etc/ssl/private/key.pem', mountPath: '/etc/ssl/private/key.pem' },
+        },
+      ],
+      [
+        'k8s-secret/tls',
+        {},
+        {
+          'tls.crt': { path: '/etc/tls/tls.crt', mountPath: '/etc/tls', mode: '0440' },
+          'tls.key': { path: '/etc/tls/tls.key', mountPath: '/etc/tls', mode: '0440' },
+        },
+      ],
+      ['k8s-secret/zz', { x: 'DB_PASS' }, undefined],
     ]);
-    expect(notes[0]?.text).toContain(
-      'db-pass → DB_PASS dropped: DB_PASS is already mapped from k8s-secret/zz:x.',
-    );
-    expect(notes[0]?.text).toContain(
-      'token → TOKEN dropped: TOKEN is already set by the pod spec.',
-    );
+    // No env var is made up for a file any more.
+    expect(notes.map((n) => n.text).join('\n')).not.toMatch(/dropped/);
+    expect(notes[0]?.text).toContain('delivered as files at the same paths');
+    // The plan it writes passes its own validation and reads back equal.
+    expect(parsePlan(renderPlan(plan, notes), 'p.yaml').plan).toEqual(plan);
+  });
+
+  it('maps a key mounted at two paths once, and says where else it was read', () => {
+    const w = deployment('web', {
+      containers: [
+        { name: 'a', volumeMounts: [{ name: 'v', mountPath: '/a' }] },
+        { name: 'b', volumeMounts: [{ name: 'v', mountPath: '/b' }] },
+      ],
+      volumes: [{ name: 'v', secret: { secretName: 's' } }],
+    });
+    const { plan, notes } = discover([w], [{ namespace: 'ns', name: 's', keys: ['k'] }], opts);
+    expect(plan.tenants[0]?.workloads[0]?.secrets[0]?.files).toEqual({
+      k: { path: '/a/k', mountPath: '/a' },
+    });
+    expect(notes[0]?.text).toContain('key k is also read at /b/k; only /a/k is mapped.');
   });
 
   it('leaves a Secret key named __proto__ out of the plan, with a note, instead of losing it silently', () => {

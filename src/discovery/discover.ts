@@ -7,6 +7,8 @@ import { SYSTEM_NAMESPACES, type SecretKeys, type WorkloadObject } from '../cont
 import type { PlanNote } from '../plan/write.js';
 import {
   ENV_VAR_NAME,
+  FILE_PATH,
+  type FileTarget,
   PLAN_API_VERSION,
   PLAN_KIND,
   WORKLOAD_KINDS,
@@ -59,8 +61,13 @@ interface SecretAcc {
    * wins over names made up for files (volumes, Vault Agent).
    */
   fields: Map<string, { env: string; delivered: boolean }>;
+  /** field → the file the app reads it from today; first mount wins. */
+  files: Map<string, FileTarget>;
   notes: string[];
 }
+
+/** Kubernetes file modes are decimal integers in the API; the plan writes octal strings. */
+const octalMode = (mode: number): string => `0${(mode & 0o777).toString(8).padStart(3, '0')}`;
 
 /** Where a container's environment variable comes from today. */
 type EnvOrigin = { secret: string; key: string; acc: SecretAcc | undefined } | 'other';
@@ -110,6 +117,7 @@ function planWorkload(
         source,
         vaultPath: `${opts.kvMount}/data/${ns}/${name}`,
         fields: new Map(),
+        files: new Map(),
         notes: [],
       };
       if (!known) {
@@ -200,36 +208,102 @@ function planWorkload(
     addField(first.acc, first.key, name, true);
   }
 
-  // Secret volumes, plain or projected. Which containers mount them, and where,
-  // goes into the note: the app read these values from files.
+  // Secret volumes, plain or projected: each key becomes a file at the path
+  // the app reads it from today (the mount, the item's path, a subPath), with
+  // the mode the volume gives it.
+  const addFile = (acc: SecretAcc, field: string, target: FileTarget): void => {
+    if (field === '__proto__') {
+      acc.notes.push(`key __proto__ is not mapped: a plan cannot hold a field of that name.`);
+      return;
+    }
+    const prev = acc.files.get(field);
+    if (prev === undefined) acc.files.set(field, target);
+    else if (prev.path !== target.path) {
+      acc.notes.push(`key ${field} is also read at ${target.path}; only ${prev.path} is mapped.`);
+    }
+  };
   for (const v of podSpec?.volumes ?? []) {
-    const sources: { name: string; items?: { key: string }[]; optional?: boolean }[] = [];
+    const sources: {
+      name: string;
+      items?: { key: string; path: string; mode?: number }[];
+      optional?: boolean;
+      defaultMode?: number;
+    }[] = [];
     if (v.secret?.secretName) {
       sources.push({
         name: v.secret.secretName,
         items: v.secret.items,
         optional: v.secret.optional,
+        defaultMode: v.secret.defaultMode,
       });
     }
     for (const p of v.projected?.sources ?? []) {
       if (p.secret?.name) {
-        sources.push({ name: p.secret.name, items: p.secret.items, optional: p.secret.optional });
+        sources.push({
+          name: p.secret.name,
+          items: p.secret.items,
+          optional: p.secret.optional,
+          defaultMode: v.projected?.defaultMode,
+        });
       }
     }
     if (sources.length === 0) continue;
     const mounts = containers
-      .flatMap((c) =>
-        (c.volumeMounts ?? []).filter((m) => m.name === v.name).map((m) => m.mountPath),
-      )
-      .sort(byString);
+      .flatMap((c) => (c.volumeMounts ?? []).filter((m) => m.name === v.name))
+      .sort((a, b) => byString(a.mountPath, b.mountPath));
     for (const s of sources) {
       const acc = secretAcc(s.name, s.optional);
       if (!acc) continue;
-      const keys = s.items?.map((i) => i.key) ?? secrets.get(`${ns}/${s.name}`)?.keys ?? [];
-      for (const key of keys) addField(acc, key, envNameFromKey(key));
-      const where = mounts.length > 0 ? ` at ${mounts.join(', ')}` : '';
+      // The API server fills in 0644 when the spec names no mode, so 0644
+      // is read as "none chosen": the plan's default, 0400 (owner only),
+      // applies; the wrapper writes the files as the container's user, who
+      // can read them. Any other mode is kept.
+      const defaultMode = s.defaultMode === 0o644 ? undefined : s.defaultMode;
+      const entries =
+        s.items?.map((i) => ({ key: i.key, rel: i.path, mode: i.mode ?? defaultMode })) ??
+        (secrets.get(`${ns}/${s.name}`)?.keys ?? []).map((key) => ({
+          key,
+          rel: key,
+          mode: defaultMode,
+        }));
+      for (const m of mounts) {
+        const root = m.mountPath.replace(/\/+$/, '');
+        if (m.subPathExpr) {
+          acc.notes.push(
+            `${m.mountPath} (volume ${v.name}) uses subPathExpr: its files are not mapped; add them by hand.`,
+          );
+          continue;
+        }
+        const sub = m.subPath?.replace(/^\/+|\/+$/g, '') ?? '';
+        for (const e of entries) {
+          const rel =
+            sub === ''
+              ? e.rel
+              : e.rel === sub
+                ? ''
+                : e.rel.startsWith(`${sub}/`)
+                  ? e.rel.slice(sub.length + 1)
+                  : undefined;
+          if (rel === undefined) continue;
+          const path = rel === '' ? root : `${root}/${rel}`;
+          if (!FILE_PATH.test(path) || !FILE_PATH.test(root)) {
+            acc.notes.push(
+              `key ${e.key} at ${path} is not mapped: a plan file path must be absolute and normalised, of letters, digits, "_", ".", "+", "@", "-".`,
+            );
+            continue;
+          }
+          addFile(acc, e.key, {
+            path,
+            mountPath: root,
+            ...(e.mode === undefined ? {} : { mode: octalMode(e.mode) }),
+          });
+        }
+      }
+      const where = mounts.length > 0 ? ` at ${mounts.map((m) => m.mountPath).join(', ')}` : '';
       acc.notes.push(
-        `mounted as files${where} (volume ${v.name}): the app read these from files; fields are named after the keys, upper-cased.`,
+        mounts.length > 0
+          ? `mounted as files${where} (volume ${v.name}): delivered as files at the same paths${defaultMode === undefined && !s.items?.some((i) => i.mode !== undefined) ? '; Kubernetes gave them mode 0644, the plan default is 0400 (owner only, the container user)' : ''}.`
+          : `volume ${v.name} is mounted by no container: nothing mapped.`,
       );
     }
   }
@@ -246,6 +320,7 @@ function planWorkload(
         source: `vault-agent/${file}`,
         vaultPath: path,
         fields: new Map(),
+        files: new Map(),
         notes: [],
       };
       if (converted) {
@@ -297,10 +372,12 @@ function planWorkload(
     }
     // fromEntries defines each key as an own property, so a field named
     // "__proto__" stays a field.
+    const files = [...acc.files].sort((a, b) => byString(a[0], b[0]));
     secretsOut.push({
       source: acc.source,
       vaultPath: acc.vaultPath,
       fields: Object.fromEntries(fields),
+      ...(files.length > 0 ? { files: Object.fromEntries(files) } : {}),
     });
     if (acc.notes.length > 0) notes.set(acc.source, [...new Set(acc.notes)]);
   }

@@ -38,7 +38,11 @@ export function secretMappings(
         vaultAddress,
         vaultRole,
         serviceAccount: w.serviceAccount,
-        secrets: w.secrets.map((s) => ({ ...s, fields: { ...s.fields } })),
+        secrets: w.secrets.map((s) => ({
+          ...s,
+          fields: { ...s.fields },
+          ...(s.files ? { files: { ...s.files } } : {}),
+        })),
       },
     })),
   );

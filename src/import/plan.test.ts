@@ -69,6 +69,25 @@ describe('wantedPaths', () => {
     expect(w[0]?.conflicts).toEqual([]);
   });
 
+  it('imports the fields a plan delivers as files, as well as those it delivers as env vars', () => {
+    const w = one(
+      plan([
+        {
+          ns: 'pay',
+          name: 'a',
+          secrets: [
+            {
+              ...db,
+              fields: { user: 'U' },
+              files: { 'tls.key': { path: '/etc/tls/tls.key', mountPath: '/etc/tls' } },
+            },
+          ],
+        },
+      ]),
+    );
+    expect([...w.fields.keys()].sort()).toEqual(['tls.key', 'user']);
+  });
+
   it('reports the same path and field mapped from two different Secrets', () => {
     const w = one(
       plan([

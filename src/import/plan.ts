@@ -6,7 +6,7 @@
 // Values are carried as `SourceValue`s only from the source to the write;
 // messages, actions and reasons hold path, field and Secret names, never a
 // value.
-import type { MigrationPlan } from '../plan/schema.js';
+import { mappedFields, type MigrationPlan } from '../plan/schema.js';
 
 /** Where one vault field comes from: a key of a Kubernetes Secret. */
 export interface FieldOrigin {
@@ -52,7 +52,7 @@ export function wantedPaths(plan: MigrationPlan): WantedPath[] {
           want.vaultAgent = true;
           continue;
         }
-        for (const field of Object.keys(s.fields)) {
+        for (const field of mappedFields(s)) {
           const origin: FieldOrigin = { namespace: t.namespace, secret: name, key: field };
           const prev = want.fields.get(field);
           if (!prev) want.fields.set(field, origin);

@@ -32,6 +32,18 @@ tenants:
         status: pending
 `;
 
+// The guide's plan with a Secret delivered as files as well.
+const FILES_PLAN = `${GUIDE_PLAN.replace('        status: pending\n', '')}          - source: k8s-secret/tls
+            vaultPath: secret/data/payments/tls
+            files:
+              tls.key:
+                path: /etc/tls/tls.key
+                mountPath: /etc/tls
+                mode: "0440"
+              tls.crt: {path: /etc/tls/tls.crt, mountPath: /etc/tls}
+        status: pending
+`;
+
 function issuesOf(text: string): string[] {
   try {
     parsePlan(text, 'plan.yaml');
@@ -122,6 +134,68 @@ tenants:
     ).toEqual([]);
   });
 
+  it('reads file mappings: path, mountPath and an optional mode', () => {
+    const refs = parsePlan(FILES_PLAN, 'p').plan.tenants[0]?.workloads[0]?.secrets;
+    expect(refs?.[1]?.files).toEqual({
+      'tls.key': { path: '/etc/tls/tls.key', mountPath: '/etc/tls', mode: '0440' },
+      'tls.crt': { path: '/etc/tls/tls.crt', mountPath: '/etc/tls' },
+    });
+    expect(refs?.[0]?.files).toBeUndefined();
+  });
+
+  it('rejects file paths that are not absolute and normalised, with positions', () => {
+    for (const bad of [
+      'etc/tls/tls.key',
+      '/etc/tls/../tls.key',
+      '/etc/tls/./tls.key',
+      '/etc/tls/',
+      '/etc//tls.key',
+      '/etc/tls/a,b',
+    ]) {
+      const text = FILES_PLAN.replace('path: /etc/tls/tls.key', `path: "${bad}"`);
+      expect(issuesOf(text), bad).toEqual([
+        '25:23: tenants[0].workloads[0].secrets[1].files["tls.key"].path: path must be an absolute, normalised path (no "." or ".." segments, no trailing "/"; letters, digits, "_", ".", "+", "@", "-")',
+      ]);
+    }
+    expect(issuesOf(FILES_PLAN.replace('mode: "0440"', 'mode: 0440'))).toEqual([
+      '27:23: tenants[0].workloads[0].secrets[1].files["tls.key"].mode: mode must be a string',
+    ]);
+  });
+
+  it('rejects two fields on one path, a file outside its mount, overlapping mounts and cloudtaser paths (exit 2)', async () => {
+    const twice = FILES_PLAN.replace('path: /etc/tls/tls.crt', 'path: /etc/tls/tls.key');
+    expect(issuesOf(twice)).toEqual([
+      '28:31: tenants[0].workloads[0].secrets[1].files["tls.crt"].path: file /etc/tls/tls.key is already mapped from secret/data/payments/tls:tls.key in workload payment-api',
+    ]);
+    const outside = FILES_PLAN.replace('path: /etc/tls/tls.key', 'path: /etc/other/tls.key');
+    expect(issuesOf(outside)).toEqual([
+      '25:23: tenants[0].workloads[0].secrets[1].files["tls.key"].path: file /etc/other/tls.key is outside its mountPath /etc/tls',
+    ]);
+    const nested = FILES_PLAN.replace(
+      'tls.crt: {path: /etc/tls/tls.crt, mountPath: /etc/tls}',
+      'tls.crt: {path: /etc/tls/sub/tls.crt, mountPath: /etc/tls/sub}',
+    );
+    expect(issuesOf(nested)).toEqual([
+      '28:64: tenants[0].workloads[0].secrets[1].files["tls.crt"].mountPath: mountPath /etc/tls/sub overlaps the mount /etc/tls of another file in workload payment-api',
+    ]);
+    const reserved = FILES_PLAN.replace(
+      'tls.crt: {path: /etc/tls/tls.crt, mountPath: /etc/tls}',
+      'tls.crt: {path: /cloudtaser/bin/x, mountPath: /cloudtaser/bin}',
+    );
+    expect(issuesOf(reserved)).toEqual([
+      '28:31: tenants[0].workloads[0].secrets[1].files["tls.crt"].path: file /cloudtaser/bin/x overlaps /cloudtaser, where cloudtaser mounts its own volumes',
+    ]);
+    const dir = await mkdtemp(join(tmpdir(), 'ct-files-'));
+    await writeFile(join(dir, 'plan.yaml'), twice);
+    const { runCli } = await import('../cli/program.js');
+    const { captureContext } = await import('../testing/context.js');
+    const ctx = captureContext({ cwd: dir });
+    expect(await runCli(['plan', 'validate', 'plan.yaml'], ctx)).toBe(2);
+    expect(ctx.err()).toContain(
+      'plan.yaml:28:31: tenants[0].workloads[0].secrets[1].files["tls.crt"].path: file /etc/tls/tls.key is already mapped',
+    );
+  });
+
   it('never throws anything but a positioned PlanError for random input (property)', () => {
     const yamlish = fc.oneof(
       fc.string(),
@@ -189,10 +263,8 @@ describe('fast reader', () => {
     '{}',
     '|\n          text',
   ];
-  const values = [...GUIDE_PLAN.matchAll(/: (\S[^\n]*)/g)].map((m) => ({
-    at: m.index + 2,
-    len: m[1]?.length ?? 0,
-  }));
+  const valuesOf = (plan: string): { at: number; len: number }[] =>
+    [...plan.matchAll(/: (\S[^\n]*)/g)].map((m) => ({ at: m.index + 2, len: m[1]?.length ?? 0 }));
 
   const outcome = (read: () => unknown): unknown => {
     try {
@@ -202,22 +274,35 @@ describe('fast reader', () => {
     }
   };
 
-  it('means exactly what the authoritative reader means, for every value swapped for a tricky scalar', () => {
-    for (const slot of values) {
-      for (const v of tricky) {
-        const text = GUIDE_PLAN.slice(0, slot.at) + v + GUIDE_PLAN.slice(slot.at + slot.len);
-        expect([v, outcome(() => parsePlan(text, 'p').plan)]).toEqual([
-          v,
-          outcome(() => parseAuthoritative(text, 'p').plan),
-        ]);
+  it.each([
+    ['the guide plan', GUIDE_PLAN],
+    ['a plan with files', FILES_PLAN],
+  ])(
+    'means exactly what the authoritative reader means, for every value of %s swapped for a tricky scalar',
+    (_, plan) => {
+      for (const slot of valuesOf(plan)) {
+        for (const v of tricky) {
+          const text = plan.slice(0, slot.at) + v + plan.slice(slot.at + slot.len);
+          expect([v, outcome(() => parsePlan(text, 'p').plan)]).toEqual([
+            v,
+            outcome(() => parseAuthoritative(text, 'p').plan),
+          ]);
+        }
       }
-    }
-  });
+    },
+    // Hundreds of parses each: seconds on a shared, loaded machine.
+    60_000,
+  );
 
   it('means exactly what the authoritative reader means, for random edits (property)', () => {
+    // Edits of the guide plan and of one with files (paths, modes, flow maps).
     const mutated = fc
-      .tuple(fc.nat(GUIDE_PLAN.length), fc.string({ maxLength: 6 }))
-      .map(([i, s]) => GUIDE_PLAN.slice(0, i) + s + GUIDE_PLAN.slice(i));
+      .tuple(
+        fc.constantFrom(GUIDE_PLAN, FILES_PLAN),
+        fc.nat(FILES_PLAN.length),
+        fc.string({ maxLength: 6 }),
+      )
+      .map(([plan, i, s]) => plan.slice(0, i) + s + plan.slice(i));
     fc.assert(
       fc.property(mutated, (text) => {
         expect(outcome(() => parsePlan(text, 'p').plan)).toEqual(
@@ -227,6 +312,13 @@ describe('fast reader', () => {
       { numRuns: 1000 },
     );
   }, 60_000);
+
+  it('agrees on a "#" right after a closing quote (found by the property below)', () => {
+    const text = GUIDE_PLAN.replace('createdAt: "2026-04-01T10:00:00Z"', 'createdAt: ""#2026');
+    expect(outcome(() => parsePlan(text, 'p').plan)).toEqual(
+      outcome(() => parseAuthoritative(text, 'p').plan),
+    );
+  });
 
   it('is the path a plain plan takes, and a plan with a directive does not', () => {
     // A YAML 1.1 header makes `yes` a boolean: only the authoritative reader

@@ -70,10 +70,21 @@ function offsetOf(doc: Document.Parsed, path: readonly PathKey[], key?: PathKey)
   return offset;
 }
 
+/** True when the raw value has no key at `path` (zod's issues do not carry the input). */
+function absent(raw: unknown, path: readonly PathKey[]): boolean {
+  let node: unknown = raw;
+  for (const step of path) {
+    if (typeof node !== 'object' || node === null || !Object.hasOwn(node, step)) return true;
+    node = (node as Record<PathKey, unknown>)[step];
+  }
+  return node === undefined;
+}
+
 function issuesFromZod(
   error: z.ZodError,
   doc: Document.Parsed,
   lines: LineCounterType,
+  raw: unknown,
 ): PlanIssue[] {
   const out: PlanIssue[] = [];
   for (const issue of error.issues) {
@@ -89,7 +100,7 @@ function issuesFromZod(
     }
     const pos = lines.linePos(offsetOf(doc, path));
     // A missing required key reads better as "missing" than as a type error.
-    const missing = issue.code === 'invalid_type' && issue.input === undefined && path.length > 0;
+    const missing = issue.code === 'invalid_type' && path.length > 0 && absent(raw, path);
     const message = missing
       ? `${label}: required key is missing`
       : `${label ? `${label}: ` : ''}${issue.message}`;
@@ -111,9 +122,11 @@ export function parsePlan(text: string, file: string): LoadedPlan {
 /**
  * Directives (a `%YAML 1.1` header changes how scalars resolve), tags,
  * anchors and aliases (shared nodes, alias bombs), and binary integers (which
- * only js-yaml reads as numbers) all take the authoritative path.
+ * only js-yaml reads as numbers) all take the authoritative path; so does a
+ * "#" right after a closing quote or bracket, which js-yaml reads as a
+ * comment and `yaml` rejects.
  */
-const NEEDS_AUTHORITY = /^%|[!&*]|\b0b[01]|__proto__/m;
+const NEEDS_AUTHORITY = /^%|[!&*]|\b0b[01]|__proto__|["'\]}]#/m;
 
 /**
  * Keys named "__proto__" anywhere in the raw value. The schema library drops
@@ -201,7 +214,7 @@ export function parseAuthoritative(text: string, file: string): LoadedPlan {
     message: `key "__proto__"${path.length > 0 ? ` in ${pathLabel(path)}` : ''} cannot be used: it has a special meaning to the programs that read plans`,
   }));
   if (!parsed.success || yamlIssues.length > 0 || protoIssues.length > 0) {
-    const schemaIssues = parsed.success ? [] : issuesFromZod(parsed.error, doc, lines);
+    const schemaIssues = parsed.success ? [] : issuesFromZod(parsed.error, doc, lines, raw);
     // zod skips the cross-entry rules when the structure is wrong; they are
     // run on the raw value here so one run reports every problem.
     const crossIssues = crossCheck(raw).map((c) => ({

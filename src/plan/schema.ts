@@ -30,6 +30,37 @@ const SOURCE = /^(k8s-secret|vault-agent)\/[-._a-zA-Z0-9]+$/;
 
 const text = (what: string) => z.string({ error: `${what} must be a string` });
 
+/**
+ * An absolute, normalised file path: no "." or ".." segment, no empty
+ * segment, no trailing "/". Segments keep to the characters the file-map
+ * annotation can carry (no ",", ";", ":", "=" or spaces).
+ */
+export const FILE_PATH = /^(?:\/(?!\.{1,2}(?:\/|$))[A-Za-z0-9_.+@-]+)+$/;
+/** Octal permission bits, as a string ("0400"): YAML readers disagree on unquoted octal. */
+export const FILE_MODE = /^0?[0-7]{3}$/;
+/** The mode a file gets when the plan names none: readable by its owner only. */
+export const DEFAULT_FILE_MODE = '0400';
+/** Paths the webhook mounts its own volumes at; no plan file may land there. */
+export const RESERVED_PATHS = ['/cloudtaser', '/var/run/secrets/cloudtaser.io'] as const;
+
+const filePath = (what: string) =>
+  text(what).regex(FILE_PATH, {
+    error: `${what} must be an absolute, normalised path (no "." or ".." segments, no trailing "/"; letters, digits, "_", ".", "+", "@", "-")`,
+  });
+
+export const FileTargetSchema = z
+  .strictObject({
+    path: filePath('path').describe('where the app reads the file'),
+    mountPath: filePath('mountPath').describe(
+      'the volume mount the file lives in (the path itself for a subPath mount)',
+    ),
+    mode: text('mode')
+      .regex(FILE_MODE, { error: 'mode must be an octal string such as "0400"' })
+      .optional()
+      .describe(`permission bits, default ${DEFAULT_FILE_MODE}`),
+  })
+  .describe('A file the wrapper writes before the app starts, owned by the container user.');
+
 export const SecretRefSchema = z
   .strictObject({
     source: text('source').regex(SOURCE, {
@@ -50,6 +81,16 @@ export const SecretRefSchema = z
         { error: 'fields must be a map of vault field to environment variable name' },
       )
       .default({}),
+    files: z
+      .record(
+        text('field name').regex(FIELD_NAME, {
+          error: 'field name may contain only letters, digits, "-", "_" and "."',
+        }),
+        FileTargetSchema,
+        { error: 'files must be a map of vault field to {path, mountPath, mode}' },
+      )
+      .optional()
+      .describe('vault fields delivered as files instead of environment variables'),
   })
   .describe('One Secret (or Vault Agent file) a workload reads, and where it lives in vault.');
 
@@ -111,6 +152,12 @@ export type MigrationPlan = z.output<typeof MigrationPlanSchema>;
 export type Tenant = MigrationPlan['tenants'][number];
 export type PlanWorkload = Tenant['workloads'][number];
 export type SecretRef = PlanWorkload['secrets'][number];
+export type FileTarget = z.output<typeof FileTargetSchema>;
+
+/** Every vault field a Secret reference reads, as an env var or as a file. */
+export function mappedFields(s: SecretRef): string[] {
+  return [...new Set([...Object.keys(s.fields), ...Object.keys(s.files ?? {})])];
+}
 export type WorkloadKind = (typeof WORKLOAD_KINDS)[number];
 export type WorkloadStatus = (typeof WORKLOAD_STATUSES)[number];
 
@@ -170,6 +217,7 @@ export function crossCheck(raw: unknown): CrossIssue[] {
         } else workloadKeys.set(key, tenantName ?? '');
       }
       const envOwner = new Map<string, string>();
+      const files: FileEntry[] = [];
       const sources = new Set<string>();
       const workloadName = name === undefined ? `#${wi + 1}` : name;
       list(w.secrets).forEach((s, si) => {
@@ -184,8 +232,19 @@ export function crossCheck(raw: unknown): CrossIssue[] {
           }
           sources.add(source);
         }
-        if (!isRecord(s.fields)) return;
         const vaultPath = str(s.vaultPath) ?? '?';
+        if (isRecord(s.files)) {
+          for (const [field, target] of Object.entries(s.files)) {
+            if (!isRecord(target)) continue;
+            files.push({
+              at: ['tenants', ti, 'workloads', wi, 'secrets', si, 'files', field],
+              from: `${vaultPath}:${field}`,
+              path: str(target.path),
+              mount: str(target.mountPath),
+            });
+          }
+        }
+        if (!isRecord(s.fields)) return;
         for (const [field, env] of Object.entries(s.fields)) {
           if (typeof env !== 'string') continue;
           const owner = envOwner.get(env);
@@ -197,7 +256,64 @@ export function crossCheck(raw: unknown): CrossIssue[] {
           } else envOwner.set(env, `${vaultPath}:${field}`);
         }
       });
+      out.push(...fileIssues(files, workloadName));
     });
   });
+  return out;
+}
+
+interface FileEntry {
+  at: (string | number)[];
+  from: string;
+  path: string | undefined;
+  mount: string | undefined;
+}
+
+const within = (path: string, dir: string): boolean => path === dir || path.startsWith(`${dir}/`);
+
+/**
+ * File rules across one workload: each file inside its own mount, one field
+ * per path, no mount inside another (the inner one would hide or be hidden
+ * by the outer), and nothing on the webhook's own mounts. Paths the schema
+ * rejects are skipped: it reports them.
+ */
+function fileIssues(files: FileEntry[], workloadName: string): CrossIssue[] {
+  const out: CrossIssue[] = [];
+  const ok = (p: string | undefined): p is string => p !== undefined && FILE_PATH.test(p);
+  const pathOwner = new Map<string, string>();
+  const mounts = new Set(files.map((f) => f.mount).filter(ok));
+  for (const f of files) {
+    const { path, mount } = f;
+    if (!ok(path) || !ok(mount)) continue;
+    const reserved = RESERVED_PATHS.find((r) => within(path, r) || within(r, path));
+    if (reserved !== undefined) {
+      out.push({
+        path: [...f.at, 'path'],
+        message: `file ${path} overlaps ${reserved}, where cloudtaser mounts its own volumes`,
+      });
+      continue;
+    }
+    if (!within(path, mount)) {
+      out.push({
+        path: [...f.at, 'path'],
+        message: `file ${path} is outside its mountPath ${mount}`,
+      });
+      continue;
+    }
+    const owner = pathOwner.get(path);
+    if (owner !== undefined) {
+      out.push({
+        path: [...f.at, 'path'],
+        message: `file ${path} is already mapped from ${owner} in workload ${workloadName}`,
+      });
+    } else pathOwner.set(path, f.from);
+    const outer = [...mounts].find((m) => m !== mount && within(mount, m));
+    if (outer !== undefined) {
+      out.push({
+        path: [...f.at, 'mountPath'],
+        message: `mountPath ${mount} overlaps the mount ${outer} of another file in workload ${workloadName}`,
+      });
+    }
+  }
   return out;
 }

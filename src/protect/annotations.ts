@@ -1,7 +1,13 @@
 // The annotations `target protect` writes on a pod template, built from the
 // plan (pure). Keys and formats are the contract in src/contract/.
-import { ANNOTATION, formatEnvMap, type EnvMapEntry } from '../contract/annotations.js';
-import type { PlanWorkload, Tenant } from '../plan/schema.js';
+import {
+  ANNOTATION,
+  formatEnvMap,
+  formatFileMap,
+  type EnvMapEntry,
+  type FileMapEntry,
+} from '../contract/annotations.js';
+import { DEFAULT_FILE_MODE, type PlanWorkload, type Tenant } from '../plan/schema.js';
 import { roleName } from '../vault/provision.js';
 
 export function secretPaths(w: PlanWorkload): string[] {
@@ -11,6 +17,18 @@ export function secretPaths(w: PlanWorkload): string[] {
 export function envMapEntries(w: PlanWorkload): EnvMapEntry[] {
   return w.secrets.flatMap((s) =>
     Object.entries(s.fields).map(([field, env]) => ({ path: s.vaultPath, field, env })),
+  );
+}
+
+export function fileMapEntries(w: PlanWorkload): FileMapEntry[] {
+  return w.secrets.flatMap((s) =>
+    Object.entries(s.files ?? {}).map(([field, t]) => ({
+      path: s.vaultPath,
+      field,
+      file: t.path,
+      mount: t.mountPath,
+      mode: t.mode ?? DEFAULT_FILE_MODE,
+    })),
   );
 }
 
@@ -25,12 +43,16 @@ export function protectAnnotations(
   vaultAddress: string,
   allowInsecureVault = false,
 ): Record<string, string> {
+  const files = fileMapEntries(w);
   return {
     [ANNOTATION.inject]: 'true',
     [ANNOTATION.vaultAddress]: vaultAddress,
     [ANNOTATION.vaultRole]: roleName(tenant.name),
     [ANNOTATION.secretPaths]: secretPaths(w).join(','),
     [ANNOTATION.envMap]: formatEnvMap(envMapEntries(w)),
+    // Only when the plan maps files: templates protected before files
+    // existed stay byte-for-byte what they were.
+    ...(files.length > 0 ? { [ANNOTATION.fileMap]: formatFileMap(files) } : {}),
     ...(allowInsecureVault ? { [ANNOTATION.allowInsecureVault]: 'true' } : {}),
   };
 }

@@ -20,6 +20,7 @@ import {
   isPlainHttp,
   OWNED_ANNOTATIONS,
   parseEnvMap,
+  parseFileMap,
   type EnvMapEntry,
 } from '../contract/annotations.js';
 
@@ -115,6 +116,16 @@ export function judgeProtection(
     if (unlisted.length > 0)
       problems.push(
         `${ANNOTATION.envMap} reads paths not in ${ANNOTATION.secretPaths}: ${unlisted.join(', ')}`,
+      );
+  }
+  const rawFiles = a[ANNOTATION.fileMap];
+  const fileMap = rawFiles === undefined ? [] : parseFileMap(rawFiles);
+  if (!fileMap) problems.push(`${ANNOTATION.fileMap} is malformed`);
+  else {
+    const unlisted = [...new Set(fileMap.map((e) => e.path))].filter((p) => !paths.includes(p));
+    if (unlisted.length > 0)
+      problems.push(
+        `${ANNOTATION.fileMap} reads paths not in ${ANNOTATION.secretPaths}: ${unlisted.join(', ')}`,
       );
   }
   return {

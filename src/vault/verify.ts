@@ -5,7 +5,7 @@
 import { say, type Context } from '../core/context.js';
 import { mapLimit } from '../core/concurrency.js';
 import type { LoadedPlan } from '../plan/read.js';
-import type { WorkloadKind } from '../plan/schema.js';
+import { mappedFields, type WorkloadKind } from '../plan/schema.js';
 import { VaultError, type VaultClient } from './client.js';
 import { mountOf } from './provision.js';
 
@@ -178,7 +178,7 @@ export async function verifyPlan(
         const check: SecretCheck = {
           source: s.source,
           vaultPath: s.vaultPath,
-          ...judge(Object.keys(s.fields), state),
+          ...judge(mappedFields(s), state),
         };
         report.total++;
         if (check.ready) report.ready++;

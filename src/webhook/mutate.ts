@@ -5,12 +5,22 @@
 // token for vault's audience, and rewrites every other container, init
 // containers included, to start through the wrapper with the vault settings
 // in its environment. Never a secret value: only paths, field names and a role.
-import type { V1Container, V1EnvVar, V1Pod, V1Probe, V1Volume } from '@kubernetes/client-node';
+import type {
+  V1Container,
+  V1EnvVar,
+  V1Pod,
+  V1Probe,
+  V1Volume,
+  V1VolumeMount,
+} from '@kubernetes/client-node';
 import { KV2_DATA_PATH } from '../plan/schema.js';
 import {
   ANNOTATION,
+  formatFileMap,
   isPlainHttp,
   parseEnvMap,
+  parseFileMap,
+  type FileMapEntry,
   VAULT_TOKEN_AUDIENCE,
 } from '../contract/annotations.js';
 
@@ -72,7 +82,13 @@ export type JsonPatchOp =
   { op: 'add' | 'replace'; path: string; value: unknown } | { op: 'remove'; path: string };
 
 export type Decision =
-  { allowed: true; patch: JsonPatchOp[]; reason: string } | { allowed: false; message: string };
+  | { allowed: true; patch: JsonPatchOp[]; reason: string; warnings?: string[] }
+  | { allowed: false; message: string };
+
+/** Lists the Secret volumes the webhook left in place although the file-map names them. */
+export const NATIVE_VOLUMES_ANNOTATION = 'cloudtaser.io/native-secret-volumes';
+/** The size limit of a memory-backed volume that replaces a Secret volume (a Secret is at most 1 MiB). */
+export const FILES_SIZE_LIMIT = '8Mi';
 
 /** Environment variables the webhook sets, all removed by the wrapper before the app starts. */
 export const INJECTED_ENV = [
@@ -81,6 +97,7 @@ export const INJECTED_ENV = [
   'VAULT_AUTH_MOUNT_PATH',
   'CLOUDTASER_SECRET_PATHS',
   'CLOUDTASER_ENV_MAP',
+  'CLOUDTASER_FILE_MAP',
   'CLOUDTASER_SA_TOKEN_FILE',
   'CLOUDTASER_ALLOW_INSECURE_VAULT',
   'CLOUDTASER_STARTED_FILE',
@@ -128,6 +145,7 @@ interface Settings {
   paths: string[];
   envMap: string;
   envNames: Set<string>;
+  files: FileMapEntry[];
 }
 
 function readSettings(pod: V1Pod): Settings | string {
@@ -152,12 +170,26 @@ function readSettings(pod: V1Pod): Settings | string {
   }
   const raw = a[ANNOTATION.envMap] ?? '';
   const entries = parseEnvMap(raw);
-  if (!entries || entries.length === 0) {
+  const files = parseFileMap(a[ANNOTATION.fileMap] ?? '');
+  if (!files) {
+    return `annotation ${ANNOTATION.fileMap} must be <vault-path>:<field>=<file>;mount=<mount path>;mode=<octal>, comma-separated, each file an absolute, normalised path inside its mount and named once`;
+  }
+  if (!entries || (entries.length === 0 && files.length === 0)) {
     return `annotation ${ANNOTATION.envMap} must be <vault-path>:<field>=<ENV_VAR>, comma-separated`;
   }
   const unlisted = entries.filter((e) => !paths.includes(e.path));
   if (unlisted.length > 0) {
     return `annotation ${ANNOTATION.envMap} reads ${unlisted[0]?.path ?? ''}, which is not in ${ANNOTATION.secretPaths}`;
+  }
+  const unlistedFile = files.find((e) => !paths.includes(e.path));
+  if (unlistedFile) {
+    return `annotation ${ANNOTATION.fileMap} reads ${unlistedFile.path}, which is not in ${ANNOTATION.secretPaths}`;
+  }
+  const reserved = files.find((e) =>
+    [MOUNT_PATH, TOKEN_MOUNT_PATH].some((r) => overlaps(e.file, r)),
+  );
+  if (reserved) {
+    return `annotation ${ANNOTATION.fileMap}: file ${reserved.file} overlaps a volume cloudtaser mounts`;
   }
   return {
     address,
@@ -166,7 +198,137 @@ function readSettings(pod: V1Pod): Settings | string {
     paths,
     envMap: raw,
     envNames: new Set(entries.map((e) => e.env)),
+    files,
   };
+}
+
+const within = (path: string, dir: string): boolean => path === dir || path.startsWith(`${dir}/`);
+const overlaps = (a: string, b: string): boolean => within(a, b) || within(b, a);
+
+/** What the webhook does with the pod's Secret volumes that hold mapped files. */
+interface FilePlan {
+  /** Volume index → the memory-backed volume that replaces it. */
+  replace: Map<number, V1Volume>;
+  /** Names of the replaced volumes. */
+  replaced: Set<string>;
+  /** Secret volumes left in place, with why. */
+  kept: { name: string; why: string }[];
+}
+
+/**
+ * The files a Secret volume would show, relative to its root, when its
+ * items say so; undefined when it shows every key of its Secret (key names
+ * the webhook cannot see), or is not made of Secrets only.
+ */
+function volumeItems(v: V1Volume): string[] | undefined | 'not-secret' {
+  if (v.secret) return v.secret.items?.map((i) => i.path);
+  const sources = v.projected?.sources;
+  if (!sources || sources.length === 0 || sources.some((s) => !s.secret)) return 'not-secret';
+  const out: string[] = [];
+  for (const s of sources) {
+    if (!s.secret?.items) return undefined;
+    out.push(...s.secret.items.map((i) => i.path));
+  }
+  return out;
+}
+
+/** True when the file-map gives the mounts of one volume different sets of files. */
+function differentFiles(mounts: string[], files: FileMapEntry[]): boolean {
+  const sets = [...new Set(mounts)].map((m) =>
+    files
+      .filter((f) => f.mount === m)
+      .map((f) => f.file.slice(m.length))
+      .sort()
+      .join('\n'),
+  );
+  return sets.some((x) => x !== sets[0]);
+}
+
+/**
+ * Which Secret volumes become memory-backed emptyDirs. A volume is replaced
+ * only when nothing it delivers today would go missing: every container
+ * mounts it whole (a subPath mount of an emptyDir would be an empty
+ * directory, not the file), and when its items list the files, each one is
+ * in the file-map at that path. Otherwise it stays as it is, the wrapper
+ * writes nothing into it (the native files are still there) and the pod
+ * carries NATIVE_VOLUMES_ANNOTATION. A volume without items shows all of
+ * its Secret's keys; the plan listed them when discover ran, so the
+ * file-map is taken as the whole content.
+ */
+function planFiles(pod: V1Pod, files: FileMapEntry[]): FilePlan | string {
+  const out: FilePlan = { replace: new Map(), replaced: new Set(), kept: [] };
+  if (files.length === 0) return out;
+  const volumes = pod.spec?.volumes ?? [];
+  const all = wrappedContainers(pod);
+  const mountsOf = (name: string): { c: V1Container; m: V1VolumeMount }[] =>
+    all.flatMap(({ c }) =>
+      (c.volumeMounts ?? []).filter((m) => m.name === name).map((m) => ({ c, m })),
+    );
+  for (const mount of [...new Set(files.map((f) => f.mount))]) {
+    const holders = all.flatMap(({ c }) =>
+      (c.volumeMounts ?? []).filter((m) => m.mountPath === mount),
+    );
+    if (holders.length === 0) {
+      return `annotation ${ANNOTATION.fileMap} names mount ${mount}, which no container of the pod mounts`;
+    }
+  }
+  volumes.forEach((v, index) => {
+    const uses = mountsOf(v.name);
+    const mapped = files.filter((f) => uses.some(({ m }) => m.mountPath === f.mount));
+    if (mapped.length === 0) return;
+    const items = volumeItems(v);
+    let why: string | undefined;
+    if (items === 'not-secret') why = 'it is not made of Secrets only';
+    else if (uses.some(({ m }) => m.subPath || m.subPathExpr)) {
+      why = 'a container mounts it with subPath, which an emptyDir cannot serve as a file';
+    } else if (
+      differentFiles(
+        uses.map(({ m }) => m.mountPath),
+        files,
+      )
+    ) {
+      // Each mount shows the same files; one the file-map leaves short would
+      // lose what the others get.
+      why = 'its mounts do not all have the same files in the file-map';
+    } else if (items) {
+      for (const { m } of uses) {
+        const missing = items.find((p) => !files.some((f) => f.file === `${m.mountPath}/${p}`));
+        if (missing !== undefined) {
+          why = `its file ${m.mountPath}/${missing} is not in ${ANNOTATION.fileMap}`;
+          break;
+        }
+      }
+    }
+    if (why !== undefined) {
+      out.kept.push({ name: v.name, why });
+      return;
+    }
+    out.replaced.add(v.name);
+    out.replace.set(index, {
+      name: v.name,
+      emptyDir: { medium: 'Memory', sizeLimit: FILES_SIZE_LIMIT },
+    });
+  });
+  // A file must not land where another volume is mounted inside its own:
+  // the wrapper would write into that volume (or be hidden by it).
+  for (const { c } of all) {
+    for (const m of c.volumeMounts ?? []) {
+      if (!out.replaced.has(m.name)) continue;
+      for (const f of files.filter((x) => x.mount === m.mountPath)) {
+        const other = (c.volumeMounts ?? []).find(
+          (o) =>
+            o !== m &&
+            o.mountPath !== m.mountPath &&
+            within(o.mountPath, m.mountPath) &&
+            overlaps(f.file, o.mountPath),
+        );
+        if (other) {
+          return `annotation ${ANNOTATION.fileMap}: file ${f.file} overlaps the mount ${other.mountPath} (volume ${other.name}) of container ${c.name}`;
+        }
+      }
+    }
+  }
+  return out;
 }
 
 /** The argv a container would have run, by the Kubernetes rules for command/args vs ENTRYPOINT/CMD. */
@@ -195,7 +357,14 @@ export function decide(
   const settings = readSettings(pod);
   if (typeof settings === 'string') return { allowed: false, message: `cloudtaser: ${settings}` };
 
+  const filePlan = planFiles(pod, settings.files);
+  if (typeof filePlan === 'string') return { allowed: false, message: `cloudtaser: ${filePlan}` };
+
   const patch: JsonPatchOp[] = [];
+  // Same name, so every container's mount of it stays where the app looks.
+  for (const [index, v] of filePlan.replace) {
+    patch.push({ op: 'replace', path: `/spec/volumes/${index}`, value: v });
+  }
   const volumes: V1Volume[] = [
     { name: VOLUME_NAME, emptyDir: { medium: 'Memory', sizeLimit: '32Mi' } },
     {
@@ -234,6 +403,13 @@ export function decide(
   // Every container is rewritten before cloudtaser-init is inserted, so the
   // init containers' indices still name the pod's own init containers.
   for (const { c, base, what } of wrappedContainers(pod)) {
+    // The files this container's wrapper writes: those in the mounts it has
+    // of a replaced volume (another container's paths are not its to touch).
+    const fileMounts = (c.volumeMounts ?? []).filter((m) => filePlan.replaced.has(m.name));
+    const own = settings.files.filter((f) => fileMounts.some((m) => m.mountPath === f.mount));
+    // With no env var mapped and no file of its own, the wrapper would have
+    // nothing to fetch (and refuses to start that way): left as it is.
+    if (settings.envNames.size === 0 && own.length === 0) continue;
     const image = images.get(c.image ?? '');
     if (typeof image === 'string' && (!c.command || c.command.length === 0)) {
       return {
@@ -266,11 +442,28 @@ export function decide(
     const started = app
       ? [{ name: 'CLOUDTASER_STARTED_FILE', value: `${RUN_MOUNT_PATH}/${c.name}` }]
       : [];
-    patch.push({ op: 'add', path: `${base}/env`, value: [...kept, ...injected, ...started] });
-    const own = app ? [...mounts, { name: RUN_VOLUME_NAME, mountPath: RUN_MOUNT_PATH }] : mounts;
+    const fileEnv =
+      own.length > 0 ? [{ name: 'CLOUDTASER_FILE_MAP', value: formatFileMap(own) }] : [];
+    patch.push({
+      op: 'add',
+      path: `${base}/env`,
+      value: [...kept, ...injected, ...fileEnv, ...started],
+    });
+    // The wrapper writes the files as the container's user before the app
+    // starts; a read-only mount would refuse it.
+    (c.volumeMounts ?? []).forEach((m, j) => {
+      if (filePlan.replaced.has(m.name) && m.readOnly) {
+        patch.push({ op: 'remove', path: `${base}/volumeMounts/${j}/readOnly` });
+      }
+    });
+    const ownMounts = app
+      ? [...mounts, { name: RUN_VOLUME_NAME, mountPath: RUN_MOUNT_PATH }]
+      : mounts;
     if (c.volumeMounts) {
-      for (const m of own) patch.push({ op: 'add', path: `${base}/volumeMounts/-`, value: m });
-    } else patch.push({ op: 'add', path: `${base}/volumeMounts`, value: own });
+      for (const m of ownMounts) {
+        patch.push({ op: 'add', path: `${base}/volumeMounts/-`, value: m });
+      }
+    } else patch.push({ op: 'add', path: `${base}/volumeMounts`, value: ownMounts });
     if (app && !c.startupProbe) {
       patch.push({ op: 'add', path: `${base}/startupProbe`, value: startedProbe(c.name) });
     }
@@ -301,5 +494,21 @@ export function decide(
     path: `/metadata/annotations/${escapePointer('cloudtaser.io/injected-by')}`,
     value: 'cloudtaser-webhook',
   });
-  return { allowed: true, patch, reason: 'injected' };
+  const warnings = filePlan.kept.map(
+    (k) =>
+      `cloudtaser: Secret volume ${k.name} kept as it is (${k.why}); its files still come from the native Secret`,
+  );
+  if (filePlan.kept.length > 0) {
+    patch.push({
+      op: 'add',
+      path: `/metadata/annotations/${escapePointer(NATIVE_VOLUMES_ANNOTATION)}`,
+      value: filePlan.kept.map((k) => k.name).join(','),
+    });
+  }
+  return {
+    allowed: true,
+    patch,
+    reason: 'injected',
+    ...(warnings.length > 0 ? { warnings } : {}),
+  };
 }

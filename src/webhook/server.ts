@@ -120,6 +120,7 @@ export async function review(
     allowed: true,
     patchType: 'JSONPatch',
     patch: Buffer.from(JSON.stringify(d.patch)).toString('base64'),
+    ...(d.warnings && d.warnings.length > 0 ? { warnings: d.warnings } : {}),
   });
 }
 

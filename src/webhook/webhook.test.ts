@@ -1,4 +1,4 @@
-import type { V1Pod } from '@kubernetes/client-node';
+import type { V1Container, V1Pod, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { containersNeedingImageConfig, decide, effectiveArgv, type JsonPatchOp } from './mutate.js';
 import { budgetFor, review } from './server.js';
@@ -52,7 +52,7 @@ function apply(doc: unknown, ops: JsonPatchOp[]): V1Pod {
     if (Array.isArray(parent)) {
       if (op.op === 'remove') parent.splice(Number(last), 1);
       else if (last === '-') parent.push(op.value);
-      else parent.splice(Number(last), 0, op.value);
+      else parent.splice(Number(last), op.op === 'replace' ? 1 : 0, op.value);
     } else if (op.op === 'remove') Reflect.deleteProperty(parent, last);
     else parent[last] = op.value;
   }
@@ -381,5 +381,164 @@ describe('review budget', () => {
     expect(budgetFor('/mutate?timeout=1s', 8000)).toBe(500);
     expect(budgetFor('/mutate?timeout=1500ms', undefined)).toBe(750);
     expect(budgetFor('/mutate?timeout=junk', 5000)).toBe(5000);
+  });
+});
+
+describe('files from vault', () => {
+  const tls = 'secret/data/payments/tls';
+  const fileMap = `${tls}:tls.key=/etc/tls/tls.key;mount=/etc/tls;mode=0400,${tls}:tls.crt=/etc/tls/tls.crt;mount=/etc/tls;mode=0444`;
+  const withTls = (
+    extra: Record<string, string> = {},
+    volume: V1Volume = { name: 'tls', secret: { secretName: 'tls', defaultMode: 0o440 } },
+    mounts: V1VolumeMount[] = [{ name: 'tls', mountPath: '/etc/tls', readOnly: true }],
+  ): V1Pod =>
+    pod(
+      annotated({
+        'cloudtaser.io/secret-paths': `${path},${tls}`,
+        'cloudtaser.io/file-map': fileMap,
+        ...extra,
+      }),
+      {
+        containers: [
+          {
+            name: 'app',
+            image: 'app:1',
+            command: ['/app'],
+            volumeMounts: [{ name: 'cache', mountPath: '/cache' }, ...mounts],
+          },
+          // Mounts nothing of the Secret: its wrapper writes no file.
+          { name: 'sidecar', image: 's:1', command: ['/s'] },
+        ],
+        volumes: [{ name: 'cache', emptyDir: {} }, volume],
+      },
+    );
+  const envOf = (c: V1Container | undefined): Record<string, string> =>
+    Object.fromEntries((c?.env ?? []).map((e) => [e.name, e.value ?? '']));
+
+  it('replaces the Secret volume with a memory-backed emptyDir at the same mount path, writable, and tells each wrapper its files', () => {
+    const input = withTls();
+    const d = decide(input, cfg);
+    if (!d.allowed) throw new Error(d.message);
+    expect(d.warnings).toBeUndefined();
+    const out = apply(input, d.patch);
+    expect(out.spec?.volumes?.slice(0, 2)).toEqual([
+      { name: 'cache', emptyDir: {} },
+      { name: 'tls', emptyDir: { medium: 'Memory', sizeLimit: '8Mi' } },
+    ]);
+    expect(JSON.stringify(out.spec?.volumes)).not.toContain('secretName');
+    const app = out.spec?.containers[0];
+    expect(app?.volumeMounts?.slice(0, 2)).toEqual([
+      { name: 'cache', mountPath: '/cache' },
+      { name: 'tls', mountPath: '/etc/tls' },
+    ]);
+    expect(envOf(app).CLOUDTASER_FILE_MAP).toBe(fileMap);
+    expect(envOf(app).CLOUDTASER_ENV_MAP).toBe(`${path}:password=DB_PASS`);
+    expect(envOf(out.spec?.containers[1])).not.toHaveProperty('CLOUDTASER_FILE_MAP');
+    expect(out.metadata?.annotations).not.toHaveProperty('cloudtaser.io/native-secret-volumes');
+  });
+
+  it('accepts a pod whose plan maps files only, and leaves a container with nothing to fetch unwrapped', () => {
+    const input = withTls({ 'cloudtaser.io/env-map': '' });
+    const d = decide(input, cfg);
+    if (!d.allowed) throw new Error(d.message);
+    const out = apply(input, d.patch);
+    expect(out.spec?.containers[0]?.command?.[0]).toBe('/cloudtaser/bin/cloudtaser-wrapper');
+    expect(out.spec?.containers[1]).toEqual(input.spec?.containers[1]);
+  });
+
+  it('keeps a Secret volume whose items are not all mapped, or that a container mounts by subPath, and says so', () => {
+    const partial = withTls(
+      {},
+      {
+        name: 'tls',
+        secret: {
+          secretName: 'tls',
+          items: [
+            { key: 'tls.key', path: 'tls.key' },
+            { key: 'tls.crt', path: 'tls.crt' },
+            { key: 'ca.crt', path: 'ca.crt' },
+          ],
+        },
+      },
+    );
+    const sub = withTls({}, undefined, [
+      { name: 'tls', mountPath: '/etc/tls' },
+      { name: 'tls', mountPath: '/etc/tls.key', subPath: 'tls.key' },
+    ]);
+    // A second mount of the volume with no file of its own would go empty.
+    const twice = withTls({}, undefined, [
+      { name: 'tls', mountPath: '/etc/tls' },
+      { name: 'tls', mountPath: '/srv/tls' },
+    ]);
+    for (const [input, why] of [
+      [partial, 'its file /etc/tls/ca.crt is not in cloudtaser.io/file-map'],
+      [sub, 'a container mounts it with subPath'],
+      [twice, 'its mounts do not all have the same files in the file-map'],
+    ] as const) {
+      const d = decide(input, cfg);
+      if (!d.allowed) throw new Error(d.message);
+      const out = apply(input, d.patch);
+      expect(out.spec?.volumes?.[1]?.secret?.secretName).toBe('tls');
+      expect(out.metadata?.annotations?.['cloudtaser.io/native-secret-volumes']).toBe('tls');
+      expect(d.warnings?.join('\n')).toContain(why);
+      // The native files are still there: the wrapper must not write over them.
+      expect(envOf(out.spec?.containers[0])).not.toHaveProperty('CLOUDTASER_FILE_MAP');
+    }
+  });
+
+  it('refuses malformed file-maps, files on a mount no container has, and files under another volume mount', () => {
+    for (const [bad, message] of [
+      [`${tls}:k=/etc/tls/../x;mount=/etc/tls;mode=0400`, 'cloudtaser.io/file-map must be'],
+      [`${tls}:k=/other/x;mount=/etc/tls;mode=0400`, 'cloudtaser.io/file-map must be'],
+      [
+        `${tls}:k=/etc/tls/x;mount=/etc/tls;mode=0400,${tls}:j=/etc/tls/x;mount=/etc/tls;mode=0400`,
+        'named once',
+      ],
+      [
+        `secret/data/other/x:k=/etc/tls/x;mount=/etc/tls;mode=0400`,
+        'which is not in cloudtaser.io/secret-paths',
+      ],
+      [
+        `${tls}:k=/srv/x;mount=/srv;mode=0400`,
+        'names mount /srv, which no container of the pod mounts',
+      ],
+      [
+        `${tls}:k=/cloudtaser/bin/x;mount=/cloudtaser/bin;mode=0400`,
+        'overlaps a volume cloudtaser mounts',
+      ],
+    ] as const) {
+      const d = decide(withTls({ 'cloudtaser.io/file-map': bad }), cfg);
+      expect(d, bad).toMatchObject({ allowed: false });
+      if (!d.allowed) expect(d.message, bad).toContain(message);
+    }
+    const nested = withTls({}, undefined, [
+      { name: 'tls', mountPath: '/etc/tls' },
+      { name: 'cache', mountPath: '/etc/tls/tls.key' },
+    ]);
+    const d = decide(nested, cfg);
+    expect(d).toMatchObject({ allowed: false });
+    if (!d.allowed) {
+      expect(d.message).toContain(
+        'file /etc/tls/tls.key overlaps the mount /etc/tls/tls.key (volume cache) of container app',
+      );
+    }
+  });
+
+  it('passes the kept-volume warnings on in the AdmissionReview answer', async () => {
+    const input = withTls({}, undefined, [{ name: 'tls', mountPath: '/etc/tls', subPath: 'x' }]);
+    const res = await review(
+      {
+        apiVersion: 'admission.k8s.io/v1',
+        kind: 'AdmissionReview',
+        request: { uid: 'u1', operation: 'CREATE', namespace: 'payments', object: input },
+      },
+      cfg,
+    );
+    expect(res.response).toMatchObject({ uid: 'u1', allowed: true });
+    expect(res.response.warnings).toEqual([
+      expect.stringContaining(
+        'Secret volume tls kept as it is (a container mounts it with subPath',
+      ),
+    ]);
   });
 });
