@@ -23,7 +23,7 @@ import { statusOf } from '../src/kube/errors.js';
 import { parsePlan } from '../src/plan/read.js';
 import { ENV_VAR_NAME } from '../src/plan/schema.js';
 import { cli, tempDir } from './helpers/cli.js';
-import { kubeConfig, uniqueName } from './helpers/sandbox.js';
+import { createSecretExact, kubeConfig, uniqueName } from './helpers/sandbox.js';
 
 // Pools with the names that trip parsers and rules: relaxed env var names
 // (Kubernetes 1.34 accepts any printable ASCII but '='), names a JS object
@@ -212,14 +212,13 @@ describe('discover on workloads the API server accepts', () => {
           const ns = uniqueName('names');
           made.push(ns);
           await core.createNamespace({ body: { metadata: { name: ns } } });
+          // Every key as generated, "__proto__" included (see createSecretExact).
           for (const [name, keys] of Object.entries(secrets)) {
-            await core.createNamespacedSecret({
-              namespace: ns,
-              body: {
-                metadata: { name },
-                stringData: Object.fromEntries(keys.map((k) => [k, 'v'])),
-              },
-            });
+            await createSecretExact(
+              ns,
+              name,
+              keys.map((k) => [k, 'v']),
+            );
           }
           const created = await apps.createNamespacedDeployment({
             namespace: ns,
@@ -267,16 +266,17 @@ describe('discover on workloads the API server accepts', () => {
             const mappedAs = [...mapped].filter(
               ([, m]) => m.secret === first.secret && m.key === first.key,
             );
-            // A Secret key named __proto__ never reaches discover: the
-            // Kubernetes client's deserializer drops it from Secret data, so
-            // envFrom names built on it cannot be listed (the app keeps
-            // reading them from the Secret; soundness above still holds). An
-            // env entry naming the key is covered by the unit tests.
-            if (first.key === '__proto__') continue;
             if (!ENV_VAR_NAME.test(env)) {
               expect(mapped.has(env)).toBe(false);
               // The reviewer is told why it is not in the plan.
               expect(text, `${env} in\n${context}`).toContain(JSON.stringify(env));
+              continue;
+            }
+            if (first.key === '__proto__') {
+              // A plan cannot hold a field of that name; the reviewer is told,
+              // and the app keeps reading it from the Secret.
+              expect(mapped.has(env)).toBe(false);
+              expect(text, `${env} in\n${context}`).toContain('key __proto__ is not mapped');
               continue;
             }
             const ok =
@@ -288,8 +288,9 @@ describe('discover on workloads the API server accepts', () => {
       ),
       { numRuns: 50, endOnFailure: true },
     );
-    // The generator must reach both sides of the server's judgement.
-    expect(accepted).toBeGreaterThan(10);
+    // The generator must reach both sides of the server's judgement. About a
+    // third of the runs are accepted; 9 of 50 has been seen, so the floor is 5.
+    expect(accepted).toBeGreaterThanOrEqual(5);
     expect(rejected).toBeGreaterThan(0);
   }, 120_000);
 });

@@ -17,7 +17,7 @@ import { parsePlan } from '../src/plan/read.js';
 import { PlanEditor, writeFileAtomic } from '../src/plan/write.js';
 import { projectRoot } from '../testenv/paths.js';
 import { cli, cliProcess, tempDir } from './helpers/cli.js';
-import { kubeConfig, sandbox, uniqueName } from './helpers/sandbox.js';
+import { createSecretExact, kubeConfig, sandbox, uniqueName } from './helpers/sandbox.js';
 
 const PLANTED = `planted-${randomBytes(8).toString('hex')}`;
 const ns = uniqueName('disc');
@@ -363,12 +363,91 @@ describe('target discover', () => {
     const target = loadKube({ kubeconfig: sandbox().kubeconfig }, {}, cwd);
     const paged = await scanCluster(target, undefined, 2);
     const whole = await scanCluster(target, undefined, 500);
+    // Other test files create and delete namespaces while this runs: the two
+    // scans are compared on namespaces nobody else touches.
+    const stable = new Set([ns, 'kube-system', 'default']);
     const names = (s: typeof paged) =>
-      s.workloads.map((w) => `${w.kind}/${w.metadata.namespace}/${w.metadata.name}`).sort();
+      s.workloads
+        .filter((w) => stable.has(w.metadata.namespace ?? ''))
+        .map((w) => `${w.kind}/${w.metadata.namespace}/${w.metadata.name}`)
+        .sort();
+    const secretNames = (s: typeof paged) =>
+      s.secrets
+        .filter((x) => stable.has(x.namespace))
+        .map((x) => `${x.namespace}/${x.name}:${x.keys.join(',')}`)
+        .sort();
     expect(names(paged)).toEqual(names(whole));
-    expect(paged.secrets.length).toBe(whole.secrets.length);
+    expect(secretNames(paged)).toEqual(secretNames(whole));
+    expect(secretNames(paged).length).toBeGreaterThan(0);
     expect(names(paged)).toContain(`Deployment/${ns}/multi`);
     expect(paged.namespaces).toContain(ns);
+  });
+
+  it('sees a Secret key named __proto__, and leaves that env name alone when containers disagree on it', async () => {
+    const kc = kubeConfig();
+    const core = kc.makeApiClient(CoreV1Api);
+    const apps = kc.makeApiClient(AppsV1Api);
+    const pns = uniqueName('proto');
+    await core.createNamespace({ body: { metadata: { name: pns } } });
+    await createSecretExact(pns, 'api-key', [['_x', PLANTED]]);
+    await createSecretExact(pns, 'tls.certs', [
+      ['__proto__', PLANTED],
+      ['db_pass', PLANTED],
+    ]);
+    await apps.createNamespacedDeployment({
+      namespace: pns,
+      body: {
+        metadata: { name: 'app' },
+        spec: {
+          selector: { matchLabels: { app: 'x' } },
+          template: template({
+            initContainers: [
+              {
+                name: 'init',
+                image: 'busybox',
+                env: [
+                  {
+                    name: '__proto__',
+                    valueFrom: { secretKeyRef: { name: 'api-key', key: '_x' } },
+                  },
+                ],
+              },
+            ],
+            containers: [
+              {
+                name: 'sidecar',
+                image: 'busybox',
+                envFrom: [{ secretRef: { name: 'tls.certs' } }],
+              },
+            ],
+          }),
+        },
+      },
+    });
+
+    const cwd = await tempDir();
+    const target = loadKube({ kubeconfig: sandbox().kubeconfig }, {}, cwd);
+    const scan = await scanCluster(target, pns);
+    expect(scan.secrets.find((s) => s.name === 'tls.certs')?.keys).toEqual([
+      '__proto__',
+      'db_pass',
+    ]);
+
+    const r = await cli(['target', 'discover', '-o', 'plan.yaml', '-n', pns], { cwd });
+    expect(r.code, r.stderr).toBe(0);
+    const text = await readFile(join(cwd, 'plan.yaml'), 'utf8');
+    const secrets = parsePlan(text, 'plan.yaml').plan.tenants[0]?.workloads[0]?.secrets;
+    // The sidecar gets __proto__ from tls.certs, the init container from
+    // api-key/_x: one env-map entry would change what one of them reads.
+    expect(secrets?.map((s) => [s.source, s.fields])).toEqual([
+      ['k8s-secret/api-key', {}],
+      ['k8s-secret/tls.certs', { db_pass: 'db_pass' }],
+    ]);
+    expect(text).toContain(
+      '"__proto__" is not mapped: the containers read it from different sources; it stays as it is.',
+    );
+    expect(text + r.stdout + r.stderr).not.toContain(PLANTED);
+    await core.deleteNamespace({ name: pns });
   });
 
   it('is deterministic: two runs differ only in createdAt', async () => {

@@ -10,7 +10,7 @@ import type { MigrationPlan } from '../src/plan/schema.js';
 import { renderPlan } from '../src/plan/write.js';
 import { cli, cliProcess, sandboxEnv, tempDir } from './helpers/cli.js';
 import { httpCall } from '../testenv/http.js';
-import { startFaultProxy } from './helpers/fault-proxy.js';
+import { startFaultProxy, startStallProxy } from './helpers/fault-proxy.js';
 import { freePort } from './helpers/net.js';
 import { bao, eventually, kubeConfig, sandbox, uniqueName } from './helpers/sandbox.js';
 
@@ -418,6 +418,34 @@ describe('source verify-plan', () => {
     );
     expect(r.code).toBe(3);
     expect(r.stderr).toContain('cannot reach OpenBao/Vault at http://127.0.0.1:1 (ECONNREFUSED)');
+  });
+
+  it('gives up on an OpenBao that stops answering after --request-timeout, without retrying (exit 3)', async () => {
+    const { dir } = await writePlan(plan);
+    const proxy = await startStallProxy(sandbox().baoAddr);
+    try {
+      proxy.stall();
+      const started = Date.now();
+      const r = await cliProcess(
+        [
+          '--request-timeout',
+          '1s',
+          'source',
+          'verify-plan',
+          'plan.yaml',
+          '--openbao-addr',
+          proxy.url,
+        ],
+        { cwd: dir },
+      );
+      expect(r.code, r.stderr).toBe(3);
+      expect(r.stderr).toContain(`OpenBao/Vault at ${proxy.url} did not answer within 1 s`);
+      expect(r.stderr).toContain('raise --request-timeout');
+      // One limit, not one per retry (7 attempts would take 7 s or more).
+      expect(Date.now() - started).toBeLessThan(6000);
+    } finally {
+      await proxy.close();
+    }
   });
 });
 

@@ -19,7 +19,7 @@ export function buildProgram(ctx: Context): Command {
     )
     .option(
       '--request-timeout <duration>',
-      'limit for one request to Kubernetes: 30s, 2m, 500ms; 0 for none (default: $CLOUDTASER_REQUEST_TIMEOUT, then 30s)',
+      'limit for one request to Kubernetes or OpenBao/Vault: 30s, 2m, 500ms; 0 for none (default: $CLOUDTASER_REQUEST_TIMEOUT, then 30s)',
     )
     .showSuggestionAfterError()
     .exitOverride()

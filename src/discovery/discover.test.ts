@@ -124,6 +124,81 @@ describe('discover (pure)', () => {
     expect(() => parsePlan(renderPlan(plan, notes), 'p.yaml')).not.toThrow();
   });
 
+  describe('an env var named __proto__ (a valid name; a Secret key may carry it too)', () => {
+    const secrets = [
+      { namespace: 'ns', name: 'api-key', keys: ['_x'] },
+      { namespace: 'ns', name: 'tls.certs', keys: ['__proto__', 'db_pass'] },
+    ];
+    const fieldsOf = (r: ReturnType<typeof discover>) =>
+      Object.fromEntries(
+        (r.plan.tenants[0]?.workloads[0]?.secrets ?? []).map((s) => [s.source, s.fields]),
+      );
+
+    it('is not mapped when one container reads it from env and another gets it by envFrom', () => {
+      const w = deployment('web', {
+        initContainers: [
+          {
+            name: 'init',
+            env: [
+              { name: '__proto__', valueFrom: { secretKeyRef: { name: 'api-key', key: '_x' } } },
+            ],
+          },
+        ],
+        containers: [{ name: 'sidecar', envFrom: [{ secretRef: { name: 'tls.certs' } }] }],
+      });
+      const r = discover([w], secrets, opts);
+      // Mapping __proto__ from api-key/_x would replace what the sidecar reads.
+      expect(fieldsOf(r)).toEqual({
+        'k8s-secret/api-key': {},
+        'k8s-secret/tls.certs': { db_pass: 'db_pass' },
+      });
+      const shadowed =
+        '"__proto__" is not mapped: the containers read it from different sources; it stays as it is.';
+      expect(r.notes.map((n) => n.text.split('\n'))).toEqual([[shadowed], [shadowed]]);
+      expect(() => parsePlan(renderPlan(r.plan, r.notes), 'p.yaml')).not.toThrow();
+    });
+
+    it('follows env over envFrom within one container', () => {
+      const w = deployment('web', {
+        containers: [
+          {
+            name: 'app',
+            envFrom: [{ secretRef: { name: 'tls.certs' } }],
+            env: [
+              { name: '__proto__', valueFrom: { secretKeyRef: { name: 'api-key', key: '_x' } } },
+            ],
+          },
+        ],
+      });
+      const r = discover([w], secrets, opts);
+      // The env entry replaces the Secret key in that container's environment.
+      expect(fieldsOf(r)).toEqual({
+        'k8s-secret/api-key': { _x: '__proto__' },
+        'k8s-secret/tls.certs': { db_pass: 'db_pass' },
+      });
+      expect(r.notes).toEqual([]);
+      expect(() => parsePlan(renderPlan(r.plan, r.notes), 'p.yaml')).not.toThrow();
+    });
+
+    it('delivered only by envFrom, is left to the Secret with a note (a plan cannot hold the key)', () => {
+      const w = deployment('web', {
+        containers: [
+          {
+            name: 'app',
+            envFrom: [
+              { secretRef: { name: 'tls.certs' } },
+              { secretRef: { name: 'tls.certs' }, prefix: 'P_' },
+            ],
+          },
+        ],
+      });
+      const r = discover([w], secrets, opts);
+      expect(fieldsOf(r)).toEqual({ 'k8s-secret/tls.certs': { db_pass: 'P_db_pass' } });
+      expect(r.notes[0]?.text).toContain('key __proto__ is not mapped');
+      expect(() => parsePlan(renderPlan(r.plan, r.notes), 'p.yaml')).not.toThrow();
+    });
+  });
+
   it('converts a KV v1-style Vault Agent path and says so', () => {
     const w = deployment(
       'agent',

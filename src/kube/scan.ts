@@ -1,12 +1,13 @@
 // Reads what discovery needs from a cluster: Deployments, StatefulSets,
 // DaemonSets, and the key names (never the values) of Secrets.
-import { AppsV1Api, CoreV1Api, type V1Secret } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { allSettledOrThrow } from '../core/concurrency.js';
 import type { SecretKeys, WorkloadObject } from '../contract/workload.js';
 import type { WorkloadKind } from '../plan/schema.js';
 import type { KubeTarget } from './config.js';
 import { listAll, PAGE_SIZE, type Page } from './list.js';
 import { KubeApiError } from './errors.js';
+import { KubeRest, resourcePath } from './rest.js';
 
 export interface ClusterScan {
   workloads: WorkloadObject[];
@@ -28,13 +29,50 @@ function toWorkload(kind: WorkloadKind) {
   });
 }
 
+/** A Secret as the API server's JSON has it; only what discovery reads. */
+export interface RawSecret {
+  metadata?: { name?: string; namespace?: string };
+  type?: string;
+  data?: Record<string, string> | null;
+}
+
+/** A list reply as JSON has it (`continue`, which the models call `_continue`). */
+interface SecretList {
+  items: RawSecret[];
+  metadata?: { continue?: string };
+}
+
 /** Key names only: the values in `data` are dropped here and never copied. */
-export function secretKeys(s: V1Secret): SecretKeys {
+export function secretKeys(s: RawSecret): SecretKeys {
   return {
     namespace: s.metadata?.namespace ?? '',
     name: s.metadata?.name ?? '',
     ...(s.type ? { type: s.type } : {}),
     keys: Object.keys(s.data ?? {}).sort(),
+  };
+}
+
+/**
+ * Secrets are read as plain JSON, not through the generated client: its
+ * deserializer copies `data` into a `{}` by assignment, so a key named
+ * `__proto__` (valid in Kubernetes) sets that object's prototype instead and
+ * vanishes, and discover would not know an envFrom delivers that name.
+ * JSON.parse keeps every key as an own property.
+ */
+function secretPages(
+  target: KubeTarget,
+  namespace: string | undefined,
+  pageSize: number,
+): (cont: string | undefined) => Promise<Page<RawSecret>> {
+  const rest = new KubeRest(target);
+  const path = resourcePath('v1', 'secrets', namespace);
+  return async (cont) => {
+    const l = await rest.call<SecretList>({
+      method: 'GET',
+      path,
+      query: { limit: String(pageSize), continue: cont },
+    });
+    return { items: l.items, metadata: { _continue: l.metadata?.continue } };
   };
 }
 
@@ -93,10 +131,7 @@ export async function scanCluster(
     opts.secrets === false
       ? Promise.resolve<SecretKeys[]>([])
       : listAll(
-          pager(
-            (p) => core.listSecretForAllNamespaces(p),
-            (p) => core.listNamespacedSecret(p),
-          ),
+          secretPages(target, ns, pageSize),
           secretKeys,
           { verb: 'list', resource: 'secrets', namespace: ns },
           server,

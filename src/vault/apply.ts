@@ -1,6 +1,6 @@
 // `source apply-plan`: read the plan and the server's state, compute the
 // changes (pure), print them, and — unless --dry-run — write only those.
-import { say, type Context } from '../core/context.js';
+import { DEFAULT_REQUEST_TIMEOUT_MS, say, type Context } from '../core/context.js';
 import { mapLimit } from '../core/concurrency.js';
 import { UserError } from '../core/errors.js';
 import type { LoadedPlan } from '../plan/read.js';
@@ -33,6 +33,8 @@ export function normalizeMount(value: string, flag: string): string {
 export function vaultClient(flags: VaultFlags, ctx: Context, addressFlag: string): VaultClient {
   const config = resolveVaultConfig(flags, ctx.env, addressFlag);
   return new VaultClient(config, {
+    timeoutMs: ctx.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
+    signal: ctx.signal,
     ...(ctx.debug
       ? {
           debug: (line: string) => {

@@ -11,6 +11,8 @@ import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { pause } from '../core/context.js';
+import { deadline } from '../core/deadline.js';
 import { ServerError, UserError } from '../core/errors.js';
 import { TLS_VERIFY_CODES } from '../core/tls.js';
 
@@ -125,8 +127,11 @@ export interface VaultClientOptions {
   retries?: number;
   baseDelayMs?: number;
   maxDelayMs?: number;
+  /** Limit for one attempt of one request, in ms; 0 for none (`--request-timeout`). */
   timeoutMs?: number;
   maxSockets?: number;
+  /** Ctrl-C: cuts the requests in flight and the waits between retries. */
+  signal?: AbortSignal | undefined;
   /** Debug lines: method, path, status and timing; never headers or bodies. */
   debug?: (line: string) => void;
 }
@@ -221,8 +226,8 @@ class TransportError extends Error {
 export class VaultClient {
   readonly address: string;
   private readonly agent: HttpAgent | HttpsAgent;
-  private readonly opts: Required<Omit<VaultClientOptions, 'debug'>> &
-    Pick<VaultClientOptions, 'debug'>;
+  private readonly opts: Required<Omit<VaultClientOptions, 'debug' | 'signal'>> &
+    Pick<VaultClientOptions, 'debug' | 'signal'>;
 
   constructor(
     private readonly config: VaultConfig,
@@ -236,6 +241,7 @@ export class VaultClient {
       timeoutMs: opts.timeoutMs ?? 30_000,
       maxSockets: opts.maxSockets ?? 32,
       debug: opts.debug,
+      signal: opts.signal,
     };
     const base = new URL(config.address);
     this.target = {
@@ -283,7 +289,12 @@ export class VaultClient {
   };
   private readonly readHeaders: Readonly<Record<string, string>>;
 
-  private once(method: Method, path: string, body: unknown): Promise<VaultResponse<unknown>> {
+  private once(
+    method: Method,
+    path: string,
+    body: unknown,
+    signal: AbortSignal | undefined,
+  ): Promise<VaultResponse<unknown>> {
     const wireMethod = method === 'LIST' ? 'GET' : method;
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const headers =
@@ -305,7 +316,7 @@ export class VaultClient {
           method: wireMethod,
           headers,
           agent: this.agent,
-          timeout: this.opts.timeoutMs,
+          ...(signal ? { signal } : {}),
         },
         (res: IncomingMessage) => {
           let text = '';
@@ -332,9 +343,6 @@ export class VaultClient {
           });
         },
       );
-      req.on('timeout', () => {
-        req.destroy(new TransportError('ETIMEDOUT', 'request timed out'));
-      });
       req.on('error', (e: NodeJS.ErrnoException) => {
         reject(
           e instanceof TransportError ? e : new TransportError(e.code ?? 'ECONNRESET', e.message),
@@ -351,7 +359,7 @@ export class VaultClient {
       retryAfter !== undefined
         ? Math.min(this.opts.maxDelayMs, retryAfter * 1000)
         : exp * (0.5 + Math.random() * 0.5);
-    return new Promise((r) => setTimeout(r, ms));
+    return pause(ms, this.opts.signal);
   }
 
   /**
@@ -363,9 +371,28 @@ export class VaultClient {
     for (let attempt = 0; ; attempt++) {
       const started = Date.now();
       let res: VaultResponse<unknown>;
+      // Not AbortSignal.timeout: see core/deadline.ts.
+      const limit =
+        this.opts.timeoutMs > 0 ? deadline(this.opts.timeoutMs, this.opts.signal) : undefined;
       try {
-        res = await this.once(method, path, body);
+        res = await this.once(method, path, body, limit?.signal ?? this.opts.signal);
+        limit?.dispose();
       } catch (e) {
+        limit?.dispose();
+        if (limit?.timedOut()) {
+          this.opts.debug?.(`vault ${method} /v1/${path} -> timeout (${Date.now() - started} ms)`);
+          // Not retried: a server that holds a request this long is not
+          // going to answer the next one faster, and a run should end.
+          throw new VaultError(
+            `OpenBao/Vault at ${this.address} did not answer within ${this.opts.timeoutMs / 1000} s (${method} ${path})`,
+            undefined,
+            'check that the server is up and unsealed, or raise --request-timeout',
+          );
+        }
+        if (this.opts.signal?.aborted) {
+          this.opts.debug?.(`vault ${method} /v1/${path} -> interrupted`);
+          throw new VaultError(`interrupted during ${method} ${path}`, undefined);
+        }
         const code = e instanceof TransportError ? e.code : 'ECONNRESET';
         this.opts.debug?.(`vault ${method} /v1/${path} -> ${code} (${Date.now() - started} ms)`);
         if (TLS_ERRNO.has(code)) {
@@ -375,7 +402,12 @@ export class VaultClient {
             'pass --ca-cert FILE or set BAO_CACERT to the CA that signed the server certificate',
           );
         }
-        if (RETRYABLE_ERRNO.has(code) && attempt < this.opts.retries && !this.closed) {
+        if (
+          RETRYABLE_ERRNO.has(code) &&
+          attempt < this.opts.retries &&
+          !this.closed &&
+          !this.opts.signal?.aborted
+        ) {
           await this.delay(attempt);
           continue;
         }
@@ -391,7 +423,11 @@ export class VaultClient {
       if ((res.status >= 200 && res.status < 300) || res.status === 404) {
         return res as VaultResponse<T>;
       }
-      if (RETRYABLE_STATUS.has(res.status) && attempt < this.opts.retries) {
+      if (
+        RETRYABLE_STATUS.has(res.status) &&
+        attempt < this.opts.retries &&
+        !this.opts.signal?.aborted
+      ) {
         await this.delay(attempt);
         continue;
       }

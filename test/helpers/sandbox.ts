@@ -1,6 +1,8 @@
 import { AppsV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
+import { loadKube } from '../../src/kube/config.js';
+import { KubeRest, resourcePath } from '../../src/kube/rest.js';
 import type { SandboxInfo } from '../../testenv/sandbox.js';
 
 export function sandbox(): SandboxInfo {
@@ -16,6 +18,34 @@ export function kubeConfig(info: SandboxInfo = sandbox()): KubeConfig {
 export function kubeClients(info: SandboxInfo = sandbox()): { core: CoreV1Api; apps: AppsV1Api } {
   const kc = kubeConfig(info);
   return { core: kc.makeApiClient(CoreV1Api), apps: kc.makeApiClient(AppsV1Api) };
+}
+
+/**
+ * Creates a Secret holding exactly these keys. Not through the generated
+ * client: its serializer copies `data` and `stringData` into a `{}` by
+ * assignment, which silently drops a key named `__proto__`. Plain JSON keeps
+ * it (server-side apply creates the object).
+ */
+export async function createSecretExact(
+  namespace: string,
+  name: string,
+  entries: readonly (readonly [string, string])[],
+  info: SandboxInfo = sandbox(),
+): Promise<void> {
+  const rest = new KubeRest(loadKube({ kubeconfig: info.kubeconfig }, {}, process.cwd()));
+  await rest.call({
+    method: 'PATCH',
+    path: resourcePath('v1', 'secrets', namespace, name),
+    query: { fieldManager: 'cloudtaser-test' },
+    contentType: 'application/apply-patch+yaml',
+    body: {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name, namespace },
+      // fromEntries defines own properties, so "__proto__" stays a key.
+      data: Object.fromEntries(entries.map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
+    },
+  });
 }
 
 /** A namespace name no other test uses. */
