@@ -1,132 +1,23 @@
-// Shared by the tests (and the demo/bench helpers) that run the product's
-// runtime in real pods on the sandbox's node: a sandbox with a node, the
-// built `cloudtaser webhook serve` registered for one namespace, waiting for
-// a pod's state, and reading a container's processes from the host.
-import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+// Shared by the tests that run the product's runtime in real pods on the
+// sandbox's node: waiting for a pod's state and reading a container's
+// processes from the host. The sandbox with a node and the built `cloudtaser
+// webhook serve` registered for one namespace live in testenv/pods.ts (the
+// bench uses them too) and are re-exported here.
+import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { MEDIA, registryClient, type Descriptor, type ImageConfig } from '../../testenv/images.js';
 import { nodeCgroupDirs } from '../../testenv/node.js';
-import { loopbackPki } from '../../testenv/pki.js';
-import { startSandbox, type Sandbox, type SandboxInfo } from '../../testenv/sandbox.js';
-import { withNodeTestLock } from './node.js';
 import { eventually } from './sandbox.js';
-import {
-  registerWebhook,
-  startWebhookProcess,
-  waitForWebhook,
-  type WebhookProcess,
-} from './webhook.js';
 
-export interface PodSandbox {
-  info: SandboxInfo;
-  /** Stops what acquirePodSandbox started and lets the next node test run. */
-  release(): Promise<void>;
-}
-
-/**
- * A sandbox whose node really runs pods. The one place that decides where
- * it comes from: today a sandbox of the calling file's own, held under the
- * node-test lock (other node tests' host snapshots must not see this node)
- * until release.
- */
-export async function acquirePodSandbox(
-  log: (line: string) => void = () => undefined,
-): Promise<PodSandbox> {
-  let handOut: (sb: Sandbox) => void = () => undefined;
-  let release: () => void = () => undefined;
-  const handedOut = new Promise<Sandbox>((r) => {
-    handOut = r;
-  });
-  const released = new Promise<void>((r) => {
-    release = r;
-  });
-  const held = withNodeTestLock(async () => {
-    const sb = await startSandbox({ node: true, log });
-    try {
-      handOut(sb);
-      await released;
-    } finally {
-      await sb.stop();
-    }
-  });
-  // A failed start rejects `held` before anything was handed out.
-  const failed = held.then((): never => {
-    throw new Error('the pod sandbox stopped before it was handed out');
-  });
-  failed.catch(() => undefined);
-  const sb = await Promise.race([handedOut, failed]);
-  return {
-    info: sb.info,
-    release: async () => {
-      release();
-      await held;
-    },
-  };
-}
-
-export function clientsFor(info: SandboxInfo): { kc: KubeConfig; core: CoreV1Api } {
-  const kc = new KubeConfig();
-  kc.loadFromFile(info.kubeconfig);
-  return { kc, core: kc.makeApiClient(CoreV1Api) };
-}
-
-export interface PodWebhook {
-  process: WebhookProcess;
-  stop(): void;
-}
-
-/**
- * Runs the built `cloudtaser webhook serve` on loopback with a throwaway
- * certificate, as a cluster runs it (Kubernetes auth at the sandbox's mount),
- * and registers it with the sandbox's API server for `namespace` only; returns
- * once the API server calls it.
- */
-export async function startPodWebhook(
-  info: SandboxInfo,
-  o: {
-    dir: string;
-    namespace: string;
-    initImage: string;
-    /** Registries (host:port) the webhook reads image configs from over plain HTTP. */
-    insecureRegistries?: string[];
-  },
-): Promise<PodWebhook> {
-  const pki = await loopbackPki(o.dir);
-  const w = await startWebhookProcess([
-    '--tls-cert',
-    pki.certFile,
-    '--tls-key',
-    pki.keyFile,
-    '--init-image',
-    o.initImage,
-    '--auth-mount-path',
-    `auth/${info.baoKubeAuthPath}`,
-    '--kubeconfig',
-    info.kubeconfig,
-    ...(o.insecureRegistries?.length ? ['--insecure-registry', ...o.insecureRegistries] : []),
-  ]);
-  try {
-    await registerWebhook({
-      name: `cloudtaser-${o.namespace}`,
-      namespace: o.namespace,
-      port: w.port,
-      caPems: [pki.ca],
-      sandbox: info,
-    });
-    await waitForWebhook(clientsFor(info).core, o.namespace);
-  } catch (e) {
-    w.kill();
-    throw e;
-  }
-  return {
-    process: w,
-    stop: () => {
-      w.kill();
-    },
-  };
-}
+export {
+  acquirePodSandbox,
+  clientsFor,
+  startPodWebhook,
+  type PodSandbox,
+  type PodWebhook,
+} from '../../testenv/pods.js';
 
 /** Waits until the pod satisfies `ok` and returns it; names the last state on timeout. */
 export async function waitForPod(
