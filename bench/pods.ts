@@ -192,6 +192,8 @@ function pod(ctx: Ctx, name: string, kind: Kind): V1Pod {
       serviceAccountName: SA,
       automountServiceAccountToken: false,
       terminationGracePeriodSeconds: 0,
+      // The sandbox's node is tainted: only pods that mean to run there do.
+      tolerations: node ? [node.toleration] : [],
       ...(kind === 'plain-init'
         ? {
             initContainers: [

@@ -20,7 +20,6 @@ import { protectAnnotations } from '../src/protect/annotations.js';
 import { POD_STEPS, runPodSteps, type PodRows, type PodStep } from './pods.js';
 import { startRaftOpenBao } from './raft-openbao.js';
 import { personalSandboxDir, projectRoot } from '../testenv/paths.js';
-import { acquirePodSandbox } from '../testenv/pods.js';
 import { runningSandbox, startSandbox, type SandboxInfo } from '../testenv/sandbox.js';
 
 const arg = (name: string, dflt: number): number => {
@@ -119,12 +118,10 @@ const log = (s: string): void => {
 async function main(): Promise<void> {
   // --running borrows the healthy sandbox of `npm run sandbox -- up` (its
   // owner stops it); otherwise the bench owns a fresh temporary one.
-  // The pod steps need a node (one per machine, held under the node-test lock).
+  // The pod steps need a node (one per machine: a start waits for another to stop).
   const sb: { info: SandboxInfo; stop: () => Promise<void> } = useRunning
     ? { info: await runningSandbox(personalSandboxDir()), stop: () => Promise.resolve() }
-    : podsWanted
-      ? await acquirePodSandbox(log).then((p) => ({ info: p.info, stop: () => p.release() }))
-      : await startSandbox({ log });
+    : await startSandbox({ log, node: podsWanted });
   if (podsWanted && !sb.info.node)
     throw new Error('the pod steps need a sandbox with a node (npm run sandbox -- up --node)');
   const work = useRunning

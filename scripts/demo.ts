@@ -17,6 +17,8 @@ const bold = (s: string): string => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m`
 
 async function main(): Promise<number> {
   const sb = await startSandbox({
+    // With the real node when this machine can run one (one line says why not).
+    node: 'auto',
     log: (l) => {
       console.error(l);
     },
@@ -78,9 +80,26 @@ async function main(): Promise<number> {
   try {
     heading('0. A cluster whose workloads read native Kubernetes Secrets');
     console.log(`(local sandbox: API server ${sb.info.apiServer}, OpenBao ${addr} as $BAO_ADDR)`);
-    await step(
-      kubectl(['apply', '-f', join(projectRoot, 'examples', 'sandbox', 'workloads.yaml')]),
+    const node = sb.info.node;
+    if (!node) {
+      console.log(
+        `(no node: ${sb.info.nodeUnavailable ?? 'started without one'}; pods stay Pending and step 7b runs the wrapper on this host)`,
+      );
+    }
+    // The example's two placeholders: the node's app image and OpenBao's CA.
+    const ca = (await readFile(sb.info.baoCaFile, 'utf8')).trim().split('\n').join('\n    ');
+    await writeFile(
+      join(work, 'workloads.yaml'),
+      (await readFile(join(projectRoot, 'examples', 'sandbox', 'workloads.yaml'), 'utf8'))
+        .replaceAll('SANDBOX_APP_IMAGE', node?.images.busybox ?? 'busybox:1.36')
+        .replaceAll('SANDBOX_VAULT_CA', ca),
     );
+    console.log('(examples/sandbox/workloads.yaml with the sandbox image and CA filled in)');
+    await step(kubectl(['apply', '-f', 'workloads.yaml']));
+    if (node) {
+      await step(kubectl(['rollout', 'status', 'deployment/payment-api', '-n', 'payments']));
+      await step(kubectl(['rollout', 'status', 'deployment/order-router', '-n', 'trading']));
+    }
     await step(kubectl(['get', 'deployments', '-A']));
 
     heading('0b. Run the cloudtaser admission webhook (on loopback for the sandbox)');
@@ -102,6 +121,10 @@ async function main(): Promise<number> {
         '127.0.0.1',
         '--port',
         '0',
+        ...(node ? ['--init-image', node.images.init] : []),
+        '--auth-mount-path',
+        `auth/${sb.info.baoKubeAuthPath}`,
+        ...(sb.info.registry ? ['--insecure-registry', sb.info.registry] : []),
       ],
       { cwd: work, env, stdio: ['ignore', 'pipe', webhookLog.fd] },
     );
@@ -119,7 +142,7 @@ async function main(): Promise<number> {
       });
     });
     console.log(
-      `$ cloudtaser webhook serve --tls-cert tls.crt --tls-key tls.key --host 127.0.0.1 --port 0 &`,
+      `$ cloudtaser webhook serve --tls-cert tls.crt --tls-key tls.key --host 127.0.0.1 --port 0${node ? ` --init-image ${node.images.init}` : ''} --auth-mount-path auth/${sb.info.baoKubeAuthPath}${sb.info.registry ? ` --insecure-registry ${sb.info.registry}` : ''} &`,
     );
     console.log(`cloudtaser webhook listening on https://127.0.0.1:${port}/mutate`);
     console.log(`(its log: ${join(work, 'webhook.log')})`);
@@ -197,6 +220,11 @@ async function main(): Promise<number> {
     );
 
     heading('7. Confirm');
+    if (node) {
+      // protect restarted the workloads; the new pods come up through the webhook.
+      await step(kubectl(['rollout', 'status', 'deployment/payment-api', '-n', 'payments']));
+      await step(kubectl(['rollout', 'status', 'deployment/order-router', '-n', 'trading']));
+    }
     await step(cloudtaser(['target', 'status', '--plan', 'plan.yaml']));
     await step(cloudtaser(['target', 'validate', '--vault-address', addr]));
     await step(cloudtaser(['target', 'audit', '--vault-address', addr]));
@@ -212,21 +240,26 @@ async function main(): Promise<number> {
         'jsonpath={range .items[*]}{.metadata.name}{": "}{.spec.initContainers[*].name}{"\\n"}{end}',
       ]),
     );
-    console.log(
-      '(pods from before the rollout have no init container; the new ones have cloudtaser-init)',
-    );
-
-    heading('7b. The app starts through the wrapper; its secret stays out of /proc/<pid>/environ');
-    console.log(
-      '(no kubelet in the sandbox, so the wrapper runs here as the pod would run it: with the',
-    );
-    console.log(
-      " pod's injected environment and a service-account token bound to that pod, for vault's",
-    );
-    console.log(
-      ' audience as the projected volume holds it; the sandbox CA stands in for the image trust store)',
-    );
-    await showWrapper(sb.info, work, env);
+    if (node) {
+      await confirmInPod(sh, step);
+    } else {
+      console.log(
+        '(pods from before the rollout have no init container; the new ones have cloudtaser-init)',
+      );
+      heading(
+        '7b. The app starts through the wrapper; its secret stays out of /proc/<pid>/environ',
+      );
+      console.log(
+        '(no node in this sandbox, so the wrapper runs here as the pod would run it: with the',
+      );
+      console.log(
+        " pod's injected environment and a service-account token bound to that pod, for vault's",
+      );
+      console.log(
+        ' audience as the projected volume holds it; the sandbox CA stands in for the image trust store)',
+      );
+      await showWrapper(sb.info, work, env);
+    }
     await step(
       sh('grep -c "status: migrated" plan.yaml', 'grep', ['-c', 'status: migrated', 'plan.yaml']),
     );
@@ -274,6 +307,50 @@ function sandboxCore(info: SandboxInfo): CoreV1Api {
   const kc = new KubeConfig();
   kc.loadFromFile(info.kubeconfig);
   return kc.makeApiClient(CoreV1Api);
+}
+
+type Sh = (shown: string, cmd: string, args: string[], input?: string) => Promise<number>;
+type Step = (code: Promise<number>, allowed?: number[]) => Promise<void>;
+
+/**
+ * Step 7 on the node, as the guide writes it, then the checks that mean
+ * something: the guide's `cat /proc/1/environ` is refused inside the pod
+ * (the wrapper, PID 1, is not dumpable), so its empty output proves nothing
+ * by itself; `target verify-pod` reads PID 1's variable names with the
+ * capability that takes, and the app's own log shows it got the values.
+ */
+async function confirmInPod(sh: Sh, step: Step): Promise<void> {
+  const guide =
+    "kubectl exec deploy/payment-api -n payments -- cat /proc/1/environ | tr '\\0' '\\n' | grep DB_PASS";
+  // grep finds nothing (exit 1): the pipeline's status is grep's.
+  await step(sh(guide, 'sh', ['-c', guide]), [1]);
+  console.log(
+    '(no output, and cat\'s "Permission denied" above says why: the wrapper, PID 1, is not dumpable, so no',
+  );
+  console.log(
+    ' process in the container can read its environment. The next command reads it with CAP_SYS_PTRACE.)',
+  );
+  await step(
+    sh('cloudtaser target verify-pod deploy/payment-api -n payments', process.execPath, [
+      join(projectRoot, 'dist', 'bin', 'cloudtaser.js'),
+      'target',
+      'verify-pod',
+      'deploy/payment-api',
+      '-n',
+      'payments',
+    ]),
+  );
+  // The app itself got the values: it logs their lengths at start.
+  await step(
+    sh('kubectl logs deploy/payment-api -n payments -c api', 'kubectl', [
+      'logs',
+      'deploy/payment-api',
+      '-n',
+      'payments',
+      '-c',
+      'api',
+    ]),
+  );
 }
 
 /** Runs the wrapper with a protected pod's injected env and a pod-bound token. */

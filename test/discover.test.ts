@@ -368,7 +368,7 @@ describe('target discover', () => {
     const stable = new Set([ns, 'kube-system', 'default']);
     const names = (s: typeof paged) =>
       s.workloads
-        .filter((w) => stable.has(w.metadata.namespace ?? ''))
+        .filter((w) => stable.has(w.metadata.namespace))
         .map((w) => `${w.kind}/${w.metadata.namespace}/${w.metadata.name}`)
         .sort();
     const secretNames = (s: typeof paged) =>

@@ -1,7 +1,10 @@
-// The opt-in real node: a Deployment's pod really runs (exec, logs), and the
-// host comes out exactly as it went in — after `stop`, and after the owner is
-// SIGKILLed (the watchdog's path). Each test starts its own sandbox with a
-// node in a temp dir; the node lock makes concurrent node starts wait.
+// The sandbox's real node: a Deployment's pod really runs (exec, logs), and
+// the host comes out exactly as it went in — after `stop`, and after the
+// owner is SIGKILLed (the watchdog's path). Each test starts its own sandbox
+// with a node in a temp dir; the node lock makes concurrent node starts wait.
+// One node per machine: this file runs in its own vitest project (`node`),
+// after the integration run whose global sandbox holds the node (see
+// test/setup/run-vitest.sh), with no global setup of its own.
 //
 // These tests never skip: a machine that cannot run containers fails them
 // with the node start's one-line reason.
@@ -10,7 +13,8 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { chmod, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { projectRoot } from '../testenv/paths.js';
+import { NODE_TOLERATION } from '../testenv/node.js';
+import { cacheRoot, projectRoot } from '../testenv/paths.js';
 import { startSandbox } from '../testenv/sandbox.js';
 import { tempDir } from './helpers/cli.js';
 import { withNodeTestLock } from './helpers/node.js';
@@ -135,6 +139,7 @@ const deployment = (name: string, image: string): string =>
         metadata: { labels: { app: name } },
         spec: {
           hostNetwork: true,
+          tolerations: [NODE_TOLERATION],
           terminationGracePeriodSeconds: 1,
           containers: [
             {
@@ -348,4 +353,64 @@ describe('sandbox node', () => {
     expect(existsSync(dir)).toBe(false);
     await rm(dirname(dir), { recursive: true, force: true });
   });
+
+  it('comes up without a node when not root, saying why in one line (up, status, down)', async () => {
+    const parent = await tempDir('ct-node-nonroot-up-');
+    await chmod(parent, 0o777);
+    // The built servers, as hard links in a cache the unprivileged user may
+    // lock (a copy where links cannot cross file systems).
+    const cache = join(parent, 'cache');
+    try {
+      execFileSync('cp', ['-al', cacheRoot(), cache]);
+    } catch {
+      execFileSync('cp', ['-a', cacheRoot(), cache]);
+    }
+    for (const e of readdirSync(cache)) {
+      if (e.endsWith('.lock')) await rm(join(cache, e), { recursive: true, force: true });
+    }
+    execFileSync('find', [cache, '-type', 'd', '-exec', 'chown', '65534:65534', '{}', '+']);
+    const dir = join(parent, 'sandbox');
+    const asNobody = (args: string[]) =>
+      run('setpriv', [
+        '--reuid=65534',
+        '--regid=65534',
+        '--clear-groups',
+        'env',
+        `HOME=${parent}`,
+        `CLOUDTASER_TESTENV_CACHE=${cache}`,
+        `CLOUDTASER_SANDBOX_DIR=${dir}`,
+        `PATH=${process.env.PATH ?? '/usr/bin:/bin'}`,
+        process.execPath,
+        '--import',
+        'tsx',
+        join(projectRoot, 'testenv', 'cli.ts'),
+        ...args,
+      ]);
+    try {
+      const up = await asNobody(['up']);
+      expect(up.code, up.out).toBe(0);
+      // One line says why, and the control plane is up all the same.
+      expect(up.out.split('\n').filter((l) => l.includes('cannot start'))).toEqual([
+        'testenv: cannot start the sandbox node: it needs root (containers, cgroups, mounts) (the sandbox runs without a node)',
+      ]);
+      expect(up.out).toContain('Node:       none (see above)');
+      const state = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as {
+        node?: unknown;
+        nodeUnavailable?: string;
+      };
+      expect(state.node).toBeUndefined();
+      expect(state.nodeUnavailable).toBe(
+        'testenv: cannot start the sandbox node: it needs root (containers, cgroups, mounts)',
+      );
+      const status = await asNobody(['status']);
+      expect(status.code, status.out).toBe(0);
+      expect(status.out.trim()).toMatch(/^up \(.*, no node \(this machine cannot run one\)\)$/);
+      const down = await asNobody(['down']);
+      expect(down.code, down.out).toBe(0);
+      expect(existsSync(dir)).toBe(false);
+    } finally {
+      await asNobody(['down']).catch(() => undefined);
+      await rm(parent, { recursive: true, force: true });
+    }
+  }, 300_000);
 });

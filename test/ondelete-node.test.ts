@@ -1,6 +1,6 @@
 // `target protect --yes --restart-ondelete` on an OnDelete StatefulSet whose
-// pods really run: the sandbox's node (kubelet, containerd, runc, scheduler)
-// starts them and a readiness probe decides when they are Ready, so a
+// pods really run: the test sandbox's node (kubelet, containerd, runc,
+// scheduler) starts them and a readiness probe decides when they are Ready, so a
 // replacement is unready for a while after it starts. test/ondelete.test.ts
 // covers the same restart with the test marking pods Ready itself; here the
 // kubelet does, and the order is read from a watch of our own, independent of
@@ -9,16 +9,12 @@
 // No admission webhook is registered, so the replacements start unmodified on
 // the annotated template: this file tests the restart order, not injection.
 import { AppsV1Api, CoreV1Api, KubeConfig, Watch, type V1Pod } from '@kubernetes/client-node';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { startSandbox, type SandboxInfo } from '../testenv/sandbox.js';
+import type { SandboxInfo, SandboxNode } from '../testenv/sandbox.js';
 import { cli, tempDir } from './helpers/cli.js';
-import { withNodeTestLock } from './helpers/node.js';
-import { eventually } from './helpers/sandbox.js';
+import { eventually, requireNode, sandbox, uniqueName } from './helpers/sandbox.js';
 
-const NS = 'odnode';
-/** The sandbox's watchdog: a shell waiting on its owner's pid. */
-const WATCHDOG = /^\d+ sh -c while kill -0 /;
+const NS = uniqueName('odnode');
 const REPLICAS = 3;
 
 interface PodState {
@@ -77,7 +73,7 @@ async function record(kc: KubeConfig) {
   };
 }
 
-const statefulSet = (image: string) => ({
+const statefulSet = (node: SandboxNode) => ({
   metadata: { name: 'web' },
   spec: {
     serviceName: 'web',
@@ -88,12 +84,13 @@ const statefulSet = (image: string) => ({
       metadata: { labels: { app: 'web' } },
       spec: {
         hostNetwork: true,
+        tolerations: [node.toleration],
         automountServiceAccountToken: false,
         terminationGracePeriodSeconds: 5,
         containers: [
           {
             name: 'app',
-            image,
+            image: node.images.busybox,
             // Ready only ~2 s after the container starts: a restart that does
             // not wait for readiness deletes the next pod while this one is unready.
             command: [
@@ -116,22 +113,7 @@ const statefulSet = (image: string) => ({
   },
 });
 
-/** Processes whose command line contains `text`. */
-function processesIn(text: string): string[] {
-  const found: string[] = [];
-  // A zombie's cmdline is empty: only processes still running are listed.
-  for (const pid of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
-    try {
-      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
-      if (argv.includes(text)) found.push(`${pid} ${argv}`);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return found;
-}
-
-async function protectOnNode(info: SandboxInfo): Promise<void> {
+async function protectOnNode(info: SandboxInfo, node: SandboxNode): Promise<void> {
   const kc = new KubeConfig();
   kc.loadFromFile(info.kubeconfig);
   const core = kc.makeApiClient(CoreV1Api);
@@ -154,7 +136,7 @@ async function protectOnNode(info: SandboxInfo): Promise<void> {
   try {
     await apps.createNamespacedStatefulSet({
       namespace: NS,
-      body: statefulSet(info.node?.images.busybox ?? ''),
+      body: statefulSet(node),
     });
     await eventually(
       '3 pods Ready on the node',
@@ -168,7 +150,7 @@ async function protectOnNode(info: SandboxInfo): Promise<void> {
       (await podsNow()).map((p): [string, V1Pod] => [p.metadata?.name ?? '', p]),
     );
     expect(Object.values(before).map((p) => p.spec?.nodeName)).toEqual(
-      Array(REPLICAS).fill(info.node?.name),
+      Array(REPLICAS).fill(node.name),
     );
 
     const dir = await tempDir();
@@ -274,39 +256,8 @@ async function protectOnNode(info: SandboxInfo): Promise<void> {
 }
 
 describe('target protect on a real node', () => {
-  it(
-    'restarts an OnDelete StatefulSet one pod at a time, each replacement Ready on the new revision first',
-    () =>
-      // Held for the whole test: the other node tests' host snapshots must not see this node.
-      withNodeTestLock(async () => {
-        const sb = await startSandbox({
-          node: true,
-          log: (line) => {
-            console.error(line);
-          },
-        });
-        let stopped = false;
-        try {
-          await protectOnNode(sb.info);
-          await sb.stop();
-          stopped = true;
-          // Every server, node process and container is gone once stop returns.
-          // Only the sandbox's watchdog shell may linger a moment: stop SIGKILLs
-          // it last and does not wait for the signal to land.
-          expect(processesIn(sb.info.dir).filter((p) => !WATCHDOG.test(p))).toEqual([]);
-          expect(processesIn('echo ok > /tmp/ready')).toEqual([]);
-          await eventually(
-            'the watchdog to go',
-            () => Promise.resolve(processesIn(sb.info.dir).length === 0 ? true : undefined),
-            10_000,
-          ).catch(() => {
-            expect(processesIn(sb.info.dir)).toEqual([]);
-          });
-          expect(existsSync(sb.info.dir)).toBe(false);
-        } finally {
-          if (!stopped) await sb.stop();
-        }
-      }),
-    400_000,
-  );
+  it('restarts an OnDelete StatefulSet one pod at a time, each replacement Ready on the new revision first', async () => {
+    const node = requireNode();
+    await protectOnNode(sandbox(), node);
+  }, 400_000);
 });

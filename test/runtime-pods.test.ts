@@ -9,6 +9,7 @@
 // Secret values are random per run and never printed: assertions compare
 // booleans, and messages carry lengths and hashes only.
 import type { CoreV1Api, V1Container, V1Pod } from '@kubernetes/client-node';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -71,12 +72,8 @@ let hook: PodWebhook | undefined;
 let dir = '';
 let outDir = '';
 
-const log = (line: string): void => {
-  console.error(line);
-};
-
 beforeAll(async () => {
-  sb = await acquirePodSandbox(log);
+  sb = await acquirePodSandbox();
   info = sb.info;
   core = clientsFor(info).core;
   dir = await tempDir('ct-pods-');
@@ -181,6 +178,7 @@ function pod(name: string, o: PodOptions = {}): V1Pod {
     },
     spec: {
       hostNetwork: true,
+      tolerations: info.node ? [info.node.toleration] : [],
       serviceAccountName: o.serviceAccount ?? SA,
       // The only token in the pod is then the one the webhook projects for
       // vault's audience: a successful login used it.
@@ -282,6 +280,39 @@ describe('the runtime in real pods', () => {
         false,
       );
     }
+  });
+
+  it("refuses the guide's in-pod read of PID 1's environ: the wrapper is not dumpable", async () => {
+    // `kubectl exec … cat /proc/1/environ` prints nothing because the read
+    // is refused, not because the environ was read and found clean: the
+    // host-side read above is the proof; this is what a user sees.
+    const r = await new Promise<{ code: number; out: string }>((resolve) => {
+      execFile(
+        info.binaries.kubectl,
+        [
+          `--kubeconfig=${info.kubeconfig}`,
+          '-n',
+          NS,
+          'exec',
+          'app',
+          '-c',
+          'app',
+          '--',
+          'cat',
+          '/proc/1/environ',
+        ],
+        { timeout: 30_000 },
+        (err, stdout, stderr) => {
+          resolve({
+            code: err ? (typeof err.code === 'number' ? err.code : -1) : 0,
+            out: stdout + stderr,
+          });
+        },
+      );
+    });
+    expect(r.code).not.toBe(0);
+    expect(r.out).toContain('Permission denied');
+    for (const v of Object.values(VALUES)) expect(r.out.includes(v)).toBe(false);
   });
 
   it('delivers SIGTERM through the wrapper on pod deletion; the pod ends well before its grace period', async () => {

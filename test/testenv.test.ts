@@ -142,7 +142,7 @@ describe('testenv', () => {
   it('sandbox up, then demo --keep on the same dir, then down: the demo refuses at once and down leaves no server', async () => {
     const dir = await sandboxDir();
     const env = { ...process.env, CLOUDTASER_SANDBOX_DIR: dir };
-    const up = await runTs('testenv/cli.ts', ['up'], env);
+    const up = await runTs('testenv/cli.ts', ['up', '--no-node'], env);
     expect(up.stderr).not.toMatch(/not ready/);
     expect(up.code).toBe(0);
     const state = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as { pids: number[] };
@@ -176,7 +176,7 @@ describe('testenv', () => {
   it('down with no state left stops the servers started from that dir, and nothing else', async () => {
     const dir = await sandboxDir();
     const env = { ...process.env, CLOUDTASER_SANDBOX_DIR: dir };
-    expect((await runTs('testenv/cli.ts', ['up'], env)).code).toBe(0);
+    expect((await runTs('testenv/cli.ts', ['up', '--no-node'], env)).code).toBe(0);
     const state = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as { pids: number[] };
     // Not a sandbox binary, though it names the dir and runs in it: left alone.
     const decoy = spawn('sh', ['-c', 'sleep 300; :', join(dir, 'decoy')], {

@@ -3,7 +3,7 @@
 // in $CLOUDTASER_SANDBOX_DIR), `down` stops them and removes their data.
 import { relative } from 'node:path';
 import { BuildError, ensureBinaries, KUBE_VERSION } from './build.js';
-import { ensureNodeBinaries } from './node.js';
+import { ensureNodeBinaries, NodeError } from './node.js';
 import { personalSandboxDir, projectRoot } from './paths.js';
 import { sandboxStatus, startSandbox, stopSandboxDir } from './sandbox.js';
 
@@ -13,14 +13,22 @@ const log = (line: string): void => {
 
 async function main(cmd: string | undefined, flags: readonly string[]): Promise<number> {
   const dir = personalSandboxDir();
-  // `--node`: also a real node (kubelet, containerd, kube-scheduler); see README.
-  const node = flags.includes('--node');
+  // The real node (kubelet, containerd, kube-scheduler; see README) comes up
+  // with the rest unless `--no-node`; on a machine that cannot run containers
+  // the sandbox says why in one line and runs without it. `--node` insists:
+  // that machine then fails the command with that line.
+  const node = flags.includes('--no-node') ? false : flags.includes('--node') ? true : 'auto';
   switch (cmd) {
     case 'build': {
-      const bins = {
-        ...(await ensureBinaries(log)),
-        ...(node ? await ensureNodeBinaries(log, KUBE_VERSION) : {}),
-      };
+      const bins: Record<string, string> = { ...(await ensureBinaries(log)) };
+      if (node) {
+        try {
+          Object.assign(bins, await ensureNodeBinaries(log, KUBE_VERSION));
+        } catch (e) {
+          if (node !== 'auto' || !(e instanceof NodeError)) throw e;
+          log(`${e.message} (built without the node's binaries)`);
+        }
+      }
       for (const [name, path] of Object.entries(bins)) console.log(`${name}\t${path}`);
       return 0;
     }
@@ -36,8 +44,11 @@ async function main(cmd: string | undefined, flags: readonly string[]): Promise<
       console.log(`Registry:   ${sb.info.registry}`);
       if (sb.info.node) {
         console.log(
-          `Node:       ${sb.info.node.name} (images ${Object.values(sb.info.node.images).join(', ')})`,
+          `Node:       ${sb.info.node.name} (images ${Object.values(sb.info.node.images).join(', ')};` +
+            ` pods need the toleration ${sb.info.node.toleration.key}:${sb.info.node.toleration.effect})`,
         );
+      } else {
+        console.log(`Node:       none${sb.info.nodeUnavailable ? ' (see above)' : ' (--no-node)'}`);
       }
       console.log(`Use it:     source ${relative(process.cwd(), sb.info.envFile)}`);
       console.log('Stop it:    npm run sandbox -- down');
@@ -67,7 +78,9 @@ async function main(cmd: string | undefined, flags: readonly string[]): Promise<
       return s.state === 'up' ? 0 : 1;
     }
     default:
-      console.error('usage: npm run sandbox -- <up [--node]|down|status|build [--node]>');
+      console.error(
+        'usage: npm run sandbox -- <up [--no-node|--node]|down|status|build [--no-node|--node]>',
+      );
       return 2;
   }
 }

@@ -1,4 +1,4 @@
-// An opt-in real node for the sandbox: containerd + runc (Debian packages),
+// The sandbox's real node: containerd + runc (Debian packages),
 // the kubelet and kube-scheduler (built from the pinned Kubernetes module),
 // images built without Docker and pulled from the sandbox's registry, and a
 // teardown that leaves the host as found.
@@ -108,6 +108,24 @@ export async function ensureWrapperBinary(log: Log): Promise<string> {
   }
   return WRAPPER_BINARY;
 }
+
+/**
+ * The taint the node registers with, and the toleration a pod needs to run
+ * on it. Most tests create workloads whose images do not exist, and many of
+ * them (120 in one test); on the node those would become pod sandboxes
+ * failing their pulls, past the kubelet's pod limit, and a kubelet would
+ * overwrite the pod status some tests set themselves. Tainted, the node
+ * takes only the pods that ask for it; the rest stay Pending.
+ */
+export const NODE_TAINT = { key: 'cloudtaser.local/node', effect: 'NoSchedule' } as const;
+
+export interface NodeToleration {
+  key: string;
+  operator: 'Exists';
+  effect: 'NoSchedule';
+}
+
+export const NODE_TOLERATION: NodeToleration = { ...NODE_TAINT, operator: 'Exists' };
 
 async function installed(pkg: string): Promise<boolean> {
   try {
@@ -531,6 +549,7 @@ export interface NodeState {
   scheduler: number;
   created: string[];
   images: { pause: string; busybox: string; init: string };
+  toleration: NodeToleration;
 }
 
 export interface NodeStartContext {
@@ -655,6 +674,7 @@ export async function startNode(c: NodeStartContext): Promise<NodeState> {
     scheduler: 0,
     created,
     images,
+    toleration: NODE_TOLERATION,
   };
   const saveState = async (s: NodeState): Promise<void> => {
     const scripts = watchdogScripts(s.holder, s.created);
@@ -802,6 +822,7 @@ export async function startNode(c: NodeStartContext): Promise<NodeState> {
         cgroupRoot: `/${NODE_CGROUP}`,
         failCgroupV1: false,
         failSwapOn: false,
+        registerWithTaints: [NODE_TAINT],
         // The host's iptables stay untouched.
         makeIPTablesUtilChains: false,
         authentication: {

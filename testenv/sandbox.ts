@@ -32,8 +32,10 @@ import {
   kubeletClientPki,
   startNode,
   stopNode,
+  NodeError,
   type KubeletClientPki,
   type NodeBinaries,
+  type NodeToleration,
 } from './node.js';
 import { registryConfig } from './images.js';
 import { loopbackPki } from './pki.js';
@@ -66,8 +68,13 @@ export interface SandboxInfo {
   binaries: Binaries;
   /** Process-group leaders, for `down` and for leak checks. */
   pids: number[];
-  /** The real node, when started with `node: true`. */
+  /** The real node, when the sandbox has one (see StartOptions.node). */
   node?: SandboxNode;
+  /**
+   * Why the sandbox has no node although one was wanted (`node: 'auto'` on a
+   * machine that cannot run containers): the preflight's one line.
+   */
+  nodeUnavailable?: string;
 }
 
 /** A node (kubelet + containerd) registered as `name`, pulling its images from the sandbox registry. */
@@ -76,6 +83,12 @@ export interface SandboxNode {
   containerdSock: string;
   /** Image refs on the node: pause, the busybox app image, the cloudtaser-init image. */
   images: { pause: string; busybox: string; init: string };
+  /**
+   * The node is tainted so that only pods tolerating this run on it: the
+   * placeholder workloads most tests create (images that do not exist) stay
+   * Pending, as they would with no node at all.
+   */
+  toleration: NodeToleration;
   binaries: NodeBinaries;
 }
 
@@ -106,11 +119,14 @@ export interface StartOptions {
   /** Fixed ports instead of free ones (tests take one on purpose). */
   ports?: { apiServer?: number };
   /**
-   * Also run a real node (containerd, runc, kubelet, kube-scheduler) so pods
-   * really run. Needs root; installs its Debian packages when missing. One
-   * node per machine: a second node start waits for the first to stop.
+   * A real node (containerd, runc, kubelet, kube-scheduler) so pods really
+   * run. Needs root; installs its Debian packages when missing. One node per
+   * machine: a second node start waits for the first to stop. `true`: a
+   * machine that cannot run containers fails the start in one line; `'auto'`:
+   * such a machine gets the sandbox without a node, that line is logged and
+   * kept in `info.nodeUnavailable`. Default: no node.
    */
-  node?: boolean;
+  node?: boolean | 'auto';
 }
 
 /** A second starter met a sandbox that is up: one line, what is up and how to stop it. */
@@ -455,7 +471,11 @@ async function inspect(
 /** One line on what runs in a state dir, for messages. */
 function describe(state: { info?: SandboxInfo; live: ProcEntry[]; healthy: boolean }): string {
   if (state.healthy && state.info) {
-    const node = state.info.node ? `, node ${state.info.node.name}` : '';
+    const node = state.info.node
+      ? `, node ${state.info.node.name}`
+      : state.info.nodeUnavailable
+        ? ', no node (this machine cannot run one)'
+        : ', no node';
     return `API server ${state.info.apiServer}, OpenBao ${state.info.baoAddr}${node}`;
   }
   const names = [...new Set(state.live.map((p) => basename(p.argv[0] ?? '?')))].join(', ');
@@ -541,20 +561,35 @@ function startWatchdog(ownerPid: number, pidsFile: string, dir: string): ChildPr
  */
 export async function startSandbox(opts: StartOptions = {}): Promise<Sandbox> {
   const log = opts.log ?? (() => undefined);
-  // A node that cannot run here fails before anything is built or started, in one line.
-  if (opts.node) await checkNodeSupport();
+  // A node that cannot run here is known before anything is built or started.
+  let nodeUnavailable: string | undefined;
+  if (opts.node) {
+    try {
+      await checkNodeSupport();
+    } catch (e) {
+      if (opts.node !== 'auto' || !(e instanceof NodeError)) throw e;
+      nodeUnavailable = e.message;
+    }
+  }
   const binaries = await ensureBinaries(log);
   let nodeBins: NodeBinaries | undefined;
-  if (opts.node) {
-    await ensureNodePackages(log);
-    nodeBins = await ensureNodeBinaries(log, KUBE_VERSION);
+  if (opts.node && nodeUnavailable === undefined) {
+    try {
+      await ensureNodePackages(log);
+      nodeBins = await ensureNodeBinaries(log, KUBE_VERSION);
+    } catch (e) {
+      // Packages that cannot be installed here (no root, no apt): the same as no support.
+      if (opts.node !== 'auto' || !(e instanceof NodeError)) throw e;
+      nodeUnavailable = e.message;
+    }
   }
+  const startOpts = { ...opts, nodeUnavailable };
   if (opts.dir === undefined) {
     return startIn(
       await mkdtemp(join(tmpdir(), 'cloudtaser-sandbox-')),
       binaries,
       nodeBins,
-      opts,
+      startOpts,
       log,
     );
   }
@@ -563,7 +598,8 @@ export async function startSandbox(opts: StartOptions = {}): Promise<Sandbox> {
     const state = await inspect(dir);
     if (state.live.length > 0) {
       if (state.healthy && state.info && opts.ifUp === 'reuse') {
-        if (opts.node && !state.info.node) {
+        // Without a node is what was asked for only if no node can run here.
+        if (opts.node && !state.info.node && nodeUnavailable === undefined) {
           throw new SandboxInUseError(dir, `${describe(state)}, without a node`);
         }
         return { info: state.info, reused: true, stop: () => Promise.resolve() };
@@ -578,7 +614,7 @@ export async function startSandbox(opts: StartOptions = {}): Promise<Sandbox> {
     }
     // Leftovers of a sandbox that is gone (an etcd data dir, old certificates).
     await removeStateDir(dir);
-    return startIn(dir, binaries, nodeBins, opts, log);
+    return startIn(dir, binaries, nodeBins, startOpts, log);
   });
 }
 
@@ -586,10 +622,14 @@ async function startIn(
   dir: string,
   binaries: Binaries,
   nodeBins: NodeBinaries | undefined,
-  opts: StartOptions,
+  opts: StartOptions & { nodeUnavailable?: string },
   log: Log,
 ): Promise<Sandbox> {
   const started = Date.now();
+  // One line, once, and only for a sandbox that really starts: the control plane still comes up.
+  if (opts.nodeUnavailable !== undefined) {
+    log(`${opts.nodeUnavailable} (the sandbox runs without a node)`);
+  }
   await mkdir(join(dir, 'logs'), { recursive: true });
   await mkdir(join(dir, 'pki'), { recursive: true });
   const procs: Proc[] = [];
@@ -858,6 +898,7 @@ async function startIn(
         name: s.name,
         containerdSock: s.containerdSock,
         images: s.images,
+        toleration: s.toleration,
         binaries: bins,
       };
       log(`testenv: node ${s.name} Ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
@@ -897,6 +938,7 @@ async function startIn(
       binaries,
       pids,
       ...(node ? { node } : {}),
+      ...(opts.nodeUnavailable === undefined ? {} : { nodeUnavailable: opts.nodeUnavailable }),
     };
     await writeFile(join(dir, 'state.json'), JSON.stringify(info, null, 2), { mode: 0o600 });
     log(`testenv: sandbox up in ${((Date.now() - started) / 1000).toFixed(1)} s (${dir})`);

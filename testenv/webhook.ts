@@ -1,12 +1,11 @@
 // The built `cloudtaser webhook serve` as its own process, as a cluster runs
 // it, and its registration with a sandbox's API server. Shared by the tests
 // and the bench.
-import { AdmissionregistrationV1Api, KubeConfig } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { INJECT_MATCH_EXPRESSION } from '../src/webhook/install.js';
 import { projectRoot } from './paths.js';
-import type { SandboxInfo } from './sandbox.js';
 
 export interface WebhookProcess {
   port: number;
@@ -73,8 +72,8 @@ export interface WebhookRegistration {
   caPems: readonly string[];
   timeoutSeconds?: number;
   reinvocation?: boolean;
-  /** The sandbox whose API server gets it. */
-  sandbox: SandboxInfo;
+  /** The cluster to register with. */
+  kubeConfig: KubeConfig;
 }
 
 /**
@@ -83,9 +82,7 @@ export interface WebhookRegistration {
  * matchConditions), but addressed by URL and limited to one namespace.
  */
 export async function registerWebhook(o: WebhookRegistration): Promise<void> {
-  const kc = new KubeConfig();
-  kc.loadFromFile(o.sandbox.kubeconfig);
-  await kc.makeApiClient(AdmissionregistrationV1Api).createMutatingWebhookConfiguration({
+  await o.kubeConfig.makeApiClient(AdmissionregistrationV1Api).createMutatingWebhookConfiguration({
     body: {
       metadata: { name: o.name },
       webhooks: [

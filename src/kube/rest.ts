@@ -21,16 +21,20 @@ import { request as httpsRequest } from 'node:https';
 import { requestScope, type KubeTarget } from './config.js';
 
 export interface RestRequest {
-  method: 'GET' | 'PATCH';
+  method: 'GET' | 'PATCH' | 'DELETE';
   /** API path from the server root, e.g. `/apis/apps/v1/namespaces/a/deployments/b`. */
   path: string;
   query?: Record<string, string | undefined>;
   body?: unknown;
-  /** Content type of the body (the patch strategy). */
+  /** Content type of the body (the patch strategy; JSON for DeleteOptions). */
   contentType?: string;
 }
 
-const METHOD = { GET: HttpMethod.GET, PATCH: HttpMethod.PATCH } as const;
+const METHOD = {
+  GET: HttpMethod.GET,
+  PATCH: HttpMethod.PATCH,
+  DELETE: HttpMethod.DELETE,
+} as const;
 
 /** `/apis/<group>/<version>[/namespaces/<ns>]/<plural>[/<name>]`, each part escaped. */
 export function resourcePath(

@@ -148,25 +148,45 @@ export function isPaused(w: LiveWorkload): boolean {
 export interface RolloutProgress {
   done: boolean;
   message: string;
+  /** The controller has seen the current generation (the counts below are about it). */
+  observed: boolean;
+  /** The controller gave up: the rollout cannot finish by itself (ProgressDeadlineExceeded). */
+  failed?: string;
 }
 
-/** Rollout state in the terms `kubectl rollout status` uses. */
+interface StatusFields {
+  observedGeneration?: number;
+  replicas?: number;
+  updatedReplicas?: number;
+  availableReplicas?: number;
+  readyReplicas?: number;
+  updatedNumberScheduled?: number;
+  desiredNumberScheduled?: number;
+  numberAvailable?: number;
+  currentRevision?: string;
+  updateRevision?: string;
+  conditions?: { type?: string; status?: string; reason?: string; message?: string }[];
+}
+
+/**
+ * Rollout state by the rules `kubectl rollout status` applies: nothing
+ * counts until the controller has observed the new generation; then a
+ * Deployment is done when every replica is updated, no old replica is left
+ * and every updated one is available (Ready for minReadySeconds); a
+ * DaemonSet when every scheduled pod is updated and available; a
+ * StatefulSet when every replica is Ready and the pods above the partition
+ * are on the update revision (OnDelete: every pod, once restarted).
+ */
 export function rolloutProgress(w: LiveWorkload): RolloutProgress {
   const generation = w.metadata?.generation ?? 0;
-  const st = (w.status ?? {}) as {
-    observedGeneration?: number;
-    replicas?: number;
-    updatedReplicas?: number;
-    availableReplicas?: number;
-    readyReplicas?: number;
-    updatedNumberScheduled?: number;
-    desiredNumberScheduled?: number;
-    numberAvailable?: number;
-    currentRevision?: string;
-    updateRevision?: string;
-  };
-  if ((st.observedGeneration ?? 0) < generation) {
-    return { done: false, message: 'waiting for the controller to observe the change' };
+  const st = (w.status ?? {}) as StatusFields;
+  const observed = st.observedGeneration ?? 0;
+  if (observed === 0 || observed < generation) {
+    return {
+      done: false,
+      observed: false,
+      message: 'waiting for the controller to observe the change',
+    };
   }
   if (w.kind === 'DaemonSet') {
     const want = st.desiredNumberScheduled ?? 0;
@@ -174,15 +194,43 @@ export function rolloutProgress(w: LiveWorkload): RolloutProgress {
     const available = st.numberAvailable ?? 0;
     return {
       done: updated >= want && available >= want,
+      observed: true,
       message: `${updated}/${want} updated, ${available}/${want} available`,
     };
   }
   const want = (w.spec as { replicas?: number } | undefined)?.replicas ?? 1;
   const updated = st.updatedReplicas ?? 0;
-  const ready = w.kind === 'Deployment' ? (st.availableReplicas ?? 0) : (st.readyReplicas ?? 0);
-  const total = st.replicas ?? 0;
-  return {
-    done: updated >= want && ready >= want && total <= want,
-    message: `${updated}/${want} updated, ${ready}/${want} ${w.kind === 'Deployment' ? 'available' : 'ready'}`,
-  };
+  if (w.kind === 'Deployment') {
+    const available = st.availableReplicas ?? 0;
+    const total = st.replicas ?? 0;
+    const message =
+      `${updated}/${want} updated, ${available}/${want} available` +
+      (total > updated ? `, ${total - updated} old pending termination` : '');
+    const progressing = st.conditions?.find((c) => c.type === 'Progressing');
+    if (progressing?.reason === 'ProgressDeadlineExceeded') {
+      const deadline = (w.spec as { progressDeadlineSeconds?: number } | undefined)
+        ?.progressDeadlineSeconds;
+      return {
+        done: false,
+        observed: true,
+        message,
+        failed: `progress deadline exceeded (no progress for ${deadline ?? 600} s)`,
+      };
+    }
+    return {
+      done: updated >= want && total <= updated && available >= updated,
+      observed: true,
+      message,
+    };
+  }
+  const ready = st.readyReplicas ?? 0;
+  const message = `${updated}/${want} updated, ${ready}/${want} ready`;
+  const strategy = (
+    w.spec as
+      { updateStrategy?: { type?: string; rollingUpdate?: { partition?: number } } } | undefined
+  )?.updateStrategy;
+  if (ready < want) return { done: false, observed: true, message };
+  if (strategy?.type === 'OnDelete') return { done: updated >= want, observed: true, message };
+  const partition = strategy?.rollingUpdate?.partition ?? 0;
+  return { done: updated >= want - partition, observed: true, message };
 }

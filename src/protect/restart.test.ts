@@ -93,3 +93,18 @@ describe('OnDelete restart decisions', () => {
     });
   });
 });
+
+describe('a stuck replacement', () => {
+  it('stops the OnDelete restart with the pod reason instead of waiting out --timeout', () => {
+    const old = pod('web-2', { terminating: false });
+    const fresh = pod('web-2', {
+      uid: 'n',
+      revision: 'new',
+      ready: false,
+      problem: 'container app: CrashLoopBackOff (last exit 3, 1 restart(s))',
+    });
+    expect(replacementState([fresh], old, 'StatefulSet', 'new')).toEqual({
+      stuck: 'pod web-2: container app: CrashLoopBackOff (last exit 3, 1 restart(s))',
+    });
+  });
+});

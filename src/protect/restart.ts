@@ -11,12 +11,12 @@
 //
 // The decisions are pure functions of the observed pods (`nextStep`,
 // `replacementState`); `restartOneAtATime` only reads, deletes and waits.
-import { AppsV1Api, CoreV1Api, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import type { KubeTarget } from '../kube/config.js';
 import { kubeError, statusOf } from '../kube/errors.js';
+import { podProblem } from '../kube/pod-problems.js';
+import { REVISION_LABEL, RevisionPods } from '../kube/revision.js';
 import type { LiveWorkload, Workloads } from '../kube/workloads.js';
-
-const REVISION_LABEL = 'controller-revision-hash';
 
 /** What the restart needs to know about one pod. */
 export interface PodView {
@@ -31,6 +31,8 @@ export interface PodView {
    * too): where it runs, or the node its controller-set affinity names.
    */
   node: string;
+  /** Why the pod cannot become Ready by itself (see pod-problems.ts). */
+  problem?: string | undefined;
 }
 
 export type Step =
@@ -82,7 +84,7 @@ export function replacementState(
   deleted: PodView,
   kind: 'StatefulSet' | 'DaemonSet',
   revision: string,
-): true | string {
+): true | string | { stuck: string } {
   const slot = (p: PodView): boolean =>
     kind === 'StatefulSet' ? p.name === deleted.name : p.node === deleted.node;
   const candidates = pods.filter((p) => slot(p) && p.uid !== deleted.uid && !p.terminating);
@@ -90,7 +92,10 @@ export function replacementState(
   if (candidates.length === 0) return 'no replacement yet';
   const onNew = candidates.filter((p) => p.revision === revision);
   if (onNew.length === 0) return 'replacement is on an old template';
-  return onNew.some((p) => p.ready) ? true : 'replacement not Ready';
+  if (onNew.some((p) => p.ready)) return true;
+  // Waiting out --timeout on a crash loop only delays the report.
+  const stuck = onNew.find((p) => p.problem);
+  return stuck ? { stuck: `pod ${stuck.name}: ${stuck.problem ?? ''}` } : 'replacement not Ready';
 }
 
 export function viewOf(p: V1Pod): PodView {
@@ -104,6 +109,7 @@ export function viewOf(p: V1Pod): PodView {
       conditions.some((c) => c.type === 'Ready' && c.status === 'True'),
     terminating: p.metadata?.deletionTimestamp !== undefined,
     node: p.spec?.nodeName ?? affinityNode(p) ?? '',
+    problem: podProblem(p),
   };
 }
 
@@ -137,20 +143,29 @@ export interface RestartResult {
   total: number;
   /** Why the restart stopped before every pod was on the new template. */
   stopped?: string;
+  /** It stopped because a replacement cannot become Ready by itself. */
+  stuck?: boolean;
 }
 
-class Stopped extends Error {}
+class Stopped extends Error {
+  constructor(
+    message: string,
+    readonly stuck = false,
+  ) {
+    super(message);
+  }
+}
 
 export class OnDeleteRestart {
   private readonly core: CoreV1Api;
-  private readonly apps: AppsV1Api;
+  private readonly revisions: RevisionPods;
 
   constructor(
     private readonly kube: KubeTarget,
     private readonly workloads: Workloads,
   ) {
     this.core = kube.api(CoreV1Api);
-    this.apps = kube.api(AppsV1Api);
+    this.revisions = new RevisionPods(kube);
   }
 
   private async pods(w: LiveWorkload): Promise<PodView[]> {
@@ -194,21 +209,7 @@ export class OnDeleteRestart {
     }
     // DaemonSets publish no revision in their status: the current one is the
     // newest ControllerRevision they own, and pods carry its hash label.
-    const namespace = live.metadata?.namespace ?? '';
-    let revisions;
-    try {
-      revisions = await this.apps.listNamespacedControllerRevision({ namespace });
-    } catch (e) {
-      throw kubeError(
-        e,
-        { verb: 'list', resource: 'controllerrevisions.apps', namespace },
-        this.kube.server,
-      );
-    }
-    const newest = revisions.items
-      .filter((r) => r.metadata?.ownerReferences?.some((o) => o.uid === live.metadata?.uid))
-      .sort((a, b) => b.revision - a.revision)[0];
-    const hash = newest?.metadata?.labels?.[REVISION_LABEL];
+    const hash = await this.revisions.daemonSetRevision(live);
     if (!hash) return 'the controller has not published a revision yet';
     return { revision: hash, desired: status.desiredNumberScheduled ?? 0 };
   }
@@ -273,7 +274,14 @@ export class OnDeleteRestart {
           o,
           `a Ready replacement for pod ${pod.name} on the new template`,
           async () => {
-            return replacementState(await this.pods(w), pod, kind, revision);
+            const state = replacementState(await this.pods(w), pod, kind, revision);
+            if (typeof state === 'object') {
+              throw new Stopped(
+                `the replacement for pod ${pod.name} is stuck: ${state.stuck}`,
+                true,
+              );
+            }
+            return state;
           },
         );
         restarted++;
@@ -286,6 +294,7 @@ export class OnDeleteRestart {
         restarted,
         total: Math.max(total, restarted),
         stopped: `${e.message}; ${restarted} pod(s) restarted, the rest keep the old template until deleted`,
+        ...(e.stuck ? { stuck: true } : {}),
       };
     }
   }

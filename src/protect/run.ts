@@ -22,6 +22,8 @@ import {
   Workloads,
   type LiveWorkload,
 } from '../kube/workloads.js';
+import { stuckPods } from '../kube/pod-problems.js';
+import { RevisionPods } from '../kube/revision.js';
 import { readPlan, type LoadedPlan } from '../plan/read.js';
 import { workloadKey } from '../plan/write.js';
 import type { PlanWorkload, Tenant, WorkloadStatus } from '../plan/schema.js';
@@ -63,6 +65,8 @@ interface Outcome {
   failed?: boolean;
   /** Done, but --wait ran out before the rollout finished. */
   incomplete?: string;
+  /** ...because it cannot finish by itself (`incomplete` says why). */
+  stuck?: boolean;
   dryRun?: boolean;
 }
 
@@ -183,6 +187,7 @@ const QUESTIONS = {
 class Runner {
   private readonly workloads: Workloads;
   private readonly onDelete: OnDeleteRestart;
+  private readonly revisionPods: RevisionPods;
   private prompter: Prompter | undefined;
   private readonly listed = new Map<string, LiveWorkload>();
 
@@ -193,6 +198,7 @@ class Runner {
     const kube = loadKubeFor(o.kube, ctx);
     this.workloads = new Workloads(kube);
     this.onDelete = new OnDeleteRestart(kube, this.workloads);
+    this.revisionPods = new RevisionPods(kube);
   }
 
   /** --yes approves at once; interactively the note (if any) is printed before the question. */
@@ -309,7 +315,7 @@ class Runner {
     item: Item,
     live: LiveWorkload,
     steps: string[],
-  ): Promise<string | undefined> {
+  ): Promise<{ message: string; stuck: boolean } | undefined> {
     const r = await this.onDelete.run(live, {
       timeoutMs: this.o.timeoutMs,
       log: (line) => {
@@ -322,9 +328,19 @@ class Runner {
         ? `restart stopped (${r.restarted} of ${r.total} pod(s) restarted)`
         : `restarted (${r.restarted} of ${r.total} pod(s), one at a time)`,
     );
-    return r.stopped && `${label(item)}: ${r.stopped}`;
+    return r.stopped
+      ? { message: `${label(item)}: ${r.stopped}`, stuck: r.stuck === true }
+      : undefined;
   }
 
+  /**
+   * Follows the rollout until the controller reports it complete (see
+   * rolloutProgress), and stops early when it cannot complete: the
+   * controller gave up (ProgressDeadlineExceeded), or a pod of the new
+   * revision is stuck (crash loop, image, configuration; see pod-problems.ts).
+   * A stuck pod ends the wait at once: the kubelet has already retried, and
+   * waiting out --timeout would only delay the report.
+   */
   async waitFor(item: Item, steps: string[]): Promise<void> {
     const deadline = Date.now() + this.o.timeoutMs;
     let last = '';
@@ -341,6 +357,14 @@ class Runner {
       if (p.done) {
         steps.push('rolled out');
         return;
+      }
+      const pods = p.observed ? await this.revisionPods.of(live) : undefined;
+      const stuck = pods && stuckPods(pods);
+      if (stuck || p.failed) {
+        steps.push('rollout stuck');
+        throw new RolloutStuck(
+          `${label(item)}: rollout stuck: ${[stuck, p.failed].filter(Boolean).join('; ')}`,
+        );
       }
       if (Date.now() > deadline) {
         throw new RolloutTimeout(
@@ -392,7 +416,13 @@ class Runner {
     else if (decision.restart) {
       if (updateStrategy(patched) === 'on-delete') {
         const stopped = await this.restartOnDelete(item, patched, steps);
-        if (stopped) return { status: 'migrated', steps, incomplete: stopped };
+        if (stopped)
+          return {
+            status: 'migrated',
+            steps,
+            incomplete: stopped.message,
+            ...(stopped.stuck ? { stuck: true } : {}),
+          };
       } else steps.push('restarted');
     } else if (updateStrategy(patched) === 'on-delete') steps.push(NOT_RESTARTED_ONDELETE);
     if (this.o.wait && !paused && (updateStrategy(patched) === 'rolling' || decision.restart)) {
@@ -406,6 +436,7 @@ class Runner {
             status: 'migrated',
             steps,
             incomplete: e instanceof Error ? e.message : String(e),
+            ...(e instanceof RolloutStuck ? { stuck: true } : {}),
           };
         }
         throw e;
@@ -454,7 +485,13 @@ class Runner {
     const steps = [`removed ${present.length} annotation(s)`];
     if (restart) {
       const stopped = await this.restartOnDelete(item, patched, steps);
-      if (stopped) return { status: 'pending', steps, incomplete: stopped };
+      if (stopped)
+        return {
+          status: 'pending',
+          steps,
+          incomplete: stopped.message,
+          ...(stopped.stuck ? { stuck: true } : {}),
+        };
     } else if (updateStrategy(patched) === 'on-delete') steps.push(NOT_RESTARTED_ONDELETE);
     return { status: 'pending', steps };
   }
@@ -465,6 +502,8 @@ class Runner {
 }
 
 class RolloutTimeout extends Error {}
+/** The rollout cannot finish by itself (a stuck pod, or the controller gave up). */
+class RolloutStuck extends RolloutTimeout {}
 
 function describe(outcome: Outcome): string {
   const steps = outcome.steps.join(', ');
@@ -482,6 +521,8 @@ interface Counts {
   held: number;
   failed: number;
   unfinished: number;
+  /** Of the unfinished: rollouts that cannot finish by themselves. */
+  stuck: number;
 }
 
 async function runAll(
@@ -530,7 +571,15 @@ async function runLocked(
   }
   const runner = new Runner(o, ctx);
   await runner.prefetch(items);
-  const counts: Counts = { migrated: 0, skipped: 0, pending: 0, held: 0, failed: 0, unfinished: 0 };
+  const counts: Counts = {
+    migrated: 0,
+    skipped: 0,
+    pending: 0,
+    held: 0,
+    failed: 0,
+    unfinished: 0,
+    stuck: 0,
+  };
   try {
     await mapLimit(items, o.mode === 'interactive' ? 1 : o.concurrency, async (item) => {
       if (ctx.signal?.aborted) return;
@@ -560,6 +609,7 @@ async function runLocked(
       else counts[outcome.status]++;
       if (outcome.incomplete) {
         counts.unfinished++;
+        if (outcome.stuck) counts.stuck++;
         say(ctx.stderr, `Warning: ${outcome.incomplete}`);
       }
       await store?.record(ref(item), outcome.status);
@@ -584,6 +634,12 @@ async function runLocked(
   }
   if (counts.held > 0) {
     throw new CheckFailed(`${counts.held} workload(s) left as they were (see above)`);
+  }
+  if (counts.stuck > 0) {
+    const late = counts.unfinished - counts.stuck;
+    throw new CheckFailed(
+      `${counts.stuck} rollout(s) stuck${late > 0 ? `, ${late} did not finish within --timeout` : ''} (see above)`,
+    );
   }
   if (counts.unfinished > 0) {
     throw new CheckFailed(`${counts.unfinished} rollout(s) did not finish within --timeout`);

@@ -37,6 +37,13 @@ export const AuditReportSchema = z
         .number()
         .int()
         .describe('protected workloads whose every pod has cloudtaser-init'),
+      nativeSecretsWithMigratedValues: z
+        .number()
+        .int()
+        .nullable()
+        .describe(
+          'native Secrets still holding values protected workloads read from vault; null when Secrets could not be listed',
+        ),
       errors: z.number().int(),
       warnings: z.number().int(),
     }),
@@ -53,9 +60,15 @@ export const AuditReportSchema = z
         vaultRole: z.string().nullable(),
         vaultPaths: z.array(z.string()),
         rollout: z
-          .enum(['rolled-out', 'old-template', 'no-pods', 'not-applicable'])
-          .describe('whether live pods run the injected template; not-applicable when unprotected'),
-        pods: z.object({ total: z.number().int(), injected: z.number().int() }),
+          .enum(['rolled-out', 'not-ready', 'old-template', 'no-pods', 'not-applicable'])
+          .describe(
+            'whether live pods run the injected template and are Ready; not-applicable when unprotected',
+          ),
+        pods: z.object({
+          total: z.number().int(),
+          injected: z.number().int(),
+          ready: z.number().int(),
+        }),
       }),
     ),
     findings: z.array(FindingSchema),
@@ -75,7 +88,13 @@ export function auditJsonSchema(): Record<string, unknown> {
 export function auditReport(
   inv: Inventory,
   findings: Finding[],
-  meta: { generatedAt: string; vaultAddress: string; authPath: string },
+  meta: {
+    generatedAt: string;
+    vaultAddress: string;
+    authPath: string;
+    /** Native Secrets still holding migrated values; null when Secrets could not be listed. */
+    nativeSecrets?: number | null;
+  },
 ): AuditReport {
   const count = (s: string): number => inv.workloads.filter((w) => w.protection.state === s).length;
   return {
@@ -92,6 +111,7 @@ export function auditReport(
       rolledOut: inv.workloads.filter(
         (w) => w.protection.state === 'protected' && w.rollout === 'rolled-out',
       ).length,
+      nativeSecretsWithMigratedValues: meta.nativeSecrets ?? null,
       errors: findings.filter((f) => f.severity === 'error').length,
       warnings: findings.filter((f) => f.severity === 'warning').length,
     },
@@ -114,6 +134,9 @@ export function auditReport(
   };
 }
 
+const nativeText = (n: number | null): string =>
+  n === null ? 'unknown (Secrets could not be listed)' : String(n);
+
 const mdCell = (s: string): string => s.replace(/\|/g, '\\|');
 
 export function renderMarkdown(r: AuditReport): string {
@@ -130,6 +153,8 @@ export function renderMarkdown(r: AuditReport): string {
     '| workloads | protected | rolled out | partial | unprotected | not applicable | errors | warnings |',
     '|---|---|---|---|---|---|---|---|',
     `| ${s.workloads} | ${s.protected} | ${s.rolledOut} | ${s.partial} | ${s.unprotected} | ${s.notApplicable} | ${s.errors} | ${s.warnings} |`,
+    '',
+    `Native Secrets still holding migrated values: ${nativeText(s.nativeSecretsWithMigratedValues)}`,
     '',
     '## Findings',
     '',
@@ -194,7 +219,7 @@ table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.4rem .5
 </style></head><body>
 <h1>cloudtaser audit report</h1>
 <div class="meta">Generated <code>${esc(r.generatedAt)}</code> · cluster <code>${esc(r.cluster.server)}</code> (kube-system UID <code>${esc(r.cluster.kubeSystemUid ?? 'unknown')}</code>) · vault <code>${esc(r.vault.address)}</code> (auth/${esc(r.vault.authPath)})</div>
-<div class="cards">${card('workloads', s.workloads)}${card('protected', s.protected, 'good')}${card('rolled out', s.rolledOut, 'good')}${card('partial', s.partial, s.partial ? 'warn' : '')}${card('unprotected', s.unprotected, s.unprotected ? 'bad' : '')}${card('not applicable', s.notApplicable)}${card('errors', s.errors, s.errors ? 'bad' : '')}${card('warnings', s.warnings, s.warnings ? 'warn' : '')}</div>
+<div class="cards">${card('workloads', s.workloads)}${card('protected', s.protected, 'good')}${card('rolled out', s.rolledOut, 'good')}${card('partial', s.partial, s.partial ? 'warn' : '')}${card('unprotected', s.unprotected, s.unprotected ? 'bad' : '')}${card('not applicable', s.notApplicable)}${s.nativeSecretsWithMigratedValues === null ? '' : card('native Secrets holding migrated values', s.nativeSecretsWithMigratedValues, s.nativeSecretsWithMigratedValues ? 'warn' : 'good')}${card('errors', s.errors, s.errors ? 'bad' : '')}${card('warnings', s.warnings, s.warnings ? 'warn' : '')}</div>
 <h2>Findings</h2>${findings}
 <h2>Workloads</h2>
 <table><thead><tr><th>Workload</th><th>Protection</th><th>Rollout</th><th>Pods</th><th>Role</th><th>Vault paths</th><th>Secret sources</th></tr></thead><tbody>${workloads}</tbody></table>

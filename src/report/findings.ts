@@ -4,6 +4,7 @@ import type { PolicyRule } from './policy.js';
 import { excessGrants, governingRule, grantsRead } from './policy.js';
 import type { Inventory, WorkloadFacts } from './inventory.js';
 import type { VaultFacts } from './vault-facts.js';
+import type { SecretKeys } from '../contract/workload.js';
 import { VAULT_TOKEN_AUDIENCE } from '../contract/annotations.js';
 
 export type Severity = 'error' | 'warning';
@@ -23,10 +24,11 @@ export interface Finding {
     | 'path-deleted'
     | 'field-missing'
     | 'native-secret-referenced'
+    | 'native-secret-remains'
     | 'unprotected'
     | 'role-too-broad'
     | 'pods-without-init';
-  /** `Kind namespace/name`, or a role for role-level findings. */
+  /** `Kind namespace/name`, `Secret namespace/name`, or a role for role-level findings. */
   subject: string;
   message: string;
 }
@@ -194,4 +196,66 @@ export function auditFindings(inv: Inventory, facts: VaultFacts): Finding[] {
     }
   }
   return out;
+}
+
+/** A native Secret that still holds keys a protected workload now reads from vault. */
+export interface MigratedValueSecret {
+  namespace: string;
+  name: string;
+  keys: string[];
+  vaultPaths: string[];
+}
+
+/**
+ * Native Secrets that still hold values a protected workload reads from
+ * vault: a Secret the workload still names, or the one the vault path is
+ * named after (`<mount>/data/<namespace>/<secret>`, discover's suggestion),
+ * with a key named like a field the env-map reads from that path. Key names
+ * only: values are neither read nor compared.
+ */
+export function migratedValueSecrets(
+  inv: Inventory,
+  secrets: readonly SecretKeys[],
+): MigratedValueSecret[] {
+  const byId = new Map(secrets.map((s) => [`${s.namespace}/${s.name}`, s]));
+  const out = new Map<string, { keys: Set<string>; paths: Set<string> }>();
+  for (const w of inv.workloads) {
+    if (w.protection.state !== 'protected' && w.protection.state !== 'partial') continue;
+    const named = w.sources
+      .filter((s) => s.startsWith('k8s-secret/'))
+      .map((s) => s.slice('k8s-secret/'.length));
+    for (const e of w.protection.envMap) {
+      const tail = e.path.split('/data/').slice(1).join('/data/').split('/');
+      const byPath = tail.length === 2 && tail[0] === w.namespace ? [tail[1] ?? ''] : [];
+      for (const name of new Set([...named, ...byPath])) {
+        const id = `${w.namespace}/${name}`;
+        if (!byId.get(id)?.keys.includes(e.field)) continue;
+        const hit = out.get(id) ?? { keys: new Set<string>(), paths: new Set<string>() };
+        hit.keys.add(e.field);
+        hit.paths.add(e.path);
+        out.set(id, hit);
+      }
+    }
+  }
+  return [...out]
+    .sort((a, b) => a[0].localeCompare(b[0]))
+    .map(([id, hit]) => {
+      const slash = id.indexOf('/');
+      return {
+        namespace: id.slice(0, slash),
+        name: id.slice(slash + 1),
+        keys: [...hit.keys].sort(),
+        vaultPaths: [...hit.paths].sort(),
+      };
+    });
+}
+
+/** One warning per native Secret still holding migrated values. */
+export function migratedValueFindings(found: readonly MigratedValueSecret[]): Finding[] {
+  return found.map((s) => ({
+    severity: 'warning',
+    code: 'native-secret-remains',
+    subject: `Secret ${s.namespace}/${s.name}`,
+    message: `still holds value(s) now read from vault: ${s.keys.join(', ')} (${s.vaultPaths.join(', ')}); delete it with cloudtaser target cleanup once nothing references it`,
+  }));
 }

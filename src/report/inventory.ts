@@ -4,11 +4,16 @@
 // once with cluster-wide lists; judging is pure.
 import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { allSettledOrThrow } from '../core/concurrency.js';
-import { referencedSources, SYSTEM_NAMESPACES, type WorkloadObject } from '../contract/workload.js';
+import {
+  referencedSources,
+  SYSTEM_NAMESPACES,
+  type SecretKeys,
+  type WorkloadObject,
+} from '../contract/workload.js';
 import type { KubeTarget } from '../kube/config.js';
-import { kubeError, statusOf } from '../kube/errors.js';
+import { KubeApiError, kubeError, statusOf } from '../kube/errors.js';
 import { listAll, PAGE_SIZE } from '../kube/list.js';
-import { scanCluster } from '../kube/scan.js';
+import { scanCluster, secretKeys } from '../kube/scan.js';
 import { KV2_DATA_PATH, type WorkloadKind } from '../plan/schema.js';
 import {
   ANNOTATION,
@@ -21,7 +26,19 @@ import {
 export const INIT_CONTAINER = 'cloudtaser-init';
 
 export type ProtectionState = 'protected' | 'partial' | 'unprotected' | 'not-applicable';
-export type RolloutState = 'rolled-out' | 'old-template' | 'no-pods';
+/**
+ * rolled-out: every pod carries cloudtaser-init and is Ready; not-ready:
+ * every pod carries it, but some are not Ready (starting, or failing: the
+ * wrapper fails closed when it cannot read its secrets); old-template: some
+ * pods run without it.
+ */
+export type RolloutState = 'rolled-out' | 'not-ready' | 'old-template' | 'no-pods';
+
+export interface PodCounts {
+  total: number;
+  injected: number;
+  ready: number;
+}
 
 export interface Protection {
   state: ProtectionState;
@@ -41,7 +58,7 @@ export interface WorkloadFacts {
   /** Plan-style sources: k8s-secret/<name>, vault-agent/<file>. */
   sources: string[];
   protection: Protection;
-  pods: { total: number; injected: number };
+  pods: PodCounts;
   rollout: RolloutState;
 }
 
@@ -114,6 +131,7 @@ interface PodLite {
   namespace: string;
   owner: { kind: string; name: string } | undefined;
   injected: boolean;
+  ready: boolean;
 }
 
 /** Reads workloads, pods and ReplicaSets once and judges every workload. */
@@ -137,6 +155,9 @@ export async function readInventory(target: KubeTarget, namespace?: string): Pro
           p.metadata?.ownerReferences?.find((o) => o.controller) ??
           p.metadata?.ownerReferences?.[0],
         injected: (p.spec?.initContainers ?? []).some((c) => c.name === INIT_CONTAINER),
+        ready:
+          p.status?.phase === 'Running' &&
+          (p.status.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True'),
       }),
       { verb: 'list', resource: 'pods', namespace },
       target.server,
@@ -168,7 +189,7 @@ export async function readInventory(target: KubeTarget, namespace?: string): Pro
   ]);
 
   const rsOwner = new Map(replicaSets.map((r) => [r.key, r.deployment]));
-  const podsByWorkload = new Map<string, { total: number; injected: number }>();
+  const podsByWorkload = new Map<string, PodCounts>();
   for (const p of pods) {
     if (!p.owner) continue;
     let kind = p.owner.kind;
@@ -180,9 +201,10 @@ export async function readInventory(target: KubeTarget, namespace?: string): Pro
       name = dep;
     }
     const key = `${p.namespace}/${kind}/${name}`;
-    const c = podsByWorkload.get(key) ?? { total: 0, injected: 0 };
+    const c = podsByWorkload.get(key) ?? { total: 0, injected: 0, ready: 0 };
     c.total++;
     if (p.injected) c.injected++;
+    if (p.ready) c.ready++;
     podsByWorkload.set(key, c);
   }
 
@@ -198,18 +220,14 @@ export async function readInventory(target: KubeTarget, namespace?: string): Pro
   return { server: target.server, clusterUid, workloads };
 }
 
-function workloadFacts(
-  w: WorkloadObject,
-  pods: ReadonlyMap<string, { total: number; injected: number }>,
-): WorkloadFacts {
+function workloadFacts(w: WorkloadObject, pods: ReadonlyMap<string, PodCounts>): WorkloadFacts {
   const sources = [...referencedSources(w)].sort();
   const protection = judgeProtection(w.spec?.template?.metadata?.annotations, sources.length > 0);
   const count = pods.get(`${w.metadata.namespace}/${w.kind}/${w.metadata.name}`) ?? {
     total: 0,
     injected: 0,
+    ready: 0,
   };
-  const rollout: RolloutState =
-    count.total === 0 ? 'no-pods' : count.injected === count.total ? 'rolled-out' : 'old-template';
   const spec = w.spec?.template?.spec;
   return {
     kind: w.kind,
@@ -219,6 +237,45 @@ function workloadFacts(
     sources,
     protection,
     pods: count,
-    rollout,
+    rollout: rolloutState(count),
   };
+}
+
+/**
+ * Key names of every Secret (in one namespace, or cluster-wide), for the
+ * audit's count of Secrets still holding migrated values. The API cannot list
+ * key names alone: values cross the wire and are dropped page by page. A user
+ * who may not list Secrets gets undefined (the report says "unknown").
+ */
+export async function readSecretKeys(
+  target: KubeTarget,
+  namespace?: string,
+): Promise<SecretKeys[] | undefined> {
+  const core = target.api(CoreV1Api);
+  const page = (cont: string | undefined) => ({
+    limit: PAGE_SIZE,
+    ...(cont ? { _continue: cont } : {}),
+  });
+  try {
+    const all = await listAll(
+      (cont) =>
+        namespace
+          ? core.listNamespacedSecret({ namespace, ...page(cont) })
+          : core.listSecretForAllNamespaces(page(cont)),
+      secretKeys,
+      { verb: 'list', resource: 'secrets', namespace },
+      target.server,
+    );
+    return all.filter((s) => !SYSTEM_NAMESPACES.has(s.namespace));
+  } catch (e) {
+    if (e instanceof KubeApiError && e.status === 403) return undefined;
+    throw e;
+  }
+}
+
+/** Whether the live pods run the injected template, and are Ready on it. Pure. */
+export function rolloutState(count: PodCounts): RolloutState {
+  if (count.total === 0) return 'no-pods';
+  if (count.injected < count.total) return 'old-template';
+  return count.ready < count.total ? 'not-ready' : 'rolled-out';
 }

@@ -2,8 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { planJsonSchema } from '../plan/schema.js';
 import { auditJsonSchema } from './audit-schema.js';
-import { validateWorkload } from './findings.js';
-import { judgeProtection, type WorkloadFacts } from './inventory.js';
+import { migratedValueFindings, migratedValueSecrets, validateWorkload } from './findings.js';
+import { judgeProtection, rolloutState, type WorkloadFacts } from './inventory.js';
 import { excessGrants, grantsRead, parsePolicy } from './policy.js';
 
 describe('policy reading', () => {
@@ -170,7 +170,7 @@ describe('role findings', () => {
       paths: ['secret/data/payments/db'],
       envMap: [{ path: 'secret/data/payments/db', field: 'p', env: 'P' }],
     },
-    pods: { total: 0, injected: 0 },
+    pods: { total: 0, injected: 0, ready: 0 },
     rollout: 'no-pods',
   };
   const facts = (audience: string) => ({
@@ -222,5 +222,70 @@ describe('published schemas', () => {
     ) as unknown;
     expect(plan).toEqual(planJsonSchema());
     expect(audit).toEqual(auditJsonSchema());
+  });
+});
+
+describe('native Secrets still holding migrated values', () => {
+  const workload = (over: Partial<WorkloadFacts>): WorkloadFacts => ({
+    kind: 'Deployment',
+    namespace: 'shop',
+    name: 'api',
+    serviceAccount: 'default',
+    sources: [],
+    protection: {
+      state: 'protected',
+      problems: [],
+      paths: ['secret/data/shop/db'],
+      envMap: [
+        { path: 'secret/data/shop/db', field: 'pass', env: 'DB_PASS' },
+        { path: 'secret/data/shop/db', field: 'user', env: 'DB_USER' },
+      ],
+    },
+    pods: { total: 0, injected: 0, ready: 0 },
+    rollout: 'no-pods',
+    ...over,
+  });
+  const inv = (...workloads: WorkloadFacts[]) => ({ server: 's', clusterUid: 'u', workloads });
+
+  it('finds the Secret a vault path is named after, and one the workload still names', () => {
+    const found = migratedValueSecrets(inv(workload({ sources: ['k8s-secret/legacy'] })), [
+      { namespace: 'shop', name: 'db', keys: ['pass', 'user', 'x'] },
+      { namespace: 'shop', name: 'legacy', keys: ['user'] },
+      { namespace: 'shop', name: 'unrelated', keys: ['pass'] },
+      { namespace: 'other', name: 'db', keys: ['pass'] },
+    ]);
+    expect(found).toEqual([
+      {
+        namespace: 'shop',
+        name: 'db',
+        keys: ['pass', 'user'],
+        vaultPaths: ['secret/data/shop/db'],
+      },
+      { namespace: 'shop', name: 'legacy', keys: ['user'], vaultPaths: ['secret/data/shop/db'] },
+    ]);
+    expect(migratedValueFindings(found)[0]).toMatchObject({
+      severity: 'warning',
+      code: 'native-secret-remains',
+      subject: 'Secret shop/db',
+    });
+  });
+
+  it('counts nothing once the Secrets are gone, or for unprotected workloads', () => {
+    expect(migratedValueSecrets(inv(workload({})), [])).toEqual([]);
+    const unprotected = workload({
+      protection: { state: 'unprotected', problems: [], paths: [], envMap: [] },
+    });
+    expect(
+      migratedValueSecrets(inv(unprotected), [{ namespace: 'shop', name: 'db', keys: ['pass'] }]),
+    ).toEqual([]);
+  });
+});
+
+describe('rollout state', () => {
+  it('rolled out only when every pod carries cloudtaser-init and is Ready', () => {
+    expect(rolloutState({ total: 0, injected: 0, ready: 0 })).toBe('no-pods');
+    expect(rolloutState({ total: 3, injected: 2, ready: 3 })).toBe('old-template');
+    expect(rolloutState({ total: 3, injected: 3, ready: 2 })).toBe('not-ready');
+    expect(rolloutState({ total: 3, injected: 3, ready: 3 })).toBe('rolled-out');
   });
 });

@@ -1,13 +1,21 @@
 // `target status`, `target validate` and `target audit`. All read-only.
 import { rfc3339, say, type Context } from '../core/context.js';
+import { allSettledOrThrow } from '../core/concurrency.js';
 import { CheckFailed } from '../core/errors.js';
 import { loadKubeFor, type KubeOptions } from '../kube/config.js';
 import type { LoadedPlan } from '../plan/read.js';
 import { vaultClient } from '../vault/apply.js';
 import type { VaultFlags } from '../vault/client.js';
 import { auditReport, type AuditReport } from './audit-schema.js';
-import { auditFindings, subjectOf, validateWorkload, type Finding } from './findings.js';
-import { readInventory, type Inventory, type WorkloadFacts } from './inventory.js';
+import {
+  auditFindings,
+  migratedValueFindings,
+  migratedValueSecrets,
+  subjectOf,
+  validateWorkload,
+  type Finding,
+} from './findings.js';
+import { readInventory, readSecretKeys, type Inventory, type WorkloadFacts } from './inventory.js';
 import { readVaultFacts, type VaultFacts } from './vault-facts.js';
 
 export interface StatusRow {
@@ -51,7 +59,11 @@ export function statusRows(inv: Inventory, plan?: LoadedPlan): StatusRow[] {
       name: w.name,
       state: w.protection.state,
       problems: w.protection.problems,
-      pods: w.pods.total === 0 ? '-' : `${w.pods.injected}/${w.pods.total} injected`,
+      pods:
+        w.pods.total === 0
+          ? '-'
+          : `${w.pods.injected}/${w.pods.total} injected` +
+            (w.pods.ready < w.pods.total ? `, ${w.pods.total - w.pods.ready} not Ready` : ''),
       rollout:
         w.protection.state === 'protected' || w.protection.state === 'partial' ? w.rollout : '-',
       ...(plan ? { plan: ps ?? '-', mismatch: planMismatch(ps, w) } : {}),
@@ -180,11 +192,19 @@ export async function runValidate(o: VaultReportOptions, ctx: Context): Promise<
 }
 
 export async function buildAudit(o: VaultReportOptions, ctx: Context): Promise<AuditReport> {
-  const { inv, facts, address } = await gather(o, ctx);
-  const findings: Finding[] = auditFindings(inv, facts);
+  const [{ inv, facts, address }, secrets] = await allSettledOrThrow([
+    gather(o, ctx),
+    readSecretKeys(loadKubeFor(o.kube, ctx), o.kubeNamespace),
+  ]);
+  const remaining = secrets ? migratedValueSecrets(inv, secrets) : undefined;
+  const findings: Finding[] = [
+    ...auditFindings(inv, facts),
+    ...migratedValueFindings(remaining ?? []),
+  ];
   return auditReport(inv, findings, {
     generatedAt: rfc3339(ctx.now()),
     vaultAddress: address,
     authPath: o.authPath,
+    nativeSecrets: remaining ? remaining.length : null,
   });
 }

@@ -94,7 +94,8 @@ export interface VerifyReport {
   errors: number;
 }
 
-function judge(
+/** Whether one path's state holds the given fields, as verify-plan says it (cleanup reuses it). */
+export function judge(
   fields: readonly string[],
   state: PathState,
 ): Omit<SecretCheck, 'source' | 'vaultPath'> {

@@ -1,23 +1,36 @@
 // Shared by the tests that run the product's runtime in real pods on the
-// sandbox's node: waiting for a pod's state and reading a container's
-// processes from the host. The sandbox with a node and the built `cloudtaser
-// webhook serve` registered for one namespace live in testenv/pods.ts (the
-// bench uses them too) and are re-exported here.
+// sandbox's node: the run's sandbox with its node, waiting for a pod's state,
+// and reading a container's processes from the host. The built `cloudtaser
+// webhook serve` registered for one namespace comes from testenv/pods.ts (the
+// bench uses it too) and is re-exported here.
 import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { MEDIA, registryClient, type Descriptor, type ImageConfig } from '../../testenv/images.js';
 import { nodeCgroupDirs } from '../../testenv/node.js';
-import { eventually } from './sandbox.js';
+import type { SandboxInfo } from '../../testenv/sandbox.js';
+import { eventually, requireNode, sandbox } from './sandbox.js';
 
-export {
-  acquirePodSandbox,
-  clientsFor,
-  startPodWebhook,
-  type PodSandbox,
-  type PodWebhook,
-} from '../../testenv/pods.js';
+export interface PodSandbox {
+  info: SandboxInfo;
+  /** Lets go of the sandbox (the run's shared one: nothing to stop). */
+  release(): Promise<void>;
+}
+
+/**
+ * A sandbox whose node really runs pods. The one place that decides where
+ * it comes from: the test run's sandbox and its node. On a machine that
+ * cannot run one, this throws the sandbox's one-line reason (the test
+ * fails; it is never skipped). Pods must carry `node.toleration`.
+ */
+export function acquirePodSandbox(): Promise<PodSandbox> {
+  const info = sandbox();
+  requireNode(info);
+  return Promise.resolve({ info, release: () => Promise.resolve() });
+}
+
+export { clientsFor, startPodWebhook, type PodWebhook } from '../../testenv/pods.js';
 
 /** Waits until the pod satisfies `ok` and returns it; names the last state on timeout. */
 export async function waitForPod(

@@ -3,10 +3,23 @@ import { randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
 import { loadKube } from '../../src/kube/config.js';
 import { KubeRest, resourcePath } from '../../src/kube/rest.js';
-import type { SandboxInfo } from '../../testenv/sandbox.js';
+import type { SandboxInfo, SandboxNode } from '../../testenv/sandbox.js';
 
 export function sandbox(): SandboxInfo {
   return inject('sandbox');
+}
+
+/**
+ * The global sandbox's node, for a test that needs pods to really run. On a
+ * machine that cannot run one, throws the sandbox's one-line reason: the test
+ * fails with it, it is never skipped.
+ */
+export function requireNode(info: SandboxInfo = sandbox()): SandboxNode {
+  if (info.node) return info.node;
+  throw new Error(
+    info.nodeUnavailable ??
+      'the test sandbox has no node (it was started without one); this test needs pods to run',
+  );
 }
 
 export function kubeConfig(info: SandboxInfo = sandbox()): KubeConfig {

@@ -1,15 +1,20 @@
 // The built `cloudtaser webhook serve` as its own process, as a cluster runs
 // it, and an HTTPS client that posts AdmissionReviews to it the way the API
 // server does.
-import { AdmissionregistrationV1Api, CoreV1Api, type V1Pod } from '@kubernetes/client-node';
+import {
+  AdmissionregistrationV1Api,
+  CoreV1Api,
+  type KubeConfig,
+  type V1Pod,
+} from '@kubernetes/client-node';
 import { request } from 'node:https';
 import { connect, type PeerCertificate } from 'node:tls';
 import type { SandboxInfo } from '../../testenv/sandbox.js';
 import {
-  registerWebhook as registerOnSandbox,
+  registerWebhook as registerWith,
   type WebhookRegistration,
 } from '../../testenv/webhook.js';
-import { kubeConfig, sandbox } from './sandbox.js';
+import { kubeConfig } from './sandbox.js';
 
 export { startWebhookProcess, type WebhookProcess } from '../../testenv/webhook.js';
 
@@ -79,14 +84,16 @@ export function servedCertificate(port: number): Promise<PeerCertificate> {
 
 export { waitForWebhook } from '../../testenv/webhook-probe.js';
 
-export interface TestWebhookOptions extends Omit<WebhookRegistration, 'sandbox'> {
+export interface TestWebhookOptions extends Omit<WebhookRegistration, 'kubeConfig'> {
   /** The sandbox whose API server gets it (default: the test run's). */
   sandbox?: SandboxInfo;
+  /** The cluster to register with (default: the test run's sandbox). */
+  kubeConfig?: KubeConfig;
 }
 
 /** testenv's registerWebhook, on the test run's sandbox unless told otherwise. */
 export async function registerWebhook(o: TestWebhookOptions): Promise<void> {
-  await registerOnSandbox({ ...o, sandbox: o.sandbox ?? sandbox() });
+  await registerWith({ ...o, kubeConfig: o.kubeConfig ?? kubeConfig(o.sandbox) });
 }
 
 /** Test clean-up: the webhook configuration and the namespace, if present. */

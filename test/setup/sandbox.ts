@@ -1,6 +1,12 @@
 // Vitest global setup for the integration project: one real sandbox per test
 // run, shared by every integration test file (each test uses its own
 // namespaces and vault paths, so files can run in parallel).
+//
+// The sandbox has the real node when this machine can run one. When it
+// cannot (no root, no mount namespaces, packages it may not install), the
+// control plane still comes up, the reason is printed once, and it travels
+// in the provided sandbox info: every test that needs the node fails with
+// that line (requireNode in test/helpers/sandbox.ts), none is skipped.
 import type { TestProject } from 'vitest/node';
 import { startSandbox, type SandboxInfo } from '../../testenv/sandbox.js';
 
@@ -12,6 +18,7 @@ declare module 'vitest' {
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const sb = await startSandbox({
+    node: 'auto',
     log: (line) => {
       console.error(line);
     },

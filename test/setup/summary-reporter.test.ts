@@ -2,6 +2,8 @@
 // child process on a tiny fixture project (a passing file, a file whose
 // beforeAll fails, a file that fails while loading) and reads its last line.
 import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { projectRoot } from '../../testenv/paths.js';
@@ -61,5 +63,36 @@ describe('summary reporter', () => {
     expect(passed).toBe(0);
     expect(failed).toBeGreaterThan(0);
     expect(run.closing).toMatch(/global setup|before any test/);
+  }, 90_000);
+
+  it('with two runs (npm test), prints each run as its own and the total as the closing line', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ct-reporter-'));
+    try {
+      const file = join(dir, 'totals');
+      const env = { CLOUDTASER_VITEST_TOTALS: file };
+      const first = await runFixture({ ...env, CLOUDTASER_VITEST_RUN: '1/2' });
+      expect(first.output).toMatch(/^vitest run 1\/2: 2 passed, 4 failed, 1 skipped/m);
+      // Not the last run: no total yet, and no line a log reader takes for one.
+      expect(first.closing).toBe('');
+      const second = await runFixture({ ...env, CLOUDTASER_VITEST_RUN: '2/2' });
+      expect(second.output).toMatch(/^vitest run 2\/2: 2 passed, 4 failed, 1 skipped/m);
+      expect(counts(second.closing)).toEqual({ passed: 4, failed: 8, skipped: 2 });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 180_000);
+
+  it('counts an earlier run that reported nothing as a failure in the total', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ct-reporter-'));
+    try {
+      const run = await runFixture({
+        CLOUDTASER_VITEST_TOTALS: join(dir, 'totals'),
+        CLOUDTASER_VITEST_RUN: '2/2',
+      });
+      expect(counts(run.closing)).toEqual({ passed: 2, failed: 5, skipped: 1 });
+      expect(run.closing).toContain('run 1/2 reported nothing');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   }, 90_000);
 });

@@ -1,10 +1,17 @@
 // Adds one plain closing line, "vitest: N passed, N failed, N skipped", after
 // the default reporter's output, so any CI log reader can count the run.
 //
+// `npm test` makes two vitest runs (test/setup/run-vitest.sh). There each run
+// prints "vitest run I/N: ..." for itself and appends its counts to the file
+// CLOUDTASER_VITEST_TOTALS names; the last run also prints the one
+// "vitest: ..." line, the total of all runs. A run that reported nothing (it
+// crashed before its end) counts as one failure in the total.
+//
 // The line must never read "0 failed" on a red run. Vitest marks the tests of
 // a file whose beforeAll (or module-level code) failed as skipped, or collects
 // none at all, and a failing global setup ends the run with no modules; all of
 // those count as failed here, and a parenthesis says why.
+import { appendFileSync, readFileSync } from 'node:fs';
 import type { Reporter, SerializedError, TestModule, TestRunEndReason } from 'vitest/node';
 
 export interface RunCounts {
@@ -73,12 +80,60 @@ export function closingLine(c: RunCounts): string {
   return `vitest: ${c.passed} passed, ${c.failed} failed, ${c.skipped} skipped${why}`;
 }
 
+/** This run's place among several (CLOUDTASER_VITEST_RUN=I/N), with the file they share. */
+export interface RunPart {
+  file: string;
+  index: number;
+  count: number;
+}
+
+export function runPart(env: NodeJS.ProcessEnv): RunPart | undefined {
+  const file = env.CLOUDTASER_VITEST_TOTALS;
+  const m = /^(\d+)\/(\d+)$/.exec(env.CLOUDTASER_VITEST_RUN ?? '');
+  if (!file || !m) return undefined;
+  const index = Number(m[1]);
+  const count = Number(m[2]);
+  return index >= 1 && index <= count ? { file, index, count } : undefined;
+}
+
+/** The total over every run's entry in the shared file, counting a missing run as failed. */
+export function totalOf(entries: readonly (RunCounts & { index: number })[], count: number) {
+  const total: RunCounts = { passed: 0, failed: 0, skipped: 0, notes: [] };
+  for (let i = 1; i <= count; i++) {
+    const e = entries.find((x) => x.index === i);
+    if (!e) {
+      total.failed++;
+      total.notes.push(`run ${i}/${count} reported nothing`);
+      continue;
+    }
+    total.passed += e.passed;
+    total.failed += e.failed;
+    total.skipped += e.skipped;
+    total.notes.push(...e.notes.map((n) => `run ${i}/${count}: ${n}`));
+  }
+  return total;
+}
+
+/** The lines one run prints: its own, and for the last of several the total. */
+export function closingLines(c: RunCounts, part: RunPart | undefined): string[] {
+  if (!part) return [closingLine(c)];
+  appendFileSync(part.file, `${JSON.stringify({ ...c, index: part.index })}\n`);
+  const own = closingLine(c).replace(/^vitest:/, `vitest run ${part.index}/${part.count}:`);
+  if (part.index < part.count) return [own];
+  const entries = readFileSync(part.file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as RunCounts & { index: number });
+  return [own, closingLine(totalOf(entries, part.count))];
+}
+
 export default class SummaryReporter implements Reporter {
   onTestRunEnd(
     modules: readonly TestModule[],
     unhandledErrors: readonly SerializedError[],
     reason: TestRunEndReason,
   ): void {
-    process.stdout.write(`\n${closingLine(countRun(modules, unhandledErrors, reason))}\n`);
+    const lines = closingLines(countRun(modules, unhandledErrors, reason), runPart(process.env));
+    process.stdout.write(`\n${lines.join('\n')}\n`);
   }
 }

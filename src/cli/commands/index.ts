@@ -7,6 +7,7 @@ import { registerTargetProtect } from './target-protect.js';
 import { registerTargetReports } from './target-report.js';
 import { registerTargetInstall } from './target-install.js';
 import { registerTargetImport } from './target-import.js';
+import { registerTargetCleanup } from './target-cleanup.js';
 import { registerWebhookCommands } from './webhook.js';
 
 /**
@@ -20,6 +21,7 @@ export function registerCommands(program: Command, ctx: Context): void {
   registerTargetDiscover(target, ctx);
   registerTargetImport(target, ctx);
   registerTargetProtect(target, ctx);
+  registerTargetCleanup(target, ctx);
   registerTargetReports(target, ctx);
   registerTargetInstall(target, ctx);
   const source = program

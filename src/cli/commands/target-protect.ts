@@ -34,7 +34,11 @@ export function registerTargetProtect(target: Command, ctx: Context): void {
     .option('--context <name>', 'kubeconfig context to use')
     .option('-n, --namespace <namespace>', 'only workloads in this namespace')
     .option('--dry-run', 'print the patches without changing anything', false)
-    .option('--wait', 'follow each rollout until it completes or --timeout passes', false)
+    .option(
+      '--wait',
+      'follow each rollout until every new pod is Ready, a new pod is stuck (crash loop, image, config: exit 1 with its reason) or --timeout passes',
+      false,
+    )
     .option(
       '--restart-ondelete',
       'with --yes: also restart OnDelete StatefulSets/DaemonSets, deleting one pod at a time and waiting until its replacement is Ready (without it their pods keep the old template until deleted)',
