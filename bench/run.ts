@@ -2,7 +2,8 @@
 // cluster on the sandbox (N namespaces × M Deployments, each reading 1–3
 // Secrets) with the matching vault state, then times each cloudtaser step
 // side by side with the baseline a user would otherwise use, and writes
-// bench/RESULTS.md. It reports; it never fails CI.
+// bench/RESULTS.md. It reports; it never fails CI. The `pods` and
+// `admission` steps (bench/pods.ts) run real pods on a sandbox with a node.
 import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -16,6 +17,7 @@ import { Workloads } from '../src/kube/workloads.js';
 import { parsePlan } from '../src/plan/read.js';
 import { ANNOTATION } from '../src/contract/annotations.js';
 import { protectAnnotations } from '../src/protect/annotations.js';
+import { POD_STEPS, runPodSteps, type PodRows, type PodStep } from './pods.js';
 import { startRaftOpenBao } from './raft-openbao.js';
 import { personalSandboxDir, projectRoot } from '../testenv/paths.js';
 import { runningSandbox, startSandbox, type SandboxInfo } from '../testenv/sandbox.js';
@@ -26,15 +28,19 @@ const arg = (name: string, dflt: number): number => {
 };
 const N = arg('namespaces', 200);
 const M = arg('workloads', 10);
-const STEPS = ['discover', 'apply', 'raft', 'verify', 'import', 'protect', 'growth'] as const;
+const CLI_STEPS = ['discover', 'apply', 'raft', 'verify', 'import', 'protect', 'growth'] as const;
+const STEPS = [...CLI_STEPS, ...POD_STEPS] as const;
 type Step = (typeof STEPS)[number];
 const HELP = `usage: npm run bench -- [options]
   --namespaces N   synthetic cluster size: namespaces (default 200)
   --workloads M    Deployments per namespace (default 10)
-  --only a,b       run only these steps (printed; RESULTS.md is left alone):
-                   ${STEPS.join(', ')}
+  --only a,b       run only these steps: ${STEPS.join(', ')}
                    (apply = first run vs the bao CLI loop and the re-run on the dev server;
-                    raft = first run and re-run against OpenBao with Raft storage)
+                    raft = first run and re-run against OpenBao with Raft storage;
+                    pods = start of injected vs uninjected pods on the sandbox node;
+                    admission = 200 annotated pods at once through the API server)
+                   RESULTS.md has one table for ${CLI_STEPS.length} CLI steps and one for the 2
+                   pod steps; a run rewrites the tables whose steps all ran and keeps the others
   --repeat K       measure the raft pair and protect K times each; every run is reported
   --running        use the sandbox of \`npm run sandbox -- up\` and leave it (and the
                    synthetic cluster) up afterwards, for profiling one step at a time`;
@@ -42,7 +48,8 @@ if (process.argv.includes('--help')) {
   console.log(HELP);
   process.exit(0);
 }
-// `--only protect,growth` runs a subset (printed, RESULTS.md untouched).
+// `--only protect,growth` runs a subset (printed; only a table all of whose
+// steps ran is rewritten in RESULTS.md).
 // `--running` uses the sandbox of `npm run sandbox -- up` and leaves it, with
 // the synthetic cluster, up afterwards: for profiling one step at a time.
 const onlyAt = process.argv.indexOf('--only');
@@ -54,6 +61,8 @@ for (const o of only) {
   }
 }
 const run = (step: Step): boolean => only.has(step);
+const cliWanted = CLI_STEPS.some(run);
+const podsWanted = POD_STEPS.some(run);
 const useRunning = process.argv.includes('--running');
 const REPEAT = arg('repeat', 1);
 const ANALYSIS_MARKER = '<!-- analysis: kept when the bench rewrites the tables above -->';
@@ -109,9 +118,12 @@ const log = (s: string): void => {
 async function main(): Promise<void> {
   // --running borrows the healthy sandbox of `npm run sandbox -- up` (its
   // owner stops it); otherwise the bench owns a fresh temporary one.
+  // The pod steps need a node (one per machine: a start waits for another to stop).
   const sb: { info: SandboxInfo; stop: () => Promise<void> } = useRunning
     ? { info: await runningSandbox(personalSandboxDir()), stop: () => Promise.resolve() }
-    : await startSandbox({ log });
+    : await startSandbox({ log, node: podsWanted });
+  if (podsWanted && !sb.info.node)
+    throw new Error('the pod steps need a sandbox with a node (npm run sandbox -- up --node)');
   const work = useRunning
     ? join(personalSandboxDir(), 'bench')
     : await mkdtemp(join(tmpdir(), 'cloudtaser-bench-'));
@@ -177,16 +189,22 @@ async function main(): Promise<void> {
   };
   const rows: string[][] = [];
   const memory: string[][] = [];
+  let pods: PodRows = { rows: [], notes: [] };
   try {
-    // --- the synthetic cluster
-    log(`creating ${N} namespaces × ${M} Deployments`);
+    if (podsWanted) {
+      pods = await runPodSteps(sb.info, work, new Set<PodStep>(POD_STEPS.filter(run)), log);
+    }
+    // --- the synthetic cluster, for the CLI steps
+    if (cliWanted) log(`creating ${N} namespaces × ${M} Deployments`);
     const namespaces = Array.from({ length: N }, (_, i) => `bench-${String(i).padStart(3, '0')}`);
-    const exists = await core.readNamespace({ name: namespaces[0] ?? '' }).then(
-      () => true,
-      () => false,
-    );
+    const exists =
+      !cliWanted ||
+      (await core.readNamespace({ name: namespaces[0] ?? '' }).then(
+        () => true,
+        () => false,
+      ));
     const setup = await clock(async () => {
-      if (exists) return; // --running, second time
+      if (exists) return; // --running, second time (or no CLI step)
       await mapLimit(namespaces, 16, (ns) =>
         core.createNamespace({ body: { metadata: { name: ns } } }),
       );
@@ -224,10 +242,10 @@ async function main(): Promise<void> {
         });
       });
     });
-    log(`cluster created in ${setup.toFixed(1)} s`);
+    if (cliWanted) log(`cluster created in ${setup.toFixed(1)} s`);
 
-    // --- discover vs the lists alone (the plan is needed by every later step)
-    if (run('discover') || !existsSync(join(work, 'plan.yaml'))) {
+    // --- discover vs the lists alone (the plan is needed by every later CLI step)
+    if (run('discover') || (cliWanted && !existsSync(join(work, 'plan.yaml')))) {
       const kubectl = sb.info.binaries.kubectl;
       const lists = await timed(
         kubectl,
@@ -251,7 +269,7 @@ async function main(): Promise<void> {
       memory.push(['target discover', `${discover.rssMb} MB`]);
     }
 
-    const planText = await readFile(join(work, 'plan.yaml'), 'utf8');
+    const planText = cliWanted ? await readFile(join(work, 'plan.yaml'), 'utf8') : '';
     const bao = sb.info.binaries.bao;
 
     // --- apply-plan vs a bao CLI loop
@@ -558,30 +576,77 @@ async function main(): Promise<void> {
   }
 
   const versions = `Node ${process.version}, kube-apiserver v1.34.4, OpenBao 2.7.2`;
-  const md = [
-    '# Benchmark results',
-    '',
-    `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB. ${versions}. All servers on loopback in the sandbox.`,
-    `Cluster: ${N} namespaces × ${M} Deployments (replicas 0), each reading 1–3 Secrets. Concurrency ${CONCURRENCY}.`,
-    `Reproduce: \`npm run build && npm run bench -- --namespaces ${N} --workloads ${M}${REPEAT > 1 ? ` --repeat ${REPEAT}` : ''}\``,
-    '',
-    '| step | ours | baseline | ratio | target |',
+  const machine = `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB. ${versions}. All servers on loopback in the sandbox.`;
+  const table = (r: string[][], compared = 'ratio'): string[] => [
+    `| step | ours | baseline | ${compared} | target |`,
     '|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.join(' | ')} |`),
-    '',
-    '| command (at the full size) | peak RSS |',
-    '|---|---|',
-    ...memory.map((r) => `| ${r.join(' | ')} |`),
-    '',
-  ].join('\n');
-  if (STEPS.every(run)) {
-    // Hand-written analysis below the marker survives a re-run.
+    ...r.map((x) => `| ${x.join(' | ')} |`),
+  ];
+  // Each table is a section of its own, rewritten only by a run of all its steps.
+  const sections: Record<'cli' | 'pods', { steps: readonly Step[]; text: string }> = {
+    cli: {
+      steps: CLI_STEPS,
+      text: [
+        machine,
+        `Cluster: ${N} namespaces × ${M} Deployments (replicas 0), each reading 1–3 Secrets. Concurrency ${CONCURRENCY}.`,
+        `Reproduce: \`npm run build && npm run bench -- --namespaces ${N} --workloads ${M}${REPEAT > 1 ? ` --repeat ${REPEAT}` : ''}\``,
+        '',
+        ...table(rows),
+        '',
+        '| command (at the full size) | peak RSS |',
+        '|---|---|',
+        ...memory.map((r) => `| ${r.join(' | ')} |`),
+      ].join('\n'),
+    },
+    pods: {
+      steps: POD_STEPS,
+      text: [
+        '## Pods on the sandbox node',
+        '',
+        machine,
+        `One node (kubelet, containerd, runc) on the same machine, images from the sandbox registry; \`cloudtaser webhook serve\` on loopback, registered with failure policy Fail.`,
+        'Reproduce: `npm run build && npm run bench -- --only pods,admission`',
+        '',
+        ...table(pods.rows, 'difference'),
+        '',
+        ...pods.notes.map((n) => `- ${n}`),
+      ].join('\n'),
+    },
+  };
+  const ran = (Object.keys(sections) as (keyof typeof sections)[]).filter((k) =>
+    sections[k].steps.every(run),
+  );
+  const marker = (k: string): string => `<!-- table: ${k} -->`;
+  if (ran.length > 0) {
+    // Tables whose steps did not all run, and the hand-written analysis
+    // below its marker, are kept from the file.
     const file = join(projectRoot, 'bench', 'RESULTS.md');
     const before = await readFile(file, 'utf8').catch(() => '');
     const at = before.indexOf(ANALYSIS_MARKER);
-    await writeFile(file, at >= 0 ? `${md}\n${before.slice(at)}` : md);
+    const top = at >= 0 ? before.slice(0, at) : before;
+    const old = (k: keyof typeof sections): string | undefined => {
+      const from = top.indexOf(marker(k));
+      if (from < 0) {
+        // A file from before the sections held the CLI table alone.
+        const body = top.replace(/^# Benchmark results\n+/, '').trim();
+        return k === 'cli' && body && !top.includes('<!-- table: ') ? body : undefined;
+      }
+      const rest = top.slice(from + marker(k).length);
+      const next = rest.indexOf('<!-- table: ');
+      return (next >= 0 ? rest.slice(0, next) : rest).trim();
+    };
+    const parts = (Object.keys(sections) as (keyof typeof sections)[]).flatMap((k) => {
+      const text = ran.includes(k) ? sections[k].text : old(k);
+      return text === undefined ? [] : [`${marker(k)}\n${text}\n`];
+    });
+    await writeFile(
+      file,
+      ['# Benchmark results\n', ...parts, ...(at >= 0 ? [before.slice(at)] : [])].join('\n'),
+    );
   }
-  console.log(md);
+  for (const k of Object.keys(sections) as (keyof typeof sections)[]) {
+    if (sections[k].steps.some(run)) console.log(`${sections[k].text}\n`);
+  }
 }
 
 main().then(

@@ -115,6 +115,24 @@ describe('admission deadline', () => {
   });
 });
 
+describe('review log', () => {
+  it("logs each review with its own duration, the webhook's share of a pod's admission", async () => {
+    const w = await serve([]);
+    const pod = annotatedPod([{ name: 'a', image: 'busybox:1', command: ['sh'] }]);
+    const answer = await postReview(w.port, pki.ca, admissionReview('l1', 'team', pod));
+    expect(answer.response.allowed).toBe(true);
+    const line = await eventually('the review to be logged', () =>
+      Promise.resolve(
+        w
+          .log()
+          .split('\n')
+          .find((l) => l.includes('admission team/p')),
+      ),
+    );
+    expect(line).toMatch(/^admission team\/p in \d+\.\d ms: injected$/);
+  });
+});
+
 describe('admission deadline, through the API server', () => {
   const ns = uniqueName('budget');
   const hookName = `cloudtaser-${ns}`;

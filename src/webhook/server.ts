@@ -179,6 +179,9 @@ export function startWebhookServer(o: {
       res.writeHead(404).end();
       return;
     }
+    // The review's own time, from its request's headers to its answer: what
+    // the webhook adds to a pod's admission (the log line carries it).
+    const received = process.hrtime.bigint();
     inFlight++;
     // Counted until the answer is written or the connection goes away.
     let counted = true;
@@ -213,8 +216,9 @@ export function startWebhookServer(o: {
           const pod = body.request?.object;
           const name = `${body.request?.namespace ?? ''}/${pod?.metadata?.name ?? pod?.metadata?.generateName ?? '?'}`;
           const r = out.response;
+          const ms = (Number(process.hrtime.bigint() - received) / 1e6).toFixed(1);
           o.log(
-            `admission ${name}: ${r.allowed === true ? (r.patch ? 'injected' : 'allowed') : `denied: ${String((r.status as { message?: string } | undefined)?.message)}`}`,
+            `admission ${name} in ${ms} ms: ${r.allowed === true ? (r.patch ? 'injected' : 'allowed') : `denied: ${String((r.status as { message?: string } | undefined)?.message)}`}`,
           );
           if (closing) res.setHeader('connection', 'close');
           res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(out));

@@ -1,22 +1,16 @@
-// Shared by the tests (and the demo/bench helpers) that run the product's
-// runtime in real pods on the sandbox's node: a sandbox with a node, the
-// built `cloudtaser webhook serve` registered for one namespace, waiting for
-// a pod's state, and reading a container's processes from the host.
-import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+// Shared by the tests that run the product's runtime in real pods on the
+// sandbox's node: the run's sandbox with its node, waiting for a pod's state,
+// and reading a container's processes from the host. The built `cloudtaser
+// webhook serve` registered for one namespace comes from testenv/pods.ts (the
+// bench uses it too) and is re-exported here.
+import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { MEDIA, registryClient, type Descriptor, type ImageConfig } from '../../testenv/images.js';
 import { nodeCgroupDirs } from '../../testenv/node.js';
-import { loopbackPki } from '../../testenv/pki.js';
 import type { SandboxInfo } from '../../testenv/sandbox.js';
 import { eventually, requireNode, sandbox } from './sandbox.js';
-import {
-  registerWebhook,
-  startWebhookProcess,
-  waitForWebhook,
-  type WebhookProcess,
-} from './webhook.js';
 
 export interface PodSandbox {
   info: SandboxInfo;
@@ -36,67 +30,7 @@ export function acquirePodSandbox(): Promise<PodSandbox> {
   return Promise.resolve({ info, release: () => Promise.resolve() });
 }
 
-export function clientsFor(info: SandboxInfo): { kc: KubeConfig; core: CoreV1Api } {
-  const kc = new KubeConfig();
-  kc.loadFromFile(info.kubeconfig);
-  return { kc, core: kc.makeApiClient(CoreV1Api) };
-}
-
-export interface PodWebhook {
-  process: WebhookProcess;
-  stop(): void;
-}
-
-/**
- * Runs the built `cloudtaser webhook serve` on loopback with a throwaway
- * certificate, as a cluster runs it (Kubernetes auth at the sandbox's mount),
- * and registers it with the sandbox's API server for `namespace` only; returns
- * once the API server calls it.
- */
-export async function startPodWebhook(
-  info: SandboxInfo,
-  o: {
-    dir: string;
-    namespace: string;
-    initImage: string;
-    /** Registries (host:port) the webhook reads image configs from over plain HTTP. */
-    insecureRegistries?: string[];
-  },
-): Promise<PodWebhook> {
-  const pki = await loopbackPki(o.dir);
-  const w = await startWebhookProcess([
-    '--tls-cert',
-    pki.certFile,
-    '--tls-key',
-    pki.keyFile,
-    '--init-image',
-    o.initImage,
-    '--auth-mount-path',
-    `auth/${info.baoKubeAuthPath}`,
-    '--kubeconfig',
-    info.kubeconfig,
-    ...(o.insecureRegistries?.length ? ['--insecure-registry', ...o.insecureRegistries] : []),
-  ]);
-  try {
-    await registerWebhook({
-      name: `cloudtaser-${o.namespace}`,
-      namespace: o.namespace,
-      port: w.port,
-      caPems: [pki.ca],
-      sandbox: info,
-    });
-    await waitForWebhook(clientsFor(info).core, o.namespace);
-  } catch (e) {
-    w.kill();
-    throw e;
-  }
-  return {
-    process: w,
-    stop: () => {
-      w.kill();
-    },
-  };
-}
+export { clientsFor, startPodWebhook, type PodWebhook } from '../../testenv/pods.js';
 
 /** Waits until the pod satisfies `ok` and returns it; names the last state on timeout. */
 export async function waitForPod(

@@ -7,73 +7,16 @@ import {
   type KubeConfig,
   type V1Pod,
 } from '@kubernetes/client-node';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { request } from 'node:https';
 import { connect, type PeerCertificate } from 'node:tls';
-import { join } from 'node:path';
-import { INJECT_MATCH_EXPRESSION } from '../../src/webhook/install.js';
-import { projectRoot } from '../../testenv/paths.js';
 import type { SandboxInfo } from '../../testenv/sandbox.js';
-import { eventually, kubeConfig } from './sandbox.js';
+import {
+  registerWebhook as registerWith,
+  type WebhookRegistration,
+} from '../../testenv/webhook.js';
+import { kubeConfig } from './sandbox.js';
 
-export interface WebhookProcess {
-  port: number;
-  child: ChildProcess;
-  /** Everything the process wrote to stderr so far (its log). */
-  log(): string;
-  /** Resolves with the exit code once the process has ended. */
-  exited: Promise<number | null>;
-  /** SIGKILL if still running (test clean-up). */
-  kill(): void;
-}
-
-export async function startWebhookProcess(
-  args: string[],
-  env: NodeJS.ProcessEnv = {},
-): Promise<WebhookProcess> {
-  const child = spawn(
-    process.execPath,
-    [
-      join(projectRoot, 'dist', 'bin', 'cloudtaser.js'),
-      'webhook',
-      'serve',
-      '--host',
-      '127.0.0.1',
-      '--port',
-      '0',
-      ...args,
-    ],
-    { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (b: Buffer) => (out += b.toString()));
-  child.stderr.on('data', (b: Buffer) => (err += b.toString()));
-  const exited = new Promise<number | null>((resolve) =>
-    child.on('exit', (code) => {
-      resolve(code);
-    }),
-  );
-  const port = await eventually(
-    'the webhook to listen',
-    () => {
-      if (child.exitCode !== null)
-        throw new Error(`webhook exited ${child.exitCode}: ${err.trim()}`);
-      const m = /listening on https:\/\/[^:]+:(\d+)\/mutate/.exec(out);
-      return Promise.resolve(m ? Number(m[1]) : undefined);
-    },
-    30_000,
-  );
-  return {
-    port,
-    child,
-    log: () => err,
-    exited,
-    kill: () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    },
-  };
-}
+export { startWebhookProcess, type WebhookProcess } from '../../testenv/webhook.js';
 
 export interface ReviewAnswer {
   status: number;
@@ -141,59 +84,16 @@ export function servedCertificate(port: number): Promise<PeerCertificate> {
 
 export { waitForWebhook } from '../../testenv/webhook-probe.js';
 
-export interface TestWebhookOptions {
-  /** MutatingWebhookConfiguration name. */
-  name: string;
-  /** Only pods of this namespace are sent, so parallel test files are unaffected. */
-  namespace: string;
-  port: number;
-  /** PEM CA certificates the API server trusts for the webhook (concatenated). */
-  caPems: readonly string[];
-  timeoutSeconds?: number;
-  reinvocation?: boolean;
+export interface TestWebhookOptions extends Omit<WebhookRegistration, 'kubeConfig'> {
   /** The sandbox whose API server gets it (default: the test run's). */
   sandbox?: SandboxInfo;
   /** The cluster to register with (default: the test run's sandbox). */
   kubeConfig?: KubeConfig;
 }
 
-/**
- * Registers a webhook served on loopback with the real API server, shaped like
- * the one `target install` renders (failure policy Fail, the same
- * matchConditions), but addressed by URL and limited to one namespace.
- */
+/** testenv's registerWebhook, on the test run's sandbox unless told otherwise. */
 export async function registerWebhook(o: TestWebhookOptions): Promise<void> {
-  await (o.kubeConfig ?? kubeConfig(o.sandbox))
-    .makeApiClient(AdmissionregistrationV1Api)
-    .createMutatingWebhookConfiguration({
-      body: {
-        metadata: { name: o.name },
-        webhooks: [
-          {
-            name: 'inject.cloudtaser.io',
-            admissionReviewVersions: ['v1'],
-            sideEffects: 'None',
-            failurePolicy: 'Fail',
-            ...(o.reinvocation ? { reinvocationPolicy: 'IfNeeded' } : {}),
-            timeoutSeconds: o.timeoutSeconds ?? 10,
-            clientConfig: {
-              url: `https://127.0.0.1:${o.port}/mutate`,
-              caBundle: Buffer.from(o.caPems.join('')).toString('base64'),
-            },
-            rules: [
-              {
-                apiGroups: [''],
-                apiVersions: ['v1'],
-                operations: ['CREATE'],
-                resources: ['pods'],
-              },
-            ],
-            namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': o.namespace } },
-            matchConditions: [{ name: 'annotated', expression: INJECT_MATCH_EXPRESSION }],
-          },
-        ],
-      },
-    });
+  await registerWith({ ...o, kubeConfig: o.kubeConfig ?? kubeConfig(o.sandbox) });
 }
 
 /** Test clean-up: the webhook configuration and the namespace, if present. */
