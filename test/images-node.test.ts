@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { RegistryClient } from '../src/webhook/registry.js';
-import { WRAPPER_BINARY } from '../testenv/node.js';
+import { WRAPPER_BINARY, NODE_TOLERATION } from '../testenv/node.js';
 import { startSandbox } from '../testenv/sandbox.js';
 import { withNodeTestLock } from './helpers/node.js';
 import { eventually } from './helpers/sandbox.js';
@@ -117,6 +117,7 @@ describe('sandbox node images', () => {
             metadata: { name: 'images-pod', namespace: 'default' },
             spec: {
               hostNetwork: true,
+              tolerations: [NODE_TOLERATION],
               restartPolicy: 'Never',
               terminationGracePeriodSeconds: 1,
               volumes: [{ name: 'wrapper', emptyDir: { medium: 'Memory' } }],

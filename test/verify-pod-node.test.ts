@@ -19,6 +19,7 @@ import {
 } from '@kubernetes/client-node';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
+import { NODE_TOLERATION } from '../testenv/node.js';
 import { describe, expect, it } from 'vitest';
 import { ANNOTATION } from '../src/contract/annotations.js';
 import { RUN_MOUNT_PATH, RUN_VOLUME_NAME, startedProbe } from '../src/webhook/mutate.js';
@@ -63,6 +64,7 @@ function deployment(
         },
         spec: {
           hostNetwork: true,
+          tolerations: [NODE_TOLERATION],
           automountServiceAccountToken: false,
           terminationGracePeriodSeconds: 5,
           containers: [

@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePlan } from '../src/plan/read.js';
 import { startWebhookServer, type WebhookServer } from '../src/webhook/server.js';
+import { NODE_TOLERATION } from '../testenv/node.js';
 import { loopbackPki } from '../testenv/pki.js';
 import { startSandbox, type Sandbox, type SandboxInfo } from '../testenv/sandbox.js';
 import { cli, tempDir } from './helpers/cli.js';
@@ -163,6 +164,7 @@ function deployment(name: string, replicas: number): V1Deployment {
         metadata: { labels: { app: name } },
         spec: {
           hostNetwork: true,
+          tolerations: [NODE_TOLERATION],
           automountServiceAccountToken: false,
           terminationGracePeriodSeconds: 5,
           containers: [
