@@ -11,7 +11,7 @@
 // references to the migrated Secrets are removed in that same patch
 // (native-refs.ts), so a template that carries the annotations has already
 // lost them, and the record of what to put back travels with it.
-import { createInterface } from 'node:readline';
+import { Prompter } from '../core/prompt.js';
 import { pause, rfc3339, say, type Context } from '../core/context.js';
 import { mapLimit } from '../core/concurrency.js';
 import { CheckFailed, ServerError, UserError } from '../core/errors.js';
@@ -103,48 +103,6 @@ const ref = (i: Item) => ({
   kind: i.workload.kind,
   name: i.workload.name,
 });
-
-/** Asks yes/no questions on the context's streams; end of input means "no". */
-class Prompter {
-  private lines: string[] = [];
-  private waiting: ((line: string | undefined) => void) | undefined;
-  private ended = false;
-  private readonly rl;
-
-  constructor(private readonly ctx: Context) {
-    this.rl = createInterface({ input: ctx.stdin, terminal: false });
-    this.rl.on('line', (line) => {
-      if (this.waiting) {
-        const w = this.waiting;
-        this.waiting = undefined;
-        w(line);
-      } else this.lines.push(line);
-    });
-    this.rl.on('close', () => {
-      this.ended = true;
-      this.waiting?.(undefined);
-    });
-  }
-
-  async confirm(question: string): Promise<boolean> {
-    this.ctx.stdout.write(`${question} [y/N] `);
-    const line =
-      this.lines.shift() ??
-      (this.ended
-        ? undefined
-        : await new Promise<string | undefined>((resolve) => {
-            this.waiting = resolve;
-          }));
-    // A terminal echoes what was typed; piped answers are echoed here so the
-    // transcript reads the same either way.
-    if (!this.ctx.stdin.isTTY || line === undefined) this.ctx.stdout.write(`${line ?? ''}\n`);
-    return /^\s*y(es)?\s*$/i.test(line ?? '');
-  }
-
-  close(): void {
-    this.rl.close();
-  }
-}
 
 function selectItems(
   loaded: LoadedPlan,

@@ -1,7 +1,7 @@
 import { Option, type Command } from '@commander-js/extra-typings';
 import { resolve } from 'node:path';
 import type { Context } from '../../core/context.js';
-import { concurrency, vaultFlags } from '../options.js';
+import { concurrency, vaultFlags, withVaultOptions } from '../options.js';
 import { CheckFailed, ServerError } from '../../core/errors.js';
 import { planCache, type PlanCache } from '../../plan/cache.js';
 import { readPlan } from '../../plan/load.js';
@@ -20,27 +20,19 @@ function cacheFor(ctx: Context): PlanCache | undefined {
   );
 }
 
-const TOKEN_HELP = 'vault token (default: $BAO_TOKEN, $VAULT_TOKEN; prefer the environment)';
-const INSECURE_HELP =
-  'allow a plain-http address that is not loopback (the token travels in clear)';
-
 export function registerSourceCommands(source: Command, ctx: Context): void {
-  source
-    .command('apply-plan')
-    .description(
-      'provision OpenBao/Vault from a plan: KV v2 mount, Kubernetes auth, one read policy and one role per tenant (never secret values)',
-    )
-    .argument('<plan>', 'MigrationPlan file')
-    .option('--openbao-addr <url>', 'OpenBao/Vault address (default: $BAO_ADDR, $VAULT_ADDR)')
-    .option('--token <token>', TOKEN_HELP)
+  withVaultOptions(
+    source
+      .command('apply-plan')
+      .description(
+        'provision OpenBao/Vault from a plan: KV v2 mount, Kubernetes auth, one read policy and one role per tenant (never secret values)',
+      )
+      .argument('<plan>', 'MigrationPlan file'),
+  )
     .option('--dry-run', 'print what would change without changing anything', false)
     .option('--auth-path <path>', 'Kubernetes auth mount path', 'kubernetes')
     .option('--kv-mount <path>', 'KV v2 mount path', 'secret')
     .option('-v, --verbose', 'with --dry-run, print each policy (HCL) and role', false)
-    .option('--ca-cert <file>', 'CA certificate for TLS (default: $BAO_CACERT, $VAULT_CACERT)')
-    .option('--tls-skip-verify', 'do not verify the server certificate (insecure)')
-    .option('--vault-namespace <ns>', 'OpenBao/Vault namespace (default: $BAO_NAMESPACE)')
-    .option('--allow-insecure-vault', INSECURE_HELP)
     .addOption(
       new Option('--concurrency <n>', 'parallel requests').default(16).argParser(concurrency),
     )
@@ -60,18 +52,14 @@ export function registerSourceCommands(source: Command, ctx: Context): void {
       );
     });
 
-  source
-    .command('verify-plan')
-    .description(
-      'check that every vault path in the plan exists with every mapped field; exits 1 when any is not ready',
-    )
-    .argument('<plan>', 'MigrationPlan file')
-    .option('--openbao-addr <url>', 'OpenBao/Vault address (default: $BAO_ADDR, $VAULT_ADDR)')
-    .option('--token <token>', TOKEN_HELP)
-    .option('--ca-cert <file>', 'CA certificate for TLS (default: $BAO_CACERT, $VAULT_CACERT)')
-    .option('--tls-skip-verify', 'do not verify the server certificate (insecure)')
-    .option('--vault-namespace <ns>', 'OpenBao/Vault namespace (default: $BAO_NAMESPACE)')
-    .option('--allow-insecure-vault', INSECURE_HELP)
+  withVaultOptions(
+    source
+      .command('verify-plan')
+      .description(
+        'check that every vault path in the plan exists with every mapped field; exits 1 when any is not ready',
+      )
+      .argument('<plan>', 'MigrationPlan file'),
+  )
     .addOption(
       new Option('-o, --output <format>', 'output format')
         .choices(['text', 'json'])

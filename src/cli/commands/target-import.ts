@@ -1,16 +1,18 @@
 import { Option, type Command } from '@commander-js/extra-typings';
 import { resolve } from 'node:path';
 import type { Context } from '../../core/context.js';
-import { concurrency, vaultFlags } from '../options.js';
+import { concurrency, vaultFlags, withVaultOptions } from '../options.js';
 import { readPlan } from '../../plan/load.js';
 
 export function registerTargetImport(target: Command, ctx: Context): void {
-  target
-    .command('import')
-    .description(
-      "write the plan's vault paths from where the values are today (KV v2 check-and-set; values are never printed), then verify the plan",
-    )
-    .requiredOption('--plan <file>', 'MigrationPlan file')
+  withVaultOptions(
+    target
+      .command('import')
+      .description(
+        "write the plan's vault paths from where the values are today (KV v2 check-and-set; values are never printed), then verify the plan",
+      )
+      .requiredOption('--plan <file>', 'MigrationPlan file'),
+  )
     .requiredOption(
       '--from <source>',
       'where the values are: kubernetes (the Secrets the plan names, in the current kubeconfig context)',
@@ -24,18 +26,6 @@ export function registerTargetImport(target: Command, ctx: Context): void {
     .option('--dry-run', 'list path, field names and action; write nothing', false)
     .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)')
     .option('--context <name>', 'kubeconfig context to use')
-    .option('--openbao-addr <url>', 'OpenBao/Vault address (default: $BAO_ADDR, $VAULT_ADDR)')
-    .option(
-      '--token <token>',
-      'vault token (default: $BAO_TOKEN, $VAULT_TOKEN; prefer the environment)',
-    )
-    .option('--ca-cert <file>', 'CA certificate for TLS (default: $BAO_CACERT, $VAULT_CACERT)')
-    .option('--tls-skip-verify', 'do not verify the server certificate (insecure)')
-    .option('--vault-namespace <ns>', 'OpenBao/Vault namespace (default: $BAO_NAMESPACE)')
-    .option(
-      '--allow-insecure-vault',
-      'allow a plain-http address that is not loopback (the token and values travel in clear)',
-    )
     .addOption(
       new Option('--concurrency <n>', 'parallel requests').default(16).argParser(concurrency),
     )
