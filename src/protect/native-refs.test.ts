@@ -499,6 +499,23 @@ describe('unprotect(protect(t)) == t', () => {
   );
   const annotations = fc.option(fc.constant({ 'team.example.com/owner': 'a' }), { nil: undefined });
 
+  it('puts back both of two identical envFrom entries it removed (found by the property below)', () => {
+    const twice = { prefix: 'P_', secretRef: { name: 'api' } };
+    const obj = objOf(
+      { containers: [{ name: 'sidecar', image: 'i', envFrom: [twice, { ...twice }] }] },
+      undefined,
+    );
+    const lookup: SecretKeyLookup = (n) => secretKeys[n] ?? null;
+    const { after, removed } = protect(
+      obj,
+      new Map([['api', { token: 'P_token' }]]),
+      lookup,
+      false,
+    );
+    expect(removed).toBe(2);
+    expect(unprotect(after)).toEqual(normalise(obj));
+  });
+
   it('holds for varied env, envFrom and volumes, with and without served files', () => {
     fc.assert(
       fc.property(spec, plan, annotations, fc.boolean(), (s, p, a, files) => {

@@ -379,6 +379,16 @@ export function restoreOps(spec: V1PodSpec | undefined, record: NativeRefsRecord
     }
     return lists.get(path);
   };
+  // What each list held before this restore, less the entries matched so far.
+  const originals = new Map<string, unknown[]>();
+  const untouched = (path: string, list: unknown[] | undefined): unknown[] => {
+    let o = originals.get(path);
+    if (!o) {
+      o = [...(list ?? [])];
+      originals.set(path, o);
+    }
+    return o;
+  };
   const ops: JsonPatchOp[] = [];
   const restored: RemovedRef[] = [];
   const skipped: string[] = [];
@@ -392,7 +402,14 @@ export function restoreOps(spec: V1PodSpec | undefined, record: NativeRefsRecord
         continue;
       }
       const list = current(path, r);
-      if (list?.some((e) => sameJson(e, r.entry))) continue;
+      // An entry put back by hand is matched once: two identical entries
+      // removed (the same envFrom twice) need two in the list to be skipped.
+      const before = untouched(path, list);
+      const found = before.findIndex((e) => sameJson(e, r.entry));
+      if (found >= 0) {
+        before.splice(found, 1);
+        continue;
+      }
       if (!list) {
         ops.push({ op: 'add', path, value: [r.entry] });
         lists.set(path, [r.entry]);
