@@ -217,7 +217,8 @@ describe('target protect removes native Secret references', () => {
     expect(u.stdout).toContain(
       `Deployment ${ns}/api: put back native Secret references: env DB_USER in init container migrate, env DB_PASS in container app, envFrom Secret api in container app`,
     );
-    expect(u.stdout).toContain(`Deployment ${ns}/api: removed 6 annotation(s) -> pending`);
+    // The six of an env-only workload, and the file-map of the certs volume.
+    expect(u.stdout).toContain(`Deployment ${ns}/api: removed 7 annotation(s) -> pending`);
     const restored = await read(ns);
     expect(restored.spec?.template).toEqual(before.spec?.template);
     expect(restored.metadata?.generation).toBe(3);
