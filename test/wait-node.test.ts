@@ -171,7 +171,6 @@ function deployment(name: string, replicas: number): V1Deployment {
             {
               name: 'app',
               image: node.busybox,
-              imagePullPolicy: 'Never',
               command: ['sh', '-c', script],
               readinessProbe: {
                 exec: { command: ['cat', '/tmp/ready'] },
