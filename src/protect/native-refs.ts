@@ -7,9 +7,12 @@
 //
 // Only what the plan maps is removed. An env entry goes when the plan maps its
 // key to the same variable; an envFrom secretRef goes only when every key the
-// container reads that way is mapped to prefix+key; secret volumes and
-// projected secret sources stay until the plan can serve files (`files`
-// below), because removing them would break apps that read those files.
+// container reads that way is mapped to prefix+key; a secret volume (or a
+// projected volume of Secrets only) goes when the plan serves every file it
+// shows (`files` below, the webhook's own rule): it is swapped for the memory
+// emptyDir the wrapper writes those files into, so the containers' mounts of
+// it stay valid. Any other such volume stays: removing it would break apps
+// that read its files.
 import type {
   V1Container,
   V1EnvFromSource,
@@ -19,6 +22,7 @@ import type {
 } from '@kubernetes/client-node';
 import { ANNOTATION } from '../contract/annotations.js';
 import type { PlanWorkload } from '../plan/schema.js';
+import { filesVolume } from '../webhook/mutate.js';
 
 export type JsonPatchOp =
   { op: 'add' | 'replace' | 'test'; path: string; value: unknown } | { op: 'remove'; path: string };
@@ -37,6 +41,8 @@ export interface RemovedRef {
   index: number;
   /** The entry itself: a reference (names, keys, prefix, flags), never a value. */
   entry: unknown;
+  /** What took its place at the same index (a volume swapped for a memory emptyDir). */
+  replacedBy?: unknown;
 }
 
 /**
@@ -55,10 +61,11 @@ export type SecretKeyLookup = (name: string) => readonly string[] | null | undef
 
 export interface NativeRefsOptions {
   /**
-   * The plan serves this workload's files from vault. Not yet: file delivery
-   * is a later step, and until then secret volumes are always kept.
+   * Names of the template's volumes whose every file the plan serves from
+   * vault (webhook/mutate.ts servedVolumes): these are swapped for a memory
+   * emptyDir; every other volume holding a migrated Secret is kept.
    */
-  files: boolean;
+  files: ReadonlySet<string>;
 }
 
 export interface NativeRefsFinding {
@@ -181,17 +188,16 @@ export function findNativeRefs(
     ].filter((n) => migrated.has(n));
     if (names.length === 0) return;
     const kind = v.secret ? 'secret volume' : 'projected volume';
-    // A volume whose every source is a migrated Secret could go once the
-    // plan serves its files; a projected volume that mixes in other sources
-    // would need only those sources removed. Until file delivery exists,
-    // every such volume stays.
-    if (!opts.files) {
+    // The containers still mount it by name (and the API server insists the
+    // volume exists), so it is replaced, not dropped: the webhook fills the
+    // memory emptyDir from vault as it would have filled its own.
+    if (!opts.files.has(v.name)) {
       kept.push(
-        `${kind} ${v.name} (Secret ${names.join(', ')}): files are not served from vault yet`,
+        `${kind} ${v.name} (Secret ${names.join(', ')}): not all of its files are served from vault`,
       );
       return;
     }
-    remove.push({ list: 'volumes', index, entry: v });
+    remove.push({ list: 'volumes', index, entry: v, replacedBy: filesVolume(v.name) });
   });
   return { remove, kept };
 }
@@ -231,7 +237,11 @@ export function removalOps(
   );
   for (const { r, path } of sorted) {
     ops.push({ op: 'test', path: `${path ?? ''}/${r.index}`, value: r.entry });
-    ops.push({ op: 'remove', path: `${path ?? ''}/${r.index}` });
+    ops.push(
+      r.replacedBy === undefined
+        ? { op: 'remove', path: `${path ?? ''}/${r.index}` }
+        : { op: 'replace', path: `${path ?? ''}/${r.index}`, value: r.replacedBy },
+    );
   }
   return ops;
 }
@@ -408,6 +418,15 @@ export function restoreOps(spec: V1PodSpec | undefined, record: NativeRefsRecord
       const found = before.findIndex((e) => sameJson(e, r.entry));
       if (found >= 0) {
         before.splice(found, 1);
+        continue;
+      }
+      // A swapped entry goes back in place of what protect left there.
+      const swapped =
+        r.replacedBy === undefined ? -1 : (list ?? []).findIndex((e) => sameJson(e, r.replacedBy));
+      if (list && swapped >= 0) {
+        ops.push({ op: 'replace', path: `${path}/${swapped}`, value: r.entry });
+        list.splice(swapped, 1, r.entry);
+        done.push(r);
         continue;
       }
       if (!list) {

@@ -31,7 +31,8 @@ import { readPlan, type LoadedPlan } from '../plan/read.js';
 import { workloadKey } from '../plan/write.js';
 import type { PlanWorkload, Tenant, WorkloadStatus } from '../plan/schema.js';
 import { ANNOTATION, OWNED_ANNOTATIONS } from '../contract/annotations.js';
-import { alreadyApplied, protectAnnotations } from './annotations.js';
+import { alreadyApplied, fileMapEntries, protectAnnotations } from './annotations.js';
+import { servedVolumes } from '../webhook/mutate.js';
 import {
   annotationOps,
   appendRecord,
@@ -315,8 +316,9 @@ class Runner {
         names.map(async (n) => [n, await this.secretKeys(item.tenant.namespace, n)] as const),
       ),
     );
-    // File delivery does not exist yet: secret volumes always stay.
-    return findNativeRefs(spec, migrated, (n) => keys.get(n), { files: false });
+    // A volume goes only when the webhook would fill it from vault in full.
+    const files = servedVolumes(spec, fileMapEntries(item.workload));
+    return findNativeRefs(spec, migrated, (n) => keys.get(n), { files });
   }
 
   /** Deleting OnDelete pods is never implied by --yes alone: it needs --restart-ondelete. */
