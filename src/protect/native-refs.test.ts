@@ -7,7 +7,7 @@ import type {
 } from '@kubernetes/client-node';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ANNOTATION } from '../contract/annotations.js';
+import { ANNOTATION, type FileMapEntry } from '../contract/annotations.js';
 import {
   annotationOps,
   appendRecord,
@@ -16,6 +16,8 @@ import {
   recordedSecrets,
   removalOps,
   restoreOps,
+  servedInFull,
+  wholeVolumeSecrets,
   type JsonPatchOp,
   type SecretKeyLookup,
 } from './native-refs.js';
@@ -338,6 +340,47 @@ describe('findNativeRefs', () => {
     const all = protect(obj, migrated, keysOf, true);
     expect(all.removed).toBe(2);
     expect(unprotect(all.after)).toEqual(normalise(obj));
+  });
+
+  it('serves a volume without items in full only when the file-map has every key its Secret has', () => {
+    const spec: V1PodSpec = {
+      containers: [
+        { name: 'app', image: 'a', volumeMounts: [{ name: 'certs', mountPath: '/etc/certs/' }] },
+      ],
+      volumes: [
+        { name: 'certs', secret: { secretName: 'certs' } },
+        {
+          name: 'listed',
+          secret: { secretName: 'db', items: [{ key: 'password', path: 'p' }] },
+        },
+      ],
+    };
+    const served = new Set(['certs', 'listed']);
+    expect(wholeVolumeSecrets(spec, served)).toEqual(['certs']);
+    const file = (name: string): FileMapEntry => ({
+      path: 'secret/data/x/certs',
+      field: name,
+      file: `/etc/certs/${name}`,
+      mount: '/etc/certs',
+      mode: '0400',
+    });
+    const files = [file('tls.crt'), file('tls.key')];
+    const keys =
+      (k: readonly string[] | null | undefined): SecretKeyLookup =>
+      (n) =>
+        n === 'certs' ? k : undefined;
+    // Items name their files: the webhook's check is the whole story.
+    expect([...servedInFull(spec, served, files, keys(['tls.key', 'tls.crt']))]).toEqual([
+      'certs',
+      'listed',
+    ]);
+    // A key added since discover would be a file the app loses.
+    expect([...servedInFull(spec, served, files, keys(['tls.key', 'tls.crt', 'ca.crt']))]).toEqual([
+      'listed',
+    ]);
+    // Keys unknown (unreadable, or no such Secret): kept.
+    expect([...servedInFull(spec, served, files, keys(undefined))]).toEqual(['listed']);
+    expect([...servedInFull(spec, served, files, keys(null))]).toEqual(['listed']);
   });
 
   it('guards each removal with a test of the exact entry, highest index first', () => {

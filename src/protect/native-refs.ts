@@ -20,7 +20,7 @@ import type {
   V1PodSpec,
   V1Volume,
 } from '@kubernetes/client-node';
-import { ANNOTATION } from '../contract/annotations.js';
+import { ANNOTATION, type FileMapEntry } from '../contract/annotations.js';
 import type { PlanWorkload } from '../plan/schema.js';
 import { filesVolume } from '../webhook/mutate.js';
 
@@ -200,6 +200,58 @@ export function findNativeRefs(
     remove.push({ list: 'volumes', index, entry: v, replacedBy: filesVolume(v.name) });
   });
   return { remove, kept };
+}
+
+/** The Secret sources of a volume: name and items (absent: every key of the Secret). */
+function secretSources(v: V1Volume): { name: string; items: boolean }[] {
+  if (v.secret?.secretName) return [{ name: v.secret.secretName, items: !!v.secret.items }];
+  return (v.projected?.sources ?? []).flatMap((p) =>
+    p.secret?.name ? [{ name: p.secret.name, items: !!p.secret.items }] : [],
+  );
+}
+
+/** The Secrets read whole (no items) by the volumes in `served`: their key names decide. */
+export function wholeVolumeSecrets(
+  spec: V1PodSpec | undefined,
+  served: ReadonlySet<string>,
+): string[] {
+  const out = new Set<string>();
+  for (const v of spec?.volumes ?? []) {
+    if (!served.has(v.name)) continue;
+    for (const s of secretSources(v)) if (!s.items) out.add(s.name);
+  }
+  return [...out];
+}
+
+/**
+ * The volumes of `served` that show no file the file-map leaves out. The
+ * webhook cannot see a Secret's keys, so it takes the file-map as the whole
+ * content of a volume without items; protect can, and keeps a volume whose
+ * Secret has a key (added since discover, say) the file-map does not serve,
+ * or whose keys it cannot read.
+ */
+export function servedInFull(
+  spec: V1PodSpec | undefined,
+  served: ReadonlySet<string>,
+  files: readonly FileMapEntry[],
+  keysOf: SecretKeyLookup,
+): Set<string> {
+  const out = new Set<string>();
+  for (const v of spec?.volumes ?? []) {
+    if (!served.has(v.name)) continue;
+    const mounts = containers(spec)
+      .flatMap((l) => l.c.volumeMounts ?? [])
+      .filter((m) => m.name === v.name)
+      .map((m) => m.mountPath.replace(/\/+$/, ''));
+    const whole = secretSources(v).every((s) => {
+      if (s.items) return true;
+      const keys = keysOf(s.name);
+      if (!keys) return false;
+      return mounts.every((m) => keys.every((k) => files.some((f) => f.file === `${m}/${k}`)));
+    });
+    if (whole) out.add(v.name);
+  }
+  return out;
 }
 
 /** JSON Pointer escaping of one path segment. */

@@ -44,6 +44,8 @@ import {
   recordedSecrets,
   removalOps,
   restoreOps,
+  servedInFull,
+  wholeVolumeSecrets,
   type JsonPatchOp,
   type NativeRefsFinding,
   type Restore,
@@ -310,15 +312,21 @@ class Runner {
   async nativeRefs(item: Item, live: LiveWorkload): Promise<NativeRefsFinding> {
     const migrated = migratedSecrets(item.workload);
     const spec = live.spec?.template.spec;
-    const names = envFromSecrets(spec, migrated);
+    // A volume goes only when the webhook would fill it from vault in full,
+    // and the file-map serves every key its Secret has today.
+    const entries = fileMapEntries(item.workload);
+    const served = servedVolumes(spec, entries);
+    const names = [
+      ...new Set([...envFromSecrets(spec, migrated), ...wholeVolumeSecrets(spec, served)]),
+    ];
     const keys = new Map(
       await Promise.all(
         names.map(async (n) => [n, await this.secretKeys(item.tenant.namespace, n)] as const),
       ),
     );
-    // A volume goes only when the webhook would fill it from vault in full.
-    const files = servedVolumes(spec, fileMapEntries(item.workload));
-    return findNativeRefs(spec, migrated, (n) => keys.get(n), { files });
+    const lookup = (n: string): readonly string[] | null | undefined => keys.get(n);
+    const files = servedInFull(spec, served, entries, lookup);
+    return findNativeRefs(spec, migrated, lookup, { files });
   }
 
   /** Deleting OnDelete pods is never implied by --yes alone: it needs --restart-ondelete. */
