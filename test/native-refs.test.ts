@@ -149,7 +149,7 @@ describe('target protect removes native Secret references', () => {
     const dryRun = await cli([...PROTECT, '--dry-run'], { cwd: dir });
     expect(dryRun.code).toBe(0);
     expect(dryRun.stdout).toContain(
-      `  would remove from Deployment ${ns}/api: env DB_USER in init container migrate, env DB_PASS in container app, envFrom Secret api in container app`,
+      `  would remove from Deployment ${ns}/api: env DB_USER in init container migrate, env DB_PASS in container app, envFrom Secret api in container app, volume certs`,
     );
     expect((await read(ns)).metadata?.generation).toBe(1);
 
@@ -157,11 +157,12 @@ describe('target protect removes native Secret references', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(
-      `Deployment ${ns}/api: removed native Secret references: env DB_USER in init container migrate, env DB_PASS in container app, envFrom Secret api in container app`,
+      `Deployment ${ns}/api: removed native Secret references: env DB_USER in init container migrate, env DB_PASS in container app, envFrom Secret api in container app, volume certs`,
     );
     expect(r.stdout).toContain(
-      `Deployment ${ns}/api: kept native Secret references: envFrom Secret extra in container sidecar (keys not mapped in the plan: X_b); secret volume certs (Secret certs): files are not served from vault yet`,
+      `Deployment ${ns}/api: kept native Secret references: envFrom Secret extra in container sidecar (keys not mapped in the plan: X_b)`,
     );
+    expect(r.stdout).not.toContain('secret volume certs');
     expect(r.stdout).toContain(`Deployment ${ns}/api: injected, restarted -> migrated`);
     expect(await status(dir)).toBe('migrated');
 
@@ -174,7 +175,14 @@ describe('target protect removes native Secret references', () => {
       { prefix: 'CFG_', configMapRef: { name: 'settings', optional: true } },
     ]);
     expect(t?.spec?.initContainers?.[0]?.env).toBeUndefined();
-    expect(t?.spec?.volumes).toEqual(before.spec?.template.spec?.volumes);
+    // The plan serves every file of the certs volume: a memory emptyDir
+    // takes its place (the app's mount still names it; the webhook fills it).
+    expect(t?.spec?.volumes).toEqual([
+      { name: 'certs', emptyDir: { medium: 'Memory', sizeLimit: '8Mi' } },
+    ]);
+    expect(t?.spec?.containers[0]?.volumeMounts).toEqual(
+      before.spec?.template.spec?.containers[0]?.volumeMounts,
+    );
     const a = t?.metadata?.annotations ?? {};
     expect(a['cloudtaser.io/inject']).toBe('true');
     expect(a['cloudtaser.io/env-map']).toContain(`secret/data/${ns}/db:password=DB_PASS`);
@@ -208,14 +216,14 @@ describe('target protect removes native Secret references', () => {
 
     const dry = await cli([...UNPROTECT, '--dry-run'], { cwd: dir });
     expect(dry.stdout).toContain(
-      `  would put back in Deployment ${ns}/api: env DB_USER in init container migrate, env DB_PASS in container app, envFrom Secret api in container app`,
+      `  would put back in Deployment ${ns}/api: env DB_USER in init container migrate, env DB_PASS in container app, envFrom Secret api in container app, volume certs`,
     );
     expect((await read(ns)).metadata?.generation).toBe(2);
 
     const u = await cli(UNPROTECT, { cwd: dir });
     expect(u.code).toBe(0);
     expect(u.stdout).toContain(
-      `Deployment ${ns}/api: put back native Secret references: env DB_USER in init container migrate, env DB_PASS in container app, envFrom Secret api in container app`,
+      `Deployment ${ns}/api: put back native Secret references: env DB_USER in init container migrate, env DB_PASS in container app, envFrom Secret api in container app, volume certs`,
     );
     // The six of an env-only workload, and the file-map of the certs volume.
     expect(u.stdout).toContain(`Deployment ${ns}/api: removed 7 annotation(s) -> pending`);
@@ -255,7 +263,7 @@ describe('target protect removes native Secret references', () => {
     const second = await cli(PROTECT, { cwd: dir });
     expect(second.code).toBe(0);
     expect(second.stdout).toContain(
-      `Deployment ${ns}/api: removed native Secret references: env DB_USER in init container migrate, env DB_PASS in container app, envFrom Secret api in container app`,
+      `Deployment ${ns}/api: removed native Secret references: env DB_USER in init container migrate, env DB_PASS in container app, envFrom Secret api in container app, volume certs`,
     );
     const removed = await read(ns);
     expect(secretRefs(removed.spec?.template)).toEqual([
@@ -268,7 +276,7 @@ describe('target protect removes native Secret references', () => {
     expect(
       (JSON.parse(st2.stdout) as { workloads: { nativeSecrets?: string[] }[] }).workloads[0]
         ?.nativeSecrets,
-    ).toEqual(['certs', 'extra', 'other']);
+    ).toEqual(['extra', 'other']);
 
     const u = await cli(UNPROTECT, { cwd: dir });
     expect(u.code).toBe(0);

@@ -91,6 +91,15 @@ describe('plannedSecrets', () => {
     expect(db().workloads.map((w) => w.name)).toEqual(['api', 'worker']);
     expect(plannedSecrets(plan(), 'shop').map((s) => s.name)).toEqual(['db']);
   });
+
+  it('counts the fields a workload reads as files as mapped', () => {
+    const p = plan();
+    const other = p.tenants[1]?.workloads[0]?.secrets[0];
+    if (!other) throw new Error('no tls source');
+    other.files = { 'tls.key': { path: '/etc/tls/tls.key', mountPath: '/etc/tls' } };
+    const tls = plannedSecrets(p).find((s) => s.name === 'tls');
+    expect([...(tls?.fields ?? [])]).toEqual([['tls.key', ['secret/data/other/tls']]]);
+  });
 });
 
 describe('decide', () => {

@@ -2,7 +2,12 @@
 // and for each one whether it may be deleted. Nothing here does I/O or sees
 // a value: the runner compares values in memory and passes only the outcome
 // (equal, differs, not text) per key.
-import type { MigrationPlan, WorkloadKind, WorkloadStatus } from '../plan/schema.js';
+import {
+  mappedFields,
+  type MigrationPlan,
+  type WorkloadKind,
+  type WorkloadStatus,
+} from '../plan/schema.js';
 import { judge, type PathState } from '../vault/verify.js';
 import type { Referrer } from './references.js';
 
@@ -75,7 +80,8 @@ export function plannedSecrets(plan: MigrationPlan, namespace?: string): Planned
         if (!p.workloads.some((x) => x.kind === w.kind && x.name === w.name)) {
           p.workloads.push({ kind: w.kind, name: w.name, status: w.status });
         }
-        for (const field of Object.keys(s.fields)) {
+        // Fields served as files count as much as those served as env vars.
+        for (const field of mappedFields(s)) {
           const paths = p.fields.get(field) ?? [];
           if (!paths.includes(s.vaultPath)) paths.push(s.vaultPath);
           p.fields.set(field, paths);

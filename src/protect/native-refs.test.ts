@@ -7,7 +7,7 @@ import type {
 } from '@kubernetes/client-node';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ANNOTATION } from '../contract/annotations.js';
+import { ANNOTATION, type FileMapEntry } from '../contract/annotations.js';
 import {
   annotationOps,
   appendRecord,
@@ -16,6 +16,8 @@ import {
   recordedSecrets,
   removalOps,
   restoreOps,
+  servedInFull,
+  wholeVolumeSecrets,
   type JsonPatchOp,
   type SecretKeyLookup,
 } from './native-refs.js';
@@ -103,6 +105,17 @@ function normalise(v: unknown): unknown {
   return v;
 }
 
+const NONE: ReadonlySet<string> = new Set();
+
+/** The volumes taken as served: all of them (true), none (false), or those named. */
+function served(
+  spec: V1PodSpec | undefined,
+  files: boolean | ReadonlySet<string>,
+): ReadonlySet<string> {
+  if (typeof files !== 'boolean') return files;
+  return files ? new Set((spec?.volumes ?? []).map((v) => v.name)) : NONE;
+}
+
 const WANTED = { [ANNOTATION.inject]: 'true', [ANNOTATION.vaultRole]: 'a-role' };
 
 /** What protect sends: removals, then the annotations with the record. */
@@ -110,10 +123,10 @@ function protect(
   obj: Obj,
   migrated: Map<string, Record<string, string>>,
   keysOf: SecretKeyLookup,
-  files = false,
+  files: boolean | ReadonlySet<string> = false,
 ): { after: Obj; kept: string[]; removed: number } {
   const t = obj.spec.template;
-  const f = findNativeRefs(t.spec, migrated, keysOf, { files });
+  const f = findNativeRefs(t.spec, migrated, keysOf, { files: served(t.spec, files) });
   const record: Record<string, string> =
     f.remove.length > 0
       ? {
@@ -234,10 +247,10 @@ describe('findNativeRefs', () => {
       ],
     };
     const m = new Map([['db', { username: 'P_username', password: 'P_password' }]]);
-    expect(findNativeRefs(spec, m, keysOf, { files: false }).remove).toHaveLength(1);
+    expect(findNativeRefs(spec, m, keysOf, { files: NONE }).remove).toHaveLength(1);
     // One key mapped to another name: kept, and the message names it.
     const renamed = new Map([['db', { username: 'P_username', password: 'PASSWORD' }]]);
-    expect(findNativeRefs(spec, renamed, keysOf, { files: false }).kept).toEqual([
+    expect(findNativeRefs(spec, renamed, keysOf, { files: NONE }).kept).toEqual([
       'envFrom Secret db in container app (keys not mapped in the plan: P_password)',
     ]);
   });
@@ -254,11 +267,11 @@ describe('findNativeRefs', () => {
       ],
     };
     const m = new Map([['db', { username: 'username' }]]);
-    expect(findNativeRefs(spec, m, keysOf, { files: false }).remove).toHaveLength(1);
-    expect(findNativeRefs(spec, m, () => undefined, { files: false }).kept).toEqual([
+    expect(findNativeRefs(spec, m, keysOf, { files: NONE }).remove).toHaveLength(1);
+    expect(findNativeRefs(spec, m, () => undefined, { files: NONE }).kept).toEqual([
       'envFrom Secret db in container app (its key names could not be read)',
     ]);
-    expect(findNativeRefs(spec, m, () => null, { files: false }).kept).toEqual([
+    expect(findNativeRefs(spec, m, () => null, { files: NONE }).kept).toEqual([
       'envFrom Secret db in container app (the Secret does not exist)',
     ]);
     // optional: true and absent: the container reads nothing from it.
@@ -267,7 +280,7 @@ describe('findNativeRefs', () => {
         { name: 'app', image: 'a', envFrom: [{ secretRef: { name: 'db', optional: true } }] },
       ],
     };
-    expect(findNativeRefs(optional, m, () => null, { files: false }).remove).toHaveLength(1);
+    expect(findNativeRefs(optional, m, () => null, { files: NONE }).remove).toHaveLength(1);
   });
 
   it('keeps an env ref whose key the plan maps to another variable, or does not map', () => {
@@ -280,7 +293,7 @@ describe('findNativeRefs', () => {
         },
       ],
     };
-    const f = findNativeRefs(spec, migrated, keysOf, { files: false });
+    const f = findNativeRefs(spec, migrated, keysOf, { files: NONE });
     expect(f.remove).toEqual([]);
     expect(f.kept).toEqual([
       'env PASS in container app (key password of Secret db is not mapped to PASS in the plan)',
@@ -288,7 +301,7 @@ describe('findNativeRefs', () => {
     ]);
   });
 
-  it('keeps secret and projected volumes until files are served, and says why', () => {
+  it('keeps secret and projected volumes whose files are not all served, and says why', () => {
     const spec: V1PodSpec = {
       containers: [{ name: 'app', image: 'a', volumeMounts: [{ name: 'certs', mountPath: '/c' }] }],
       volumes: [
@@ -300,20 +313,74 @@ describe('findNativeRefs', () => {
         { name: 'mine', secret: { secretName: 'other' } },
       ],
     };
-    const f = findNativeRefs(spec, migrated, keysOf, { files: false });
+    const f = findNativeRefs(spec, migrated, keysOf, { files: NONE });
     expect(f.remove).toEqual([]);
     expect(f.kept).toEqual([
-      'secret volume certs (Secret db): files are not served from vault yet',
-      'projected volume mix (Secret api): files are not served from vault yet',
+      'secret volume certs (Secret db): not all of its files are served from vault',
+      'projected volume mix (Secret api): not all of its files are served from vault',
     ]);
-    // Once the plan serves files, the same code removes them (and puts them back).
+    // A served volume is swapped for the memory emptyDir the webhook fills
+    // (the mounts still name it), and put back exactly by unprotect.
     const obj = objOf(spec);
-    const { after, removed } = protect(obj, migrated, keysOf, true);
-    expect(removed).toBe(2);
+    const { after, removed, kept } = protect(obj, migrated, keysOf, new Set(['certs']));
+    expect(removed).toBe(1);
+    expect(kept).toEqual([
+      'projected volume mix (Secret api): not all of its files are served from vault',
+    ]);
     expect(after.spec.template.spec?.volumes).toEqual([
+      { name: 'certs', emptyDir: { medium: 'Memory', sizeLimit: '8Mi' } },
+      spec.volumes?.[1],
       { name: 'mine', secret: { secretName: 'other' } },
     ]);
+    expect(after.spec.template.spec?.containers[0]?.volumeMounts).toEqual([
+      { name: 'certs', mountPath: '/c' },
+    ]);
     expect(unprotect(after)).toEqual(normalise(obj));
+    // Both projected and secret volumes go when served.
+    const all = protect(obj, migrated, keysOf, true);
+    expect(all.removed).toBe(2);
+    expect(unprotect(all.after)).toEqual(normalise(obj));
+  });
+
+  it('serves a volume without items in full only when the file-map has every key its Secret has', () => {
+    const spec: V1PodSpec = {
+      containers: [
+        { name: 'app', image: 'a', volumeMounts: [{ name: 'certs', mountPath: '/etc/certs/' }] },
+      ],
+      volumes: [
+        { name: 'certs', secret: { secretName: 'certs' } },
+        {
+          name: 'listed',
+          secret: { secretName: 'db', items: [{ key: 'password', path: 'p' }] },
+        },
+      ],
+    };
+    const served = new Set(['certs', 'listed']);
+    expect(wholeVolumeSecrets(spec, served)).toEqual(['certs']);
+    const file = (name: string): FileMapEntry => ({
+      path: 'secret/data/x/certs',
+      field: name,
+      file: `/etc/certs/${name}`,
+      mount: '/etc/certs',
+      mode: '0400',
+    });
+    const files = [file('tls.crt'), file('tls.key')];
+    const keys =
+      (k: readonly string[] | null | undefined): SecretKeyLookup =>
+      (n) =>
+        n === 'certs' ? k : undefined;
+    // Items name their files: the webhook's check is the whole story.
+    expect([...servedInFull(spec, served, files, keys(['tls.key', 'tls.crt']))]).toEqual([
+      'certs',
+      'listed',
+    ]);
+    // A key added since discover would be a file the app loses.
+    expect([...servedInFull(spec, served, files, keys(['tls.key', 'tls.crt', 'ca.crt']))]).toEqual([
+      'listed',
+    ]);
+    // Keys unknown (unreadable, or no such Secret): kept.
+    expect([...servedInFull(spec, served, files, keys(undefined))]).toEqual(['listed']);
+    expect([...servedInFull(spec, served, files, keys(null))]).toEqual(['listed']);
   });
 
   it('guards each removal with a test of the exact entry, highest index first', () => {
@@ -326,7 +393,7 @@ describe('findNativeRefs', () => {
         },
       ],
     };
-    const f = findNativeRefs(spec, migrated, keysOf, { files: false });
+    const f = findNativeRefs(spec, migrated, keysOf, { files: NONE });
     expect(removalOps(spec, f.remove)).toEqual([
       { op: 'test', path: '/spec/template/spec/containers/0/name', value: 'a' },
       {
@@ -429,7 +496,7 @@ describe('findNativeRefs', () => {
     });
     const once = protect(obj, migrated, keysOf);
     expect(
-      findNativeRefs(once.after.spec.template.spec, migrated, keysOf, { files: false }).remove,
+      findNativeRefs(once.after.spec.template.spec, migrated, keysOf, { files: NONE }).remove,
     ).toEqual([]);
   });
 });
@@ -528,7 +595,9 @@ describe('unprotect(protect(t)) == t', () => {
         expect(refsTo(after, ['other'])).toEqual(refsTo(obj, ['other']));
         // Idempotent: what protect left behind, it would leave again.
         expect(
-          findNativeRefs(after.spec.template.spec, migrated, lookup, { files }).remove,
+          findNativeRefs(after.spec.template.spec, migrated, lookup, {
+            files: served(after.spec.template.spec, files),
+          }).remove,
         ).toEqual([]);
         if (removed === 0)
           expect(

@@ -7,9 +7,12 @@
 //
 // Only what the plan maps is removed. An env entry goes when the plan maps its
 // key to the same variable; an envFrom secretRef goes only when every key the
-// container reads that way is mapped to prefix+key; secret volumes and
-// projected secret sources stay until the plan can serve files (`files`
-// below), because removing them would break apps that read those files.
+// container reads that way is mapped to prefix+key; a secret volume (or a
+// projected volume of Secrets only) goes when the plan serves every file it
+// shows (`files` below, the webhook's own rule): it is swapped for the memory
+// emptyDir the wrapper writes those files into, so the containers' mounts of
+// it stay valid. Any other such volume stays: removing it would break apps
+// that read its files.
 import type {
   V1Container,
   V1EnvFromSource,
@@ -17,8 +20,9 @@ import type {
   V1PodSpec,
   V1Volume,
 } from '@kubernetes/client-node';
-import { ANNOTATION } from '../contract/annotations.js';
+import { ANNOTATION, type FileMapEntry } from '../contract/annotations.js';
 import type { PlanWorkload } from '../plan/schema.js';
+import { filesVolume } from '../webhook/mutate.js';
 
 export type JsonPatchOp =
   { op: 'add' | 'replace' | 'test'; path: string; value: unknown } | { op: 'remove'; path: string };
@@ -37,6 +41,8 @@ export interface RemovedRef {
   index: number;
   /** The entry itself: a reference (names, keys, prefix, flags), never a value. */
   entry: unknown;
+  /** What took its place at the same index (a volume swapped for a memory emptyDir). */
+  replacedBy?: unknown;
 }
 
 /**
@@ -55,10 +61,11 @@ export type SecretKeyLookup = (name: string) => readonly string[] | null | undef
 
 export interface NativeRefsOptions {
   /**
-   * The plan serves this workload's files from vault. Not yet: file delivery
-   * is a later step, and until then secret volumes are always kept.
+   * Names of the template's volumes whose every file the plan serves from
+   * vault (webhook/mutate.ts servedVolumes): these are swapped for a memory
+   * emptyDir; every other volume holding a migrated Secret is kept.
    */
-  files: boolean;
+  files: ReadonlySet<string>;
 }
 
 export interface NativeRefsFinding {
@@ -181,19 +188,70 @@ export function findNativeRefs(
     ].filter((n) => migrated.has(n));
     if (names.length === 0) return;
     const kind = v.secret ? 'secret volume' : 'projected volume';
-    // A volume whose every source is a migrated Secret could go once the
-    // plan serves its files; a projected volume that mixes in other sources
-    // would need only those sources removed. Until file delivery exists,
-    // every such volume stays.
-    if (!opts.files) {
+    // The containers still mount it by name (and the API server insists the
+    // volume exists), so it is replaced, not dropped: the webhook fills the
+    // memory emptyDir from vault as it would have filled its own.
+    if (!opts.files.has(v.name)) {
       kept.push(
-        `${kind} ${v.name} (Secret ${names.join(', ')}): files are not served from vault yet`,
+        `${kind} ${v.name} (Secret ${names.join(', ')}): not all of its files are served from vault`,
       );
       return;
     }
-    remove.push({ list: 'volumes', index, entry: v });
+    remove.push({ list: 'volumes', index, entry: v, replacedBy: filesVolume(v.name) });
   });
   return { remove, kept };
+}
+
+/** The Secret sources of a volume: name and items (absent: every key of the Secret). */
+function secretSources(v: V1Volume): { name: string; items: boolean }[] {
+  if (v.secret?.secretName) return [{ name: v.secret.secretName, items: !!v.secret.items }];
+  return (v.projected?.sources ?? []).flatMap((p) =>
+    p.secret?.name ? [{ name: p.secret.name, items: !!p.secret.items }] : [],
+  );
+}
+
+/** The Secrets read whole (no items) by the volumes in `served`: their key names decide. */
+export function wholeVolumeSecrets(
+  spec: V1PodSpec | undefined,
+  served: ReadonlySet<string>,
+): string[] {
+  const out = new Set<string>();
+  for (const v of spec?.volumes ?? []) {
+    if (!served.has(v.name)) continue;
+    for (const s of secretSources(v)) if (!s.items) out.add(s.name);
+  }
+  return [...out];
+}
+
+/**
+ * The volumes of `served` that show no file the file-map leaves out. The
+ * webhook cannot see a Secret's keys, so it takes the file-map as the whole
+ * content of a volume without items; protect can, and keeps a volume whose
+ * Secret has a key (added since discover, say) the file-map does not serve,
+ * or whose keys it cannot read.
+ */
+export function servedInFull(
+  spec: V1PodSpec | undefined,
+  served: ReadonlySet<string>,
+  files: readonly FileMapEntry[],
+  keysOf: SecretKeyLookup,
+): Set<string> {
+  const out = new Set<string>();
+  for (const v of spec?.volumes ?? []) {
+    if (!served.has(v.name)) continue;
+    const mounts = containers(spec)
+      .flatMap((l) => l.c.volumeMounts ?? [])
+      .filter((m) => m.name === v.name)
+      .map((m) => m.mountPath.replace(/\/+$/, ''));
+    const whole = secretSources(v).every((s) => {
+      if (s.items) return true;
+      const keys = keysOf(s.name);
+      if (!keys) return false;
+      return mounts.every((m) => keys.every((k) => files.some((f) => f.file === `${m}/${k}`)));
+    });
+    if (whole) out.add(v.name);
+  }
+  return out;
 }
 
 /** JSON Pointer escaping of one path segment. */
@@ -231,7 +289,11 @@ export function removalOps(
   );
   for (const { r, path } of sorted) {
     ops.push({ op: 'test', path: `${path ?? ''}/${r.index}`, value: r.entry });
-    ops.push({ op: 'remove', path: `${path ?? ''}/${r.index}` });
+    ops.push(
+      r.replacedBy === undefined
+        ? { op: 'remove', path: `${path ?? ''}/${r.index}` }
+        : { op: 'replace', path: `${path ?? ''}/${r.index}`, value: r.replacedBy },
+    );
   }
   return ops;
 }
@@ -408,6 +470,15 @@ export function restoreOps(spec: V1PodSpec | undefined, record: NativeRefsRecord
       const found = before.findIndex((e) => sameJson(e, r.entry));
       if (found >= 0) {
         before.splice(found, 1);
+        continue;
+      }
+      // A swapped entry goes back in place of what protect left there.
+      const swapped =
+        r.replacedBy === undefined ? -1 : (list ?? []).findIndex((e) => sameJson(e, r.replacedBy));
+      if (list && swapped >= 0) {
+        ops.push({ op: 'replace', path: `${path}/${swapped}`, value: r.entry });
+        list.splice(swapped, 1, r.entry);
+        done.push(r);
         continue;
       }
       if (!list) {

@@ -31,7 +31,8 @@ import { readPlan, type LoadedPlan } from '../plan/read.js';
 import { workloadKey } from '../plan/write.js';
 import type { PlanWorkload, Tenant, WorkloadStatus } from '../plan/schema.js';
 import { ANNOTATION, OWNED_ANNOTATIONS } from '../contract/annotations.js';
-import { alreadyApplied, protectAnnotations } from './annotations.js';
+import { alreadyApplied, fileMapEntries, protectAnnotations } from './annotations.js';
+import { servedVolumes } from '../webhook/mutate.js';
 import {
   annotationOps,
   appendRecord,
@@ -43,6 +44,8 @@ import {
   recordedSecrets,
   removalOps,
   restoreOps,
+  servedInFull,
+  wholeVolumeSecrets,
   type JsonPatchOp,
   type NativeRefsFinding,
   type Restore,
@@ -309,14 +312,21 @@ class Runner {
   async nativeRefs(item: Item, live: LiveWorkload): Promise<NativeRefsFinding> {
     const migrated = migratedSecrets(item.workload);
     const spec = live.spec?.template.spec;
-    const names = envFromSecrets(spec, migrated);
+    // A volume goes only when the webhook would fill it from vault in full,
+    // and the file-map serves every key its Secret has today.
+    const entries = fileMapEntries(item.workload);
+    const served = servedVolumes(spec, entries);
+    const names = [
+      ...new Set([...envFromSecrets(spec, migrated), ...wholeVolumeSecrets(spec, served)]),
+    ];
     const keys = new Map(
       await Promise.all(
         names.map(async (n) => [n, await this.secretKeys(item.tenant.namespace, n)] as const),
       ),
     );
-    // File delivery does not exist yet: secret volumes always stay.
-    return findNativeRefs(spec, migrated, (n) => keys.get(n), { files: false });
+    const lookup = (n: string): readonly string[] | null | undefined => keys.get(n);
+    const files = servedInFull(spec, served, entries, lookup);
+    return findNativeRefs(spec, migrated, lookup, { files });
   }
 
   /** Deleting OnDelete pods is never implied by --yes alone: it needs --restart-ondelete. */

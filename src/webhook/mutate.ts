@@ -9,6 +9,7 @@ import type {
   V1Container,
   V1EnvVar,
   V1Pod,
+  V1PodSpec,
   V1Probe,
   V1Volume,
   V1VolumeMount,
@@ -244,6 +245,31 @@ function differentFiles(mounts: string[], files: FileMapEntry[]): boolean {
   return sets.some((x) => x !== sets[0]);
 }
 
+/** The memory-backed volume that takes a Secret volume's place when its files come from vault. */
+export function filesVolume(name: string): V1Volume {
+  return { name, emptyDir: { medium: 'Memory', sizeLimit: FILES_SIZE_LIMIT } };
+}
+
+/**
+ * True for the volume `target protect` leaves where a Secret volume was once
+ * the plan serves all of its files: a memory emptyDir. The webhook fills it
+ * as it fills a Secret volume it replaces itself.
+ */
+function isFilesVolume(v: V1Volume): boolean {
+  return v.emptyDir?.medium === 'Memory' && !v.secret && !v.projected;
+}
+
+/**
+ * The names of the pod spec's Secret volumes (or memory emptyDirs protect
+ * put in their place) whose files the file-map serves in full: by the rule
+ * of planFiles, which `target protect` shares so it swaps out exactly the
+ * volumes the webhook would replace.
+ */
+export function servedVolumes(spec: V1PodSpec | undefined, files: FileMapEntry[]): Set<string> {
+  const plan = planFiles({ spec: spec ?? { containers: [] } }, files);
+  return typeof plan === 'string' ? new Set() : plan.replaced;
+}
+
 /**
  * Which Secret volumes become memory-backed emptyDirs. A volume is replaced
  * only when nothing it delivers today would go missing: every container
@@ -276,7 +302,8 @@ function planFiles(pod: V1Pod, files: FileMapEntry[]): FilePlan | string {
     const uses = mountsOf(v.name);
     const mapped = files.filter((f) => uses.some(({ m }) => m.mountPath === f.mount));
     if (mapped.length === 0) return;
-    const items = volumeItems(v);
+    const protectedVolume = isFilesVolume(v);
+    const items = protectedVolume ? undefined : volumeItems(v);
     let why: string | undefined;
     if (items === 'not-secret') why = 'it is not made of Secrets only';
     else if (uses.some(({ m }) => m.subPath || m.subPathExpr)) {
@@ -304,10 +331,8 @@ function planFiles(pod: V1Pod, files: FileMapEntry[]): FilePlan | string {
       return;
     }
     out.replaced.add(v.name);
-    out.replace.set(index, {
-      name: v.name,
-      emptyDir: { medium: 'Memory', sizeLimit: FILES_SIZE_LIMIT },
-    });
+    // Already memory-backed (protect swapped the Secret out): filled as is.
+    if (!protectedVolume) out.replace.set(index, filesVolume(v.name));
   });
   // A file must not land where another volume is mounted inside its own:
   // the wrapper would write into that volume (or be hidden by it).

@@ -1,6 +1,14 @@
 import type { V1Container, V1Pod, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { containersNeedingImageConfig, decide, effectiveArgv, type JsonPatchOp } from './mutate.js';
+import { parseFileMap, type FileMapEntry } from '../contract/annotations.js';
+import {
+  containersNeedingImageConfig,
+  decide,
+  effectiveArgv,
+  filesVolume,
+  servedVolumes,
+  type JsonPatchOp,
+} from './mutate.js';
 import { budgetFor, review } from './server.js';
 
 const cfg = {
@@ -412,6 +420,7 @@ describe('files from vault', () => {
         volumes: [{ name: 'cache', emptyDir: {} }, volume],
       },
     );
+  const parsed = (): FileMapEntry[] => parseFileMap(fileMap) ?? [];
   const envOf = (c: V1Container | undefined): Record<string, string> =>
     Object.fromEntries((c?.env ?? []).map((e) => [e.name, e.value ?? '']));
 
@@ -435,6 +444,33 @@ describe('files from vault', () => {
     expect(envOf(app).CLOUDTASER_ENV_MAP).toBe(`${path}:password=DB_PASS`);
     expect(envOf(out.spec?.containers[1])).not.toHaveProperty('CLOUDTASER_FILE_MAP');
     expect(out.metadata?.annotations).not.toHaveProperty('cloudtaser.io/native-secret-volumes');
+  });
+
+  it('fills the memory emptyDir protect left in place of the Secret volume, as it fills one it replaces itself', () => {
+    // The pod protect's template makes once it swapped the Secret volume out
+    // (the containers' mounts still name the volume).
+    const input = withTls({}, filesVolume('tls'));
+    const d = decide(input, cfg);
+    if (!d.allowed) throw new Error(d.message);
+    expect(d.warnings).toBeUndefined();
+    // Nothing to replace: the volume is already what the webhook would make.
+    expect(d.patch.filter((op) => op.path.startsWith('/spec/volumes/') && op.op !== 'add')).toEqual(
+      [],
+    );
+    const out = apply(input, d.patch);
+    // The same pod as from a template that still had the Secret volume.
+    const native = apply(withTls(), decideOrThrow(withTls()));
+    expect(out.spec).toEqual(native.spec);
+    expect(envOf(out.spec?.containers[0]).CLOUDTASER_FILE_MAP).toBe(fileMap);
+    expect(out.metadata?.annotations).not.toHaveProperty('cloudtaser.io/native-secret-volumes');
+    // Both shapes count as served for protect, which shares this rule.
+    expect([...servedVolumes(withTls().spec, parsed())]).toEqual(['tls']);
+    expect([...servedVolumes(input.spec, parsed())]).toEqual(['tls']);
+    const partial = withTls(
+      {},
+      { name: 'tls', secret: { secretName: 'tls', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
+    );
+    expect([...servedVolumes(partial.spec, parsed())]).toEqual([]);
   });
 
   it('accepts a pod whose plan maps files only, and leaves a container with nothing to fetch unwrapped', () => {
