@@ -1,6 +1,12 @@
 // `target status`, `validate` and `audit` after a real, scripted migration,
 // with every state and finding produced by a real situation.
-import { AppsV1Api, CoreV1Api, type V1PodSpec } from '@kubernetes/client-node';
+import {
+  AppsV1Api,
+  CoreV1Api,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1PodSpec,
+} from '@kubernetes/client-node';
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -8,7 +14,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { AuditReportSchema } from '../src/report/audit-schema.js';
 import { cli, sandboxEnv, tempDir } from './helpers/cli.js';
 import { startFaultProxy } from './helpers/fault-proxy.js';
-import { bao, kubeConfig, sandbox, uniqueName } from './helpers/sandbox.js';
+import { bao, eventually, kubeConfig, sandbox, uniqueName } from './helpers/sandbox.js';
 
 const PLANTED = `planted-${randomBytes(8).toString('hex')}`;
 const nsA = uniqueName('rpa');
@@ -172,6 +178,57 @@ describe('target status', () => {
     expect(table.stdout).toContain(
       '5 workload(s): 2 protected, 1 partial, 1 unprotected, 1 not applicable.',
     );
+  });
+});
+
+describe('target status, pods shutting down', () => {
+  it('does not count a pod that is being deleted (kubectl does not either)', async () => {
+    const ns = uniqueName('rpterm');
+    const kc = kubeConfig();
+    const core = kc.makeApiClient(CoreV1Api);
+    const apps = kc.makeApiClient(AppsV1Api);
+    await core.createNamespace({ body: { metadata: { name: ns } } });
+    await apps.createNamespacedStatefulSet({
+      namespace: ns,
+      body: {
+        metadata: { name: 'db' },
+        spec: {
+          replicas: 1,
+          serviceName: 'db',
+          selector: { matchLabels: { app: 'db' } },
+          template: { metadata: { labels: { app: 'db' } }, spec: spec('db') },
+        },
+      },
+    });
+    const pods = async (): Promise<string | undefined> => {
+      const r = await cli(['target', 'status', '-n', ns, '-o', 'json']);
+      expect(r.code).toBe(0);
+      return (JSON.parse(r.stdout) as { workloads: { name: string; pods: string }[] }).workloads[0]
+        ?.pods;
+    };
+    // The controller's pod (Pending: no node takes it), held in Terminating
+    // by a finalizer once deleted.
+    await eventually('the StatefulSet controller to create db-0', async () =>
+      (await core.listNamespacedPod({ namespace: ns })).items.length === 1 ? true : undefined,
+    );
+    const hold = [{ op: 'add', path: '/metadata/finalizers', value: ['cloudtaser.test/hold'] }];
+    const json = setHeaderOptions('Content-Type', PatchStrategy.JsonPatch);
+    await core.patchNamespacedPod({ name: 'db-0', namespace: ns, body: hold }, json);
+    try {
+      expect(await pods()).toBe('0/1 injected, 1 not Ready');
+      await core.deleteNamespacedPod({ name: 'db-0', namespace: ns });
+      expect(await pods()).toBe('-');
+    } finally {
+      await core.patchNamespacedPod(
+        {
+          name: 'db-0',
+          namespace: ns,
+          body: [{ op: 'remove', path: '/metadata/finalizers' }],
+        },
+        json,
+      );
+      await apps.deleteNamespacedStatefulSet({ name: 'db', namespace: ns });
+    }
   });
 });
 

@@ -143,6 +143,8 @@ interface PodLite {
   owner: { kind: string; name: string } | undefined;
   injected: boolean;
   ready: boolean;
+  /** Being deleted: no longer one of its controller's replicas (as kubectl counts them). */
+  terminating: boolean;
 }
 
 /** Reads workloads, pods and ReplicaSets once and judges every workload. */
@@ -169,6 +171,7 @@ export async function readInventory(target: KubeTarget, namespace?: string): Pro
         ready:
           p.status?.phase === 'Running' &&
           (p.status.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True'),
+        terminating: p.metadata?.deletionTimestamp !== undefined,
       }),
       { verb: 'list', resource: 'pods', namespace },
       target.server,
@@ -202,7 +205,10 @@ export async function readInventory(target: KubeTarget, namespace?: string): Pro
   const rsOwner = new Map(replicaSets.map((r) => [r.key, r.deployment]));
   const podsByWorkload = new Map<string, PodCounts>();
   for (const p of pods) {
-    if (!p.owner) continue;
+    // A pod of the old template still shutting down after the rollout is not
+    // a replica any more: counted, it made status say old-template right
+    // after `kubectl rollout status` had said the rollout finished.
+    if (!p.owner || p.terminating) continue;
     let kind = p.owner.kind;
     let name = p.owner.name;
     if (kind === 'ReplicaSet') {
