@@ -61,18 +61,26 @@ export function parseEnvMap(value: string): EnvMapEntry[] | undefined {
   if (value.trim() === '') return [];
   const out: EnvMapEntry[] = [];
   for (const raw of value.split(',')) {
-    const entry = raw.trim();
-    const eq = entry.lastIndexOf('=');
-    const colon = entry.lastIndexOf(':', eq);
-    if (eq < 0 || colon < 0) return undefined;
-    const path = entry.slice(0, colon);
-    const field = entry.slice(colon + 1, eq);
-    const env = entry.slice(eq + 1);
-    if (!/\/data\/./.test(path) || !/^[-._a-zA-Z0-9]+$/.test(field)) return undefined;
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(env)) return undefined;
-    out.push({ path, field, env });
+    const m = splitMapping(raw.trim());
+    if (!m || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(m.target)) return undefined;
+    out.push({ path: m.path, field: m.field, env: m.target });
   }
   return out;
+}
+
+/**
+ * One `<vault-path>:<field>=<target>` mapping, shared by the env-map and the
+ * file-map: the last '=' and the last ':' before it are the separators.
+ * Undefined when either is missing or the path or field is not valid.
+ */
+function splitMapping(entry: string): { path: string; field: string; target: string } | undefined {
+  const eq = entry.lastIndexOf('=');
+  const colon = entry.lastIndexOf(':', eq);
+  if (eq < 0 || colon < 0) return undefined;
+  const path = entry.slice(0, colon);
+  const field = entry.slice(colon + 1, eq);
+  if (!/\/data\/./.test(path) || !/^[-._a-zA-Z0-9]+$/.test(field)) return undefined;
+  return { path, field, target: entry.slice(eq + 1) };
 }
 
 export interface FileMapEntry {
@@ -108,12 +116,9 @@ export function parseFileMap(value: string): FileMapEntry[] | undefined {
   const seen = new Set<string>();
   for (const raw of value.split(',')) {
     const [head = '', ...opts] = raw.trim().split(';');
-    const eq = head.lastIndexOf('=');
-    const colon = head.lastIndexOf(':', eq);
-    if (eq < 0 || colon < 0) return undefined;
-    const path = head.slice(0, colon);
-    const field = head.slice(colon + 1, eq);
-    const file = head.slice(eq + 1);
+    const m = splitMapping(head);
+    if (!m) return undefined;
+    const { path, field, target: file } = m;
     const options = new Map<string, string>();
     for (const o of opts) {
       const i = o.indexOf('=');
@@ -123,7 +128,6 @@ export function parseFileMap(value: string): FileMapEntry[] | undefined {
     const mount = options.get('mount');
     const mode = options.get('mode');
     if (options.size !== 2 || mount === undefined || mode === undefined) return undefined;
-    if (!/\/data\/./.test(path) || !/^[-._a-zA-Z0-9]+$/.test(field)) return undefined;
     if (!ABSOLUTE_NORMAL.test(file) || !ABSOLUTE_NORMAL.test(mount) || !OCTAL_MODE.test(mode)) {
       return undefined;
     }

@@ -113,24 +113,7 @@ export class Workloads {
       ...(opts.resourceVersion ? { metadata: { resourceVersion: opts.resourceVersion } } : {}),
       spec: { template: { metadata: { annotations } } },
     };
-    try {
-      const patched = await this.rest.call<LiveWorkload>({
-        method: 'PATCH',
-        path: resourcePath('apps/v1', PLURAL[id.kind], id.namespace, id.name),
-        query: { fieldManager: 'cloudtaser', dryRun: opts.dryRun ? 'All' : undefined },
-        body,
-        contentType: PatchStrategy.StrategicMergePatch,
-      });
-      // Not needed by any caller, and the largest part of the reply.
-      if (patched.metadata) delete patched.metadata.managedFields;
-      return withKind(patched, id.kind);
-    } catch (e) {
-      throw kubeError(
-        e,
-        { verb: 'patch', resource: RESOURCE[id.kind], name: id.name, namespace: id.namespace },
-        this.target.server,
-      );
-    }
+    return this.sendPatch(id, body, PatchStrategy.StrategicMergePatch, opts.dryRun);
   }
 
   /**
@@ -150,14 +133,25 @@ export class Workloads {
         : []),
       ...ops,
     ];
+    return this.sendPatch(id, body, PatchStrategy.JsonPatch, opts.dryRun);
+  }
+
+  /** One PATCH of a workload; errors become KubeApiErrors that keep their HTTP status. */
+  private async sendPatch(
+    id: WorkloadId,
+    body: unknown,
+    contentType: PatchStrategy,
+    dryRun: boolean | undefined,
+  ): Promise<LiveWorkload> {
     try {
       const patched = await this.rest.call<LiveWorkload>({
         method: 'PATCH',
         path: resourcePath('apps/v1', PLURAL[id.kind], id.namespace, id.name),
-        query: { fieldManager: 'cloudtaser', dryRun: opts.dryRun ? 'All' : undefined },
+        query: { fieldManager: 'cloudtaser', dryRun: dryRun ? 'All' : undefined },
         body,
-        contentType: PatchStrategy.JsonPatch,
+        contentType,
       });
+      // Not needed by any caller, and the largest part of the reply.
       if (patched.metadata) delete patched.metadata.managedFields;
       return withKind(patched, id.kind);
     } catch (e) {
