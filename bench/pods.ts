@@ -9,7 +9,7 @@ import { Watch, type CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -17,7 +17,12 @@ import { promisify } from 'node:util';
 import type { MigrationPlan } from '../src/plan/schema.js';
 import { renderPlan } from '../src/plan/write.js';
 import { projectRoot } from '../testenv/paths.js';
-import { clientsFor, startPodWebhook, type PodWebhook } from '../testenv/pods.js';
+import {
+  clientsFor,
+  createVaultCaConfigMap,
+  startPodWebhook,
+  type PodWebhook,
+} from '../testenv/pods.js';
 import type { SandboxInfo } from '../testenv/sandbox.js';
 
 export const POD_STEPS = ['pods', 'admission'] as const;
@@ -103,13 +108,7 @@ async function prepare(ctx: Ctx, password: string): Promise<void> {
   const { core, info } = ctx;
   await core.createNamespace({ body: { metadata: { name: NS } } });
   await core.createNamespacedServiceAccount({ namespace: NS, body: { metadata: { name: SA } } });
-  await core.createNamespacedConfigMap({
-    namespace: NS,
-    body: {
-      metadata: { name: 'vault-ca' },
-      data: { 'ca.crt': await readFile(info.baoCaFile, 'utf8') },
-    },
-  });
+  await createVaultCaConfigMap(core, NS, info);
   // What the uninjected pods read, as before a migration.
   await core.createNamespacedSecret({
     namespace: NS,

@@ -25,6 +25,7 @@ import {
   describePod,
   hostEnviron,
   isRunning,
+  createVaultCaConfigMap,
   startPodWebhook,
   type PodSandbox,
   type PodWebhook,
@@ -109,13 +110,7 @@ beforeAll(async () => {
   dir = await tempDir('ct-files-');
   await core.createNamespace({ body: { metadata: { name: NS } } });
   await core.createNamespacedServiceAccount({ namespace: NS, body: { metadata: { name: 'web' } } });
-  await core.createNamespacedConfigMap({
-    namespace: NS,
-    body: {
-      metadata: { name: 'vault-ca' },
-      data: { 'ca.crt': await readFile(info.baoCaFile, 'utf8') },
-    },
-  });
+  await createVaultCaConfigMap(core, NS, info);
   await core.createNamespacedSecret({
     namespace: NS,
     body: { metadata: { name: 'web-files' }, stringData: FILES },

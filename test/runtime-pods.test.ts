@@ -12,7 +12,7 @@ import type { CoreV1Api, V1Container, V1Pod } from '@kubernetes/client-node';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MigrationPlan } from '../src/plan/schema.js';
@@ -25,6 +25,7 @@ import { freePort } from './helpers/net.js';
 import {
   acquirePodSandbox,
   clientsFor,
+  createVaultCaConfigMap,
   containerId,
   containerInitAndChild,
   describePod,
@@ -83,14 +84,7 @@ beforeAll(async () => {
   for (const name of [SA, 'other']) {
     await core.createNamespacedServiceAccount({ namespace: NS, body: { metadata: { name } } });
   }
-  // The trust store for OpenBao's TLS listener, as an image or a ConfigMap would carry it.
-  await core.createNamespacedConfigMap({
-    namespace: NS,
-    body: {
-      metadata: { name: 'vault-ca' },
-      data: { 'ca.crt': await readFile(info.baoCaFile, 'utf8') },
-    },
-  });
+  await createVaultCaConfigMap(core, NS, info);
   await core.createNamespacedSecret({
     namespace: NS,
     body: { metadata: { name: 'native' }, stringData: NATIVE },

@@ -1,6 +1,7 @@
 // The built `cloudtaser webhook serve` registered for one namespace of a
 // sandbox whose node runs pods. Shared by the pod tests and the bench.
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { readFile } from 'node:fs/promises';
 import { loopbackPki } from './pki.js';
 import type { SandboxInfo } from './sandbox.js';
 import { waitForWebhook } from './webhook-probe.js';
@@ -10,6 +11,25 @@ export function clientsFor(info: SandboxInfo): { kc: KubeConfig; core: CoreV1Api
   const kc = new KubeConfig();
   kc.loadFromFile(info.kubeconfig);
   return { kc, core: kc.makeApiClient(CoreV1Api) };
+}
+
+/**
+ * The trust store for OpenBao's TLS listener in `namespace`, as ConfigMap
+ * `vault-ca` (key `ca.crt`): what an image's CA bundle would carry in a real
+ * cluster. Pods mount it and point VAULT_CACERT at it.
+ */
+export async function createVaultCaConfigMap(
+  core: CoreV1Api,
+  namespace: string,
+  info: SandboxInfo,
+): Promise<void> {
+  await core.createNamespacedConfigMap({
+    namespace,
+    body: {
+      metadata: { name: 'vault-ca' },
+      data: { 'ca.crt': await readFile(info.baoCaFile, 'utf8') },
+    },
+  });
 }
 
 export interface PodWebhook {

@@ -30,7 +30,12 @@ export function acquirePodSandbox(): Promise<PodSandbox> {
   return Promise.resolve({ info, release: () => Promise.resolve() });
 }
 
-export { clientsFor, startPodWebhook, type PodWebhook } from '../../testenv/pods.js';
+export {
+  clientsFor,
+  createVaultCaConfigMap,
+  startPodWebhook,
+  type PodWebhook,
+} from '../../testenv/pods.js';
 
 /** Waits until the pod satisfies `ok` and returns it; names the last state on timeout. */
 export async function waitForPod(
