@@ -24,6 +24,7 @@ export interface ImageConfig {
   Cmd?: string[];
   Env?: string[];
   User?: string;
+  WorkingDir?: string;
 }
 
 export interface Layer {
