@@ -141,7 +141,7 @@ describe('the Helm chart', () => {
     await compare(
       [
         '--image',
-        'registry.example/ct/webhook:9',
+        'registry.example/ct/webhook:0.2.0',
         '--init-image',
         'registry.example/ct/init:9',
         '--replicas',
@@ -160,7 +160,7 @@ describe('the Helm chart', () => {
         '--set',
         [
           'image.repository=registry.example/ct/webhook',
-          'image.tag=9',
+          'image.tag=0.2.0',
           'initImage=registry.example/ct/init:9',
           'replicaCount=3',
           'webhook.failurePolicy=Ignore',

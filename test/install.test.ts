@@ -57,6 +57,7 @@ describe('target install', () => {
       'ClusterRole',
       'ClusterRoleBinding',
       'Deployment',
+      'PodDisruptionBudget',
       'Service',
       'MutatingWebhookConfiguration',
     ]);
@@ -77,7 +78,11 @@ describe('target install', () => {
       .find((d) => d.kind === 'MutatingWebhookConfiguration');
     expect(hook?.webhooks?.[0]?.namespaceSelector).toEqual({
       matchExpressions: [
-        { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: ['kube-system', ns] },
+        {
+          key: 'kubernetes.io/metadata.name',
+          operator: 'NotIn',
+          values: ['kube-system', 'kube-public', 'kube-node-lease', ns],
+        },
       ],
     });
     expect(r.stdout).toContain('failurePolicy: Fail');
