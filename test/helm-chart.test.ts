@@ -1,12 +1,17 @@
 // The Helm chart (charts/cloudtaser): `helm lint`, its values schema, a
 // server-side dry run of what it renders against the real API server, and
 // the same objects as `target install` renders from the same settings.
-import { CoreV1Api } from '@kubernetes/client-node';
+import {
+  AdmissionregistrationV1Api,
+  CoreV1Api,
+  type V1MutatingWebhookConfiguration,
+} from '@kubernetes/client-node';
 import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { installManifests } from '../src/webhook/install.js';
 import { ensureHelm, runHelm, type HelmResult } from '../testenv/helm.js';
 import { projectRoot } from '../testenv/paths.js';
 import { loopbackPki } from '../testenv/pki.js';
@@ -199,5 +204,75 @@ describe('the Helm chart', () => {
     const fromCli = objects(r.stdout).filter((o) => o.kind !== 'Namespace');
     expect(r.code, r.stderr).toBe(0);
     expect(byKey(fromChart)).toEqual(byKey(fromCli));
+  });
+
+  it('webhook unregister (the pre-delete hook) removes the configuration, then the guard; a re-run finds them gone', async () => {
+    const kc = kubeConfig();
+    const admission = kc.makeApiClient(AdmissionregistrationV1Api);
+    // Names of this test only: the sandbox is shared with the chart's own install.
+    const name = uniqueName('ct-unreg');
+    const ns = uniqueName('unreg');
+    const objs = installManifests({
+      namespace: ns,
+      image: 'x/webhook:1',
+      initImage: 'x/init:1',
+      replicas: 1,
+      failurePolicy: 'Ignore',
+      certManager: false,
+      tlsSecret: 'tls',
+      caBundle: 'not a real CA',
+      registryAuth: false,
+      authMountPath: 'auth/kubernetes',
+    });
+    const hook = objs.find((o) => o.kind === 'MutatingWebhookConfiguration') as Obj;
+    const policy = objs.find((o) => o.kind === 'ValidatingAdmissionPolicy') as Obj;
+    const binding = objs.find((o) => o.kind === 'ValidatingAdmissionPolicyBinding') as Obj & {
+      spec: Record<string, unknown>;
+    };
+    // Scoped to namespaces labelled for this test (there are none), so no
+    // pod of another test sharing the sandbox meets them.
+    const onlyHere = { matchLabels: { 'cloudtaser-test/unregister': name } };
+    const h = hook as Obj & { webhooks: Record<string, unknown>[] };
+    const p = policy as Obj & { spec: { matchConstraints: Record<string, unknown> } };
+    await admission.createMutatingWebhookConfiguration({
+      body: {
+        ...h,
+        metadata: { name },
+        webhooks: h.webhooks.map((w) => ({ ...w, namespaceSelector: onlyHere })),
+      } as V1MutatingWebhookConfiguration,
+    });
+    await admission.createValidatingAdmissionPolicy({
+      body: {
+        ...p,
+        metadata: { name },
+        spec: {
+          ...p.spec,
+          matchConstraints: { ...p.spec.matchConstraints, namespaceSelector: onlyHere },
+        },
+      },
+    });
+    await admission.createValidatingAdmissionPolicyBinding({
+      body: {
+        ...binding,
+        metadata: { name },
+        spec: { ...binding.spec, policyName: name },
+      },
+    });
+    const args = ['webhook', 'unregister', '--name', name, '--guard', name];
+    const first = await cli(args);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout.trim().split('\n')).toEqual([
+      `mutatingwebhookconfigurations.admissionregistration.k8s.io/${name} deleted`,
+      `validatingadmissionpolicybindings.admissionregistration.k8s.io/${name} deleted`,
+      `validatingadmissionpolicies.admissionregistration.k8s.io/${name} deleted`,
+    ]);
+    await expect(admission.readMutatingWebhookConfiguration({ name })).rejects.toMatchObject({
+      code: 404,
+    });
+    const again = await cli(args);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toContain(
+      `mutatingwebhookconfigurations.admissionregistration.k8s.io/${name} already gone`,
+    );
   });
 });

@@ -12,6 +12,7 @@ import {
   AppsV1Api,
   type CoreV1Api,
   type V1Pod,
+  Watch,
 } from '@kubernetes/client-node';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -264,7 +265,7 @@ describe('the webhook installed with Helm', () => {
     expect(caAfter).toBe(caBefore);
   });
 
-  it('helm uninstall removes the webhook configuration before the webhook pod goes', async () => {
+  it('helm uninstall removes the webhook configuration before the webhook Deployment', async () => {
     const admission = clientsFor(info).kc.makeApiClient(AdmissionregistrationV1Api);
     const exists = async (read: () => Promise<unknown>): Promise<boolean> => {
       try {
@@ -278,27 +279,42 @@ describe('the webhook installed with Helm', () => {
     expect(
       await exists(() => admission.readMutatingWebhookConfiguration({ name: 'cloudtaser' })),
     ).toBe(true);
-    // Watch while helm uninstalls: the first time the webhook pod is seen
-    // terminating, the configuration must already be gone.
-    let seenTerminating: boolean | undefined;
-    const ctl = { done: false };
-    const watch = (async () => {
-      while (!ctl.done && seenTerminating === undefined) {
-        const pods = await webhookPods();
-        if (pods.length === 0 || pods.some((p) => p.metadata?.deletionTimestamp)) {
-          seenTerminating = await exists(() =>
-            admission.readMutatingWebhookConfiguration({ name: 'cloudtaser' }),
-          );
-        }
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    })();
+    // Watch both while helm uninstalls: the configuration must be gone
+    // before the Deployment is deleted (Helm alone deletes it after).
+    const kc = clientsFor(info).kc;
+    const seen: { hookGone?: number; deploymentDeleted?: number } = {};
+    const watches = await Promise.all([
+      new Watch(kc).watch(
+        '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations',
+        { fieldSelector: 'metadata.name=cloudtaser' },
+        (type) => {
+          if (type === 'DELETED') seen.hookGone ??= performance.now();
+        },
+        () => undefined,
+      ),
+      new Watch(kc).watch(
+        `/apis/apps/v1/namespaces/${RELEASE_NS}/deployments`,
+        { fieldSelector: 'metadata.name=cloudtaser-webhook' },
+        (type, obj: { metadata?: { deletionTimestamp?: unknown } }) => {
+          if (type === 'DELETED' || obj.metadata?.deletionTimestamp)
+            seen.deploymentDeleted ??= performance.now();
+        },
+        () => undefined,
+      ),
+    ]);
     const un = await chart?.run(['uninstall', 'cloudtaser', '-n', RELEASE_NS, '--wait']);
-    ctl.done = true;
-    await watch;
+    try {
+      await eventually('both deletions seen', () =>
+        Promise.resolve(
+          seen.hookGone !== undefined && seen.deploymentDeleted !== undefined ? true : undefined,
+        ),
+      );
+    } finally {
+      for (const w of watches) w.abort();
+    }
     expect(un?.code, `${un?.stdout ?? ''}${un?.stderr ?? ''}`).toBe(0);
     chart = undefined;
-    expect(seenTerminating).toBe(false);
+    expect(seen.hookGone).toBeLessThan(seen.deploymentDeleted ?? 0);
     expect(
       await exists(() => admission.readMutatingWebhookConfiguration({ name: 'cloudtaser' })),
     ).toBe(false);

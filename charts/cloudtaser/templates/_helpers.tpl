@@ -63,7 +63,8 @@ Deployment, so the new pod starts and turns Ready beside the old one.
 {{- define "cloudtaser.loopbackPod" -}}
 {{- if .Values.sandbox.loopback }}
 hostNetwork: true
-dnsPolicy: ClusterFirstWithHostNet
+# The sandbox has no cluster DNS: the node's resolver.
+dnsPolicy: Default
 {{- end }}
 {{- with .Values.nodeSelector }}
 nodeSelector:
