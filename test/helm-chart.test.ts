@@ -4,6 +4,7 @@
 import {
   AdmissionregistrationV1Api,
   CoreV1Api,
+  type V1MutatingWebhook,
   type V1MutatingWebhookConfiguration,
 } from '@kubernetes/client-node';
 import { execFile } from 'node:child_process';
@@ -232,7 +233,7 @@ describe('the Helm chart', () => {
     // Scoped to namespaces labelled for this test (there are none), so no
     // pod of another test sharing the sandbox meets them.
     const onlyHere = { matchLabels: { 'cloudtaser-test/unregister': name } };
-    const h = hook as Obj & { webhooks: Record<string, unknown>[] };
+    const h = hook as Obj & { webhooks: V1MutatingWebhook[] };
     const p = policy as Obj & { spec: { matchConstraints: Record<string, unknown> } };
     await admission.createMutatingWebhookConfiguration({
       body: {
