@@ -74,20 +74,34 @@ async function listFiles(dir: string): Promise<string[]> {
   return out.sort();
 }
 
-/** The candidate version of each package, as apt would download it. */
+/**
+ * The candidate version of each package, as apt would download it. A
+ * machine whose package lists were never fetched gets them first (as root,
+ * like the node's own packages).
+ */
 async function debVersions(): Promise<string[]> {
-  const out: string[] = [];
-  for (const pkg of WEBHOOK_IMAGE_DEBS) {
-    const r = await exec('apt-cache', ['policy', pkg]);
-    const v = /Candidate:\s*(\S+)/.exec(r.stdout)?.[1];
-    if (!v || v === '(none)') {
-      throw new Error(
-        `testenv: apt has no ${pkg} to build the webhook image from; run apt-get update`,
-      );
-    }
-    out.push(`${pkg}=${v}`);
+  const candidates = async (): Promise<(string | undefined)[]> =>
+    Promise.all(
+      WEBHOOK_IMAGE_DEBS.map(async (pkg) => {
+        const r = await exec('apt-cache', ['policy', pkg]);
+        const v = /Candidate:\s*(\S+)/.exec(r.stdout)?.[1];
+        return v && v !== '(none)' ? `${pkg}=${v}` : undefined;
+      }),
+    );
+  let found = await candidates();
+  if (found.includes(undefined) && process.getuid?.() === 0) {
+    await exec('apt-get', ['-o', 'DPkg::Lock::Timeout=300', 'update', '-qq'], {
+      maxBuffer: 64 << 20,
+    });
+    found = await candidates();
   }
-  return out;
+  const missing = WEBHOOK_IMAGE_DEBS.filter((_, i) => found[i] === undefined);
+  if (missing.length > 0) {
+    throw new Error(
+      `testenv: apt has no ${missing.join(', ')} to build the webhook image from; run apt-get update`,
+    );
+  }
+  return found.filter((v): v is string => v !== undefined);
 }
 
 /** A deterministic one-layer tar of `root`, gzipped, cached as `file`. */
