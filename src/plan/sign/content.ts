@@ -103,7 +103,7 @@ export function signedContent(plan: MigrationPlan): Buffer {
 export function parseContent(text: string): Obj | undefined {
   try {
     const v = JSON.parse(text) as unknown;
-    return isObj(v) && v.format === CONTENT_FORMAT && isObj(v.plan) ? (v as Obj) : undefined;
+    return isObj(v) && v.format === CONTENT_FORMAT && isObj(v.plan) ? v : undefined;
   } catch {
     return undefined;
   }
