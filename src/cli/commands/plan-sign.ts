@@ -93,5 +93,12 @@ export async function checkSignature(
 ): Promise<void> {
   if (allowedSigners === undefined) return;
   const { requireSignature } = await import('../../plan/sign/run.js');
-  await requireSignature(loaded, display, resolve(ctx.cwd, allowedSigners), allowedSigners, ctx);
+  await requireSignature(
+    loaded,
+    resolve(ctx.cwd, display),
+    display,
+    resolve(ctx.cwd, allowedSigners),
+    allowedSigners,
+    ctx,
+  );
 }

@@ -228,12 +228,14 @@ export async function verifyPlanSignature(
  */
 export async function requireSignature(
   loaded: LoadedPlan,
+  planFile: string,
   display: string,
   allowedSignersFile: string,
   allowedDisplay: string,
   ctx: Context,
 ): Promise<void> {
-  const sigFile = signatureFileOf(loaded.file);
+  // From the plan's path, not loaded.file: a plan re-read under protect's lock carries its display name there.
+  const sigFile = signatureFileOf(planFile);
   const v = await verifyPlanSignature(
     loaded,
     {
