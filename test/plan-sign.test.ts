@@ -253,6 +253,24 @@ describe('plan sign / plan verify with ssh-keygen', () => {
       /^error: plan\.yaml\.sig is signed with ED25519 key SHA256:\S+, which allowed_signers does not list\n$/,
     );
 
+    // ssh-keygen run on the file itself: refused, saying what to sign instead.
+    await writeFile(join(dir, 'allowed_signers'), `${alice.line}\n`);
+    const onFile = await sshKeygen(
+      ['-Y', 'sign', '-n', 'cloudtaser-plan', '-f', alice.key],
+      PLAN,
+      dir,
+    );
+    await writeFile(join(dir, 'plan.yaml.sig'), onFile.stdout);
+    const fileBytes = await cli(
+      ['plan', 'verify', 'plan.yaml', '--allowed-signers', 'allowed_signers'],
+      { cwd: dir },
+    );
+    expect(fileBytes.code).toBe(2);
+    expect(fileBytes.stderr).toBe(
+      'error: plan.yaml.sig signs the bytes of plan.yaml itself, not its signed content\n' +
+        '  sign the content instead: cloudtaser plan signed-content plan.yaml | ssh-keygen -Y sign -n cloudtaser-plan -f KEY > plan.yaml.sig\n',
+    );
+
     // A git commit signature by an allowed key is not a plan signature.
     const content = await cli(['plan', 'signed-content', 'plan.yaml'], { cwd: dir });
     const git = await sshKeygen(['-Y', 'sign', '-n', 'git', '-f', alice.key], content.stdout, dir);

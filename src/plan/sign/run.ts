@@ -197,6 +197,14 @@ export async function verifyPlanSignature(
   const content = signedContent(loaded.plan);
   if (verifyMessage(sig, content)) return { principals: signer.principals, key };
 
+  if (verifyMessage(sig, Buffer.from(loaded.text, 'utf8'))) {
+    // `ssh-keygen -Y sign plan.yaml`: right key, wrong bytes. Such a signature
+    // would break at protect's first status update, so it is not accepted.
+    throw new UserError(
+      `${o.signatureDisplay} signs the bytes of ${o.display} itself, not its signed content`,
+      `sign the content instead: cloudtaser plan signed-content ${o.display} | ssh-keygen -Y sign -n ${SIGNATURE_NAMESPACE} -f KEY > ${o.signatureDisplay}`,
+    );
+  }
   const copy = storedCopy(sigText);
   if (copy === undefined) {
     throw new UserError(
