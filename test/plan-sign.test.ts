@@ -91,6 +91,8 @@ describe('plan sign / plan verify with ssh-keygen', () => {
     ['ed25519', ['-t', 'ed25519']],
     ['rsa', ['-t', 'rsa', '-b', '3072']],
     ['ecdsa p256', ['-t', 'ecdsa', '-b', '256']],
+    ['ecdsa p384', ['-t', 'ecdsa', '-b', '384']],
+    ['ecdsa p521', ['-t', 'ecdsa', '-b', '521']],
   ])(
     '%s: ssh-keygen verifies what plan sign signed, and plan verify what ssh-keygen signed',
     async (_name, type) => {
