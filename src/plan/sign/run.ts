@@ -220,6 +220,12 @@ export async function verifyPlanSignature(
   }
   const changes = diffContent(signed, contentValue(loaded.plan));
   const listed = changes.slice(0, MAX_LISTED_CHANGES).map((c) => `  ${safeLine(c)}`);
+  if (changes.length === 0) {
+    // Same values, other bytes: only a different rendering of the same content can do that.
+    listed.push(
+      '  no reviewed value differs, but the signed bytes do (signed by another version of cloudtaser?)',
+    );
+  }
   if (changes.length > MAX_LISTED_CHANGES) {
     listed.push(`  … and ${changes.length - MAX_LISTED_CHANGES} more`);
   }
