@@ -95,6 +95,39 @@ describe('plan sign / verify', () => {
     expect(noKey.code).toBe(2);
   });
 
+  it('lists at most 20 changes and counts the rest', async () => {
+    const { dir, cli } = await setup();
+    const workloads = Array.from(
+      { length: 25 },
+      (_, i) => `      - kind: Deployment
+        name: w${String(i).padStart(2, '0')}
+        secrets:
+          - source: k8s-secret/db
+            vaultPath: secret/data/payments/db
+            fields: {password: DB_PASS}
+`,
+    ).join('');
+    const plan = `apiVersion: cloudtaser.io/v1
+kind: MigrationPlan
+metadata: {name: many}
+tenants:
+  - name: payments
+    namespace: payments
+    workloads:
+${workloads}`;
+    await writeFile(join(dir, 'plan.yaml'), plan);
+    expect((await cli('plan', 'sign', 'plan.yaml', '--key', 'key.pem')).code).toBe(0);
+    await writeFile(join(dir, 'plan.yaml'), plan.replaceAll('payments/db', 'payments/db2'));
+    const r = await cli(...VERIFY);
+    expect(r.code).toBe(2);
+    const lines = r.err.trimEnd().split('\n');
+    expect(lines).toHaveLength(1 + 20 + 1 + 1);
+    expect(lines[1]).toBe(
+      '  tenant payments, Deployment w00, secret k8s-secret/db: vaultPath "secret/data/payments/db" -> "secret/data/payments/db2"',
+    );
+    expect(lines[21]).toBe('  … and 5 more');
+  });
+
   it('prints the signed content, which holds no status', async () => {
     const { cli } = await setup();
     const r = await cli('plan', 'signed-content', 'plan.yaml');
