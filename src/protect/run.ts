@@ -64,6 +64,8 @@ export interface RunOptions {
   timeoutMs: number;
   /** With --yes: restart OnDelete workloads' pods (one at a time); without it they are left. */
   restartOnDelete?: boolean;
+  /** Runs on the plan the run will use (re-read under the lock) before anything else; throws to stop. */
+  checkPlan?: ((current: LoadedPlan) => Promise<void>) | undefined;
 }
 
 export interface ProtectOptions extends RunOptions {
@@ -650,6 +652,7 @@ async function runAll(
       : undefined;
     try {
       const current = store ? store.loaded() : loaded;
+      await o.checkPlan?.(current);
       await runLocked(store, o, ctx, select(current), one, summary);
     } finally {
       await store?.close();

@@ -3,15 +3,18 @@ import { resolve } from 'node:path';
 import type { Context } from '../../core/context.js';
 import { concurrency, vaultFlags, withVaultOptions } from '../options.js';
 import { readPlan } from '../../plan/load.js';
+import { checkSignature, withRequireSignature } from './plan-sign.js';
 
 export function registerTargetImport(target: Command, ctx: Context): void {
-  withVaultOptions(
-    target
-      .command('import')
-      .description(
-        "write the plan's vault paths from where the values are today (KV v2 check-and-set; values are never printed), then verify the plan",
-      )
-      .requiredOption('--plan <file>', 'MigrationPlan file'),
+  withRequireSignature(
+    withVaultOptions(
+      target
+        .command('import')
+        .description(
+          "write the plan's vault paths from where the values are today (KV v2 check-and-set; values are never printed), then verify the plan",
+        )
+        .requiredOption('--plan <file>', 'MigrationPlan file'),
+    ),
   )
     .requiredOption(
       '--from <source>',
@@ -34,6 +37,7 @@ export function registerTargetImport(target: Command, ctx: Context): void {
       const { checkSource, runImport } = await import('../../import/run.js');
       checkSource(o.from);
       const loaded = await readPlan(resolve(ctx.cwd, o.plan), o.plan);
+      await checkSignature(loaded, o.plan, o.requireSignature, ctx);
       await runImport(
         loaded,
         o.plan,

@@ -4,6 +4,7 @@ import type { Context } from '../../core/context.js';
 import { UserError } from '../../core/errors.js';
 import { readPlan } from '../../plan/load.js';
 import { isPlainHttp } from '../../contract/annotations.js';
+import { checkSignature, withRequireSignature } from './plan-sign.js';
 
 export function positiveInt(flag: string, max: number) {
   return (value: string): number => {
@@ -16,8 +17,7 @@ export function positiveInt(flag: string, max: number) {
 }
 
 export function registerTargetProtect(target: Command, ctx: Context): void {
-  target
-    .command('protect')
+  withRequireSignature(target.command('protect'))
     .description(
       'annotate the pod templates of pending workloads in the plan and roll them; resumable',
     )
@@ -96,6 +96,8 @@ export function registerTargetProtect(target: Command, ctx: Context): void {
           wait: o.wait,
           timeoutMs: o.timeout * 1000,
           restartOnDelete: o.restartOndelete,
+          // Checked on the plan the run uses: the one read again under its lock.
+          checkPlan: (current) => checkSignature(current, o.plan, o.requireSignature, ctx),
         },
         ctx,
       );
