@@ -45,7 +45,16 @@ export interface Desired {
   emptyTenants: string[];
 }
 
-export const policyName = (tenant: string): string => `${tenant}-read`;
+/**
+ * A tenant's read policy. Policies are global to the vault while roles live
+ * on one auth mount, so with one mount per cluster the same tenant name in
+ * two clusters must not share a policy (one cluster's apply would rewrite
+ * the other's paths, or grant them). The default mount keeps the plain
+ * name; any other gets `@<mount>` ("@" occurs in neither tenant names nor
+ * mount paths, "/" becomes "~").
+ */
+export const policyName = (tenant: string, authPath = 'kubernetes'): string =>
+  authPath === 'kubernetes' ? `${tenant}-read` : `${tenant}-read@${authPath.replace(/\//g, '~')}`;
 export const roleName = (tenant: string): string => `${tenant}-role`;
 
 /** The mount part of a KV v2 data path: everything before the first `/data/`. */
@@ -93,14 +102,15 @@ export function desiredState(
       continue;
     }
     for (const p of paths) mounts.add(mountOf(p));
-    policies.push({ name: policyName(t.name), tenant: t.name, hcl: policyHcl(t) });
+    const policy = policyName(t.name, opts.authPath);
+    policies.push({ name: policy, tenant: t.name, hcl: policyHcl(t) });
     roles.push({
       name: roleName(t.name),
       tenant: t.name,
       body: {
         bound_service_account_names: accounts,
         bound_service_account_namespaces: [t.namespace],
-        token_policies: [policyName(t.name)],
+        token_policies: [policy],
         token_ttl: ROLE_TOKEN_TTL,
         token_max_ttl: ROLE_TOKEN_MAX_TTL,
         audience: VAULT_TOKEN_AUDIENCE,
