@@ -295,8 +295,8 @@ describe('two clusters, one OpenBao', () => {
     ]) {
       const r = await run(argv, envB);
       expect(r.code, argv.join(' ')).toBe(2);
-      expect(r.stderr).toContain(`${fileA.fingerprint}`);
-      expect(r.stderr).toContain(`${fileB.fingerprint}`);
+      expect(r.stderr).toContain(fileA.fingerprint);
+      expect(r.stderr).toContain(fileB.fingerprint);
     }
     // Nothing on B was touched by the refused run.
     const depB = await clientsFor(b.kubeconfig).apps.readNamespacedDeployment({
