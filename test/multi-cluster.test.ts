@@ -266,6 +266,37 @@ describe('two clusters, one OpenBao', () => {
     expect((await bao('GET', `${kvB}/data/${ns}/db`, undefined, bOnB.token)).status).toBe(200);
     expect((await bao('GET', `${kvA}/data/${ns}/db`, undefined, bOnB.token)).status).toBe(403);
     expect((await login(mountA, role, podB.token)).status).toBe(403);
+    // Fully disconnected: cluster B also on a JWT mount, which checks tokens
+    // against the public signing keys in B's file, never calling B.
+    const jwtB = `jwt-b-${tag}`;
+    const regJwt = await run(
+      ['source', 'register', '--fingerprint', 'fb.yaml', '--auth-path', jwtB, '--method', 'jwt'],
+      envA,
+    );
+    expect(regJwt.code).toBe(0);
+    const auths = (await bao('GET', 'sys/auth')).json as Record<string, { type?: string }>;
+    expect(auths[`${jwtB}/`]?.type).toBe('jwt');
+    const applyJwt = ['source', 'apply-plan', 'b.yaml', '--auth-path', jwtB, '--kv-mount', kvB];
+    expect((await run(applyJwt, envA)).code).toBe(0);
+    // The roles read back from OpenBao compare equal: a second run writes nothing.
+    expect((await run(applyJwt, envA)).stdout).toContain('Everything is up to date');
+    const bOnJwt = await login(jwtB, role, podB.token);
+    expect(bOnJwt.status).toBe(200);
+    expect(bOnJwt.policies).toContain(`${ns}-read@${jwtB}`);
+    expect((await bao('GET', `${kvB}/data/${ns}/db`, undefined, bOnJwt.token)).status).toBe(200);
+    // A's token (other keys) and B's own API-audience token are refused.
+    const aOnJwt = await login(jwtB, role, podA.token);
+    expect(aOnJwt.token).toBeUndefined();
+    expect(aOnJwt.status).toBeGreaterThanOrEqual(400);
+    const apiTokenB = await clientsFor(b.kubeconfig).core.createNamespacedServiceAccountToken({
+      namespace: ns,
+      name: 'app',
+      body: { spec: { audiences: [], expirationSeconds: 600 } },
+    });
+    const apiOnJwt = await login(jwtB, role, apiTokenB.status?.token ?? '');
+    expect(apiOnJwt.token).toBeUndefined();
+    expect(apiOnJwt.status).toBeGreaterThanOrEqual(400);
+
     // Review is live: once its pod is gone, the pod-bound token no longer logs in.
     // (The API server checks the pod through its informer cache: poll.)
     await podA.deletePod();
@@ -322,5 +353,32 @@ describe('two clusters, one OpenBao', () => {
     );
     const statusA = await run(['target', 'status', '--plan', 'a.yaml'], envA);
     expect(statusA.code).toBe(0);
+
+    // B protected through its JWT mount: validate reads the JWT roles' bindings.
+    expect(
+      (
+        await run(
+          [
+            'target',
+            'protect',
+            '--plan',
+            'b.yaml',
+            '--vault-address',
+            VAULT,
+            '--yes',
+            '--auth-path',
+            jwtB,
+          ],
+          envB,
+        )
+      ).code,
+    ).toBe(0);
+    const validB = await run(
+      ['target', 'validate', '--plan', 'b.yaml', '--auth-path', jwtB, '-n', ns],
+      envB,
+    );
+    expect(validB.stdout).toContain('Validating 1 protected workload(s)');
+    expect(validB.stdout + validB.stderr).not.toContain('✗');
+    expect(validB.code).toBe(0);
   });
 });

@@ -8,7 +8,13 @@ import { ttlSeconds } from '../cli/commands/cluster.js';
 import { UserError } from '../core/errors.js';
 import { protectAnnotations } from '../protect/annotations.js';
 import { MigrationPlanSchema } from '../plan/schema.js';
-import { desiredState, policyName } from '../vault/provision.js';
+import {
+  computeChanges,
+  desiredState,
+  jwtRoleBody,
+  jwtRoleDifferences,
+  policyName,
+} from '../vault/provision.js';
 import { decide } from '../webhook/mutate.js';
 import { readFingerprintFile, renderFingerprintFile, type FingerprintFile } from './file.js';
 import { certificates, fingerprintOf, judgeCluster } from './identity.js';
@@ -123,7 +129,30 @@ describe('register plan', () => {
         disable_local_ca_jwt: true,
       },
     });
-    expect(planRegister(file(), o, undefined).config.kubernetes_host).toBe('https://10.0.0.1:6443');
+    expect(planRegister(file(), o, undefined)).toMatchObject({
+      method: 'kubernetes',
+      config: { kubernetes_host: 'https://10.0.0.1:6443' },
+    });
+  });
+  it('--method jwt configures the public keys and issuer, no reviewer and no host', () => {
+    const keyed = file({
+      serviceAccountKeys: ['-----BEGIN PUBLIC KEY-----\nAA==\n-----END PUBLIC KEY-----\n'],
+    });
+    const { reviewer: _, ...noReviewer } = keyed;
+    expect(planRegister(noReviewer, { ...o, method: 'jwt' }, undefined)).toEqual({
+      method: 'jwt',
+      authPath: 'kubernetes-prod',
+      enable: true,
+      describe: false,
+      description: `cloudtaser cluster ${fingerprintOf(facts)}`,
+      config: { jwt_validation_pubkeys: keyed.serviceAccountKeys, bound_issuer: facts.issuer },
+    });
+    expect(() => planRegister(file(), { ...o, method: 'jwt' }, undefined)).toThrow(
+      /no service-account signing keys/,
+    );
+    expect(() => planRegister(keyed, { ...o, method: 'jwt' }, { type: 'kubernetes' })).toThrow(
+      /not jwt/,
+    );
   });
   it('describes an existing unnamed kubernetes mount; refuses another type, another cluster, no reviewer', () => {
     expect(planRegister(file(), o, { type: 'kubernetes', description: '' })).toMatchObject({
@@ -183,6 +212,47 @@ describe('one vault, several clusters', () => {
     expect(
       desiredState(plan, { kvMount: 'secret', authPath: 'kubernetes' }).policies[0]?.name,
     ).toBe('shop-read');
+  });
+
+  it('writes the same role in JWT form on a JWT mount, and reads it back as unchanged', () => {
+    const desired = desiredState(plan, { kvMount: 'secret', authPath: 'jwt-prod' });
+    const role = desired.roles[0];
+    if (!role) throw new Error('fixture');
+    const jwt = jwtRoleBody(role.body);
+    expect(jwt).toEqual({
+      role_type: 'jwt',
+      bound_audiences: ['cloudtaser'],
+      user_claim: 'sub',
+      bound_claims: { sub: ['system:serviceaccount:shop:app'] },
+      token_policies: ['shop-read@jwt-prod'],
+      token_ttl: role.body.token_ttl,
+      token_max_ttl: role.body.token_max_ttl,
+    });
+    const state = (current?: Record<string, unknown>) => ({
+      mounts: { 'secret/': { type: 'kv', options: { version: '2' } } },
+      auths: { 'jwt-prod/': { type: 'jwt' } },
+      authConfigured: true,
+      policies: new Map([['shop-read@jwt-prod', desired.policies[0]?.hcl ?? '']]),
+      roles: new Map(current ? [['shop-role', current]] : []),
+    });
+    expect(computeChanges(desired, state()).roles[0]).toMatchObject({
+      action: 'create',
+      body: jwt,
+    });
+    // As OpenBao returns it: a string claim value, and other fields of its own.
+    const back = {
+      ...jwt,
+      bound_claims: { sub: 'system:serviceaccount:shop:app' },
+      role_type: 'jwt',
+      clock_skew_leeway: 0,
+    };
+    expect(computeChanges(desired, state(back)).roles[0]?.action).toBe('unchanged');
+    expect(jwtRoleDifferences({ ...back, bound_audiences: ['other'] }, jwt)).toEqual([
+      'bound_audiences',
+    ]);
+    expect(
+      jwtRoleDifferences({ ...back, bound_claims: { sub: ['x'], extra: ['y'] } }, jwt),
+    ).toEqual(['bound_claims']);
   });
 
   it("carries protect's --auth-path to the wrapper's mount through the webhook", () => {

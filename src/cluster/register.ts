@@ -10,6 +10,10 @@
 // accept could be replayed against the cluster. So the mount reviews with a
 // reviewer service account's token carried in the fingerprint file
 // (`target fingerprint --reviewer-token`).
+//
+// `--method jwt` is for a vault that can never reach the API server: a JWT
+// auth mount checks tokens against the cluster's public signing keys from the
+// file, with no connection at all (and so no revocation before expiry).
 import { say, type Context } from '../core/context.js';
 import { UserError } from '../core/errors.js';
 import type { VaultClient } from '../vault/client.js';
@@ -20,30 +24,47 @@ import type { FingerprintFile } from './file.js';
 export const describeMount = (fingerprint: string): string => `cloudtaser cluster ${fingerprint}`;
 const DESCRIBED = /cloudtaser cluster (sha256:[0-9a-f]{16})/;
 
-export interface RegisterPlan {
+export type RegisterMethod = 'kubernetes' | 'jwt';
+
+interface MountPlan {
   authPath: string;
   enable: boolean;
   /** An existing mount that names no cluster yet gets this one's in its description. */
   describe: boolean;
   description: string;
-  config: {
-    kubernetes_host: string;
-    kubernetes_ca_cert: string;
-    token_reviewer_jwt: string;
-    disable_local_ca_jwt: true;
-    issuer: string;
-  };
 }
+
+export type RegisterPlan =
+  | (MountPlan & {
+      method: 'kubernetes';
+      config: {
+        kubernetes_host: string;
+        kubernetes_ca_cert: string;
+        token_reviewer_jwt: string;
+        disable_local_ca_jwt: true;
+        issuer: string;
+      };
+    })
+  | (MountPlan & {
+      method: 'jwt';
+      config: { jwt_validation_pubkeys: string[]; bound_issuer: string };
+    });
 
 /** What register writes (pure). Throws a UserError for a mount it must not touch. */
 export function planRegister(
   f: FingerprintFile,
-  o: { authPath: string; kubernetesHost?: string | undefined; display: string },
+  o: {
+    authPath: string;
+    method?: RegisterMethod | undefined;
+    kubernetesHost?: string | undefined;
+    display: string;
+  },
   existing: { type: string; description?: string | undefined } | undefined,
 ): RegisterPlan {
-  if (existing && existing.type !== 'kubernetes') {
+  const method = o.method ?? 'kubernetes';
+  if (existing && existing.type !== method) {
     throw new UserError(
-      `auth method at ${o.authPath}/ is of type "${existing.type}", not kubernetes`,
+      `auth method at ${o.authPath}/ is of type "${existing.type}", not ${method}`,
       'choose another --auth-path',
     );
   }
@@ -54,17 +75,34 @@ export function planRegister(
       'give each cluster its own mount: --auth-path kubernetes-<cluster>',
     );
   }
-  if (!f.reviewer) {
-    throw new UserError(
-      `${o.display} carries no reviewer token: vault confirms each login with a TokenReview and needs a token of the cluster to send it with`,
-      "on the cluster side: cloudtaser target fingerprint --reviewer-token -o FILE (the pods' own tokens cannot serve: their audience is cloudtaser, which the API server refuses)",
-    );
-  }
-  return {
+  const mount: MountPlan = {
     authPath: o.authPath,
     enable: existing === undefined,
     describe: existing !== undefined && owner === undefined,
     description: describeMount(f.fingerprint),
+  };
+  if (method === 'jwt') {
+    if (f.serviceAccountKeys.length === 0) {
+      throw new UserError(
+        `${o.display} carries no service-account signing keys: the cluster did not serve /openid/v1/jwks`,
+        'use --method kubernetes, or write the file again from a cluster that serves its keys',
+      );
+    }
+    return {
+      ...mount,
+      method,
+      config: { jwt_validation_pubkeys: f.serviceAccountKeys, bound_issuer: f.issuer },
+    };
+  }
+  if (!f.reviewer) {
+    throw new UserError(
+      `${o.display} carries no reviewer token: vault confirms each login with a TokenReview and needs a token of the cluster to send it with`,
+      "on the cluster side: cloudtaser target fingerprint --reviewer-token -o FILE (the pods' own tokens cannot serve: their audience is cloudtaser, which the API server refuses); or --method jwt where vault cannot reach the cluster",
+    );
+  }
+  return {
+    ...mount,
+    method,
     config: {
       kubernetes_host: o.kubernetesHost ?? f.apiServer,
       kubernetes_ca_cert: f.caBundle,
@@ -79,7 +117,13 @@ type AuthList = Record<string, { type: string; description?: string }>;
 
 export async function runRegister(
   f: FingerprintFile,
-  o: { authPath: string; kubernetesHost?: string | undefined; display: string; dryRun: boolean },
+  o: {
+    authPath: string;
+    method: RegisterMethod;
+    kubernetesHost?: string | undefined;
+    display: string;
+    dryRun: boolean;
+  },
   client: VaultClient,
   ctx: Context,
 ): Promise<void> {
@@ -89,24 +133,33 @@ export async function runRegister(
   const out = (line: string): void => {
     say(ctx.stdout, line);
   };
-  const reviewer = f.reviewer?.serviceAccount ?? '';
   out(`Registering cluster ${f.fingerprint} at auth/${plan.authPath} on ${client.address}`);
   if (o.dryRun) out('(dry-run mode -- no changes will be made)');
   out(
     plan.enable
-      ? `  enable auth method ${plan.authPath}/ (kubernetes), described "${plan.description}"`
-      : `  auth method ${plan.authPath}/ exists (kubernetes); its configuration is rewritten`,
+      ? `  enable auth method ${plan.authPath}/ (${plan.method}), described "${plan.description}"`
+      : `  auth method ${plan.authPath}/ exists (${plan.method}); its configuration is rewritten`,
   );
-  out(`  kubernetes_host ${plan.config.kubernetes_host}`);
-  out(
-    `  CA: ${certificates(plan.config.kubernetes_ca_cert).length} certificate(s) (from ${f.caSource})`,
-  );
-  out(`  issuer ${plan.config.issuer}`);
-  out(`  token reviewer: ${reviewer} (token expires ${f.reviewer?.expiresAt ?? '?'})`);
+  if (plan.method === 'kubernetes') {
+    out(`  kubernetes_host ${plan.config.kubernetes_host}`);
+    out(
+      `  CA: ${certificates(plan.config.kubernetes_ca_cert).length} certificate(s) (from ${f.caSource})`,
+    );
+    out(`  issuer ${plan.config.issuer}`);
+    out(
+      `  token reviewer: ${f.reviewer?.serviceAccount ?? ''} (token expires ${f.reviewer?.expiresAt ?? '?'})`,
+    );
+  } else {
+    out(`  bound_issuer ${plan.config.bound_issuer}`);
+    out(
+      `  ${plan.config.jwt_validation_pubkeys.length} service-account signing key(s); no connection to the cluster, ever`,
+    );
+    if (f.reviewer) out('  (the reviewer token in the file is not used by a JWT mount)');
+  }
   if (o.dryRun) return;
   if (plan.enable) {
     await client.write(`sys/auth/${plan.authPath}`, {
-      type: 'kubernetes',
+      type: plan.method,
       description: plan.description,
     });
   }
@@ -115,6 +168,11 @@ export async function runRegister(
   }
   await client.write(`auth/${plan.authPath}/config`, plan.config);
   out(
-    `Done. Next: cloudtaser source apply-plan PLAN --auth-path ${plan.authPath}; the platform team runs protect with --auth-path ${plan.authPath}. Vault must reach ${plan.config.kubernetes_host} when pods log in.`,
+    `Done. Next: cloudtaser source apply-plan PLAN --auth-path ${plan.authPath}; the platform team runs protect with --auth-path ${plan.authPath}.`,
+  );
+  out(
+    plan.method === 'kubernetes'
+      ? `Vault must reach ${plan.config.kubernetes_host} when pods log in.`
+      : 'When the cluster rotates its service-account signing keys, write the file again and register again.',
   );
 }

@@ -65,6 +65,14 @@ export function registerSourceRegister(source: Command, ctx: Context): void {
       .requiredOption('--fingerprint <file>', 'the file `cloudtaser target fingerprint` wrote')
       .requiredOption('--auth-path <path>', 'the mount for this cluster, e.g. kubernetes-prod'),
   )
+    .addOption(
+      new Option(
+        '--method <method>',
+        "kubernetes: vault confirms each login with the cluster (TokenReview; needs the reviewer token and a connection at login time); jwt: vault checks tokens against the cluster's public signing keys, with no connection at all",
+      )
+        .choices(['kubernetes', 'jwt'] as const)
+        .default('kubernetes' as const),
+    )
     .option(
       '--kubernetes-host <url>',
       "the API server address vault uses at login (default: the fingerprint file's)",
@@ -84,6 +92,7 @@ export function registerSourceRegister(source: Command, ctx: Context): void {
           file,
           {
             authPath,
+            method: o.method,
             kubernetesHost: o.kubernetesHost,
             display: o.fingerprint,
             dryRun: o.dryRun,
