@@ -34,7 +34,18 @@ export async function checkPlanCluster(
     return;
   }
   const target = loadKubeFor(kube, ctx);
-  const current = await readClusterFacts(target);
+  let current: { fingerprint: string };
+  try {
+    current = await readClusterFacts(target);
+  } catch (e) {
+    // Told to go on whatever the cluster: one that cannot be identified too.
+    if (!mismatchOk) throw e;
+    say(
+      ctx.stderr,
+      `Warning: could not identify the cluster of context "${target.context}" (${e instanceof Error ? e.message : String(e)}); going on (${MISMATCH_FLAG})`,
+    );
+    return;
+  }
   const verdict = judgeCluster(recorded, current.fingerprint, mismatchOk);
   if (verdict.kind !== 'mismatch') return;
   const made = plan.metadata.cluster ? ` (${plan.metadata.cluster})` : '';
