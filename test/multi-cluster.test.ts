@@ -101,12 +101,14 @@ async function login(
   mount: string,
   role: string,
   jwt: string,
-): Promise<{ status: number; token?: string; policies?: string[] }> {
+): Promise<{ status: number; token?: string; policies?: string[]; errors: string }> {
   const r = await bao('POST', `auth/${mount}/login`, { role, jwt });
-  const auth = (r.json as { auth?: { client_token?: string; policies?: string[] } } | undefined)
-    ?.auth;
+  const body = r.json as
+    { auth?: { client_token?: string; policies?: string[] }; errors?: string[] } | undefined;
+  const auth = body?.auth;
   return {
     status: r.status,
+    errors: (body?.errors ?? []).join('; '),
     ...(auth?.client_token ? { token: auth.client_token } : {}),
     ...(auth?.policies ? { policies: auth.policies } : {}),
   };
@@ -288,6 +290,8 @@ describe('two clusters, one OpenBao', () => {
     const aOnJwt = await login(jwtB, role, podA.token);
     expect(aOnJwt.token).toBeUndefined();
     expect(aOnJwt.status).toBeGreaterThanOrEqual(400);
+    // The wording the wrapper's hint for a JWT mount keys on (wrapper/login.go).
+    expect(aOnJwt.errors).toContain('signature');
     const apiTokenB = await clientsFor(b.kubeconfig).core.createNamespacedServiceAccountToken({
       namespace: ns,
       name: 'app',
