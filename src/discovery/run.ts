@@ -5,6 +5,7 @@ import { userInfo } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { rfc3339, say, type Context } from '../core/context.js';
 import { UserError } from '../core/errors.js';
+import { readClusterFacts } from '../cluster/read.js';
 import { loadKubeFor } from '../kube/config.js';
 import { scanCluster } from '../kube/scan.js';
 import { renderPlan, writeFileAtomic } from '../plan/write.js';
@@ -109,6 +110,18 @@ export async function runDiscover(o: DiscoverCommandOptions, ctx: Context): Prom
 
   const target = loadKubeFor({ kubeconfig: o.kubeconfig, context: o.context }, ctx);
   const scan = await scanCluster(target, o.namespace);
+  // The plan is tied to this cluster (protect and the reports check it). A
+  // user who may not read kube-system still gets a plan, without the tie.
+  const clusterFingerprint = await readClusterFacts(target).then(
+    (f) => f.fingerprint,
+    (e: unknown) => {
+      say(
+        ctx.stderr,
+        `Warning: the plan records no cluster fingerprint: ${e instanceof Error ? e.message : String(e)}`,
+      );
+      return undefined;
+    },
+  );
   const result = discover(
     scan.workloads,
     scan.secrets,
@@ -116,6 +129,7 @@ export async function runDiscover(o: DiscoverCommandOptions, ctx: Context): Prom
       kvMount,
       planName: o.name,
       cluster: target.server,
+      clusterFingerprint,
       createdAt: rfc3339(ctx.now()),
       createdBy: o.createdBy ?? osUser(ctx.env),
     },

@@ -128,6 +128,13 @@ export const TenantSchema = z
 export const MetadataSchema = z.strictObject({
   name: text('metadata.name').min(1, { error: 'metadata.name must not be empty' }),
   cluster: text('metadata.cluster').optional(),
+  clusterFingerprint: text('metadata.clusterFingerprint')
+    .regex(/^sha256:[0-9a-f]{16}$/, {
+      error:
+        'metadata.clusterFingerprint must be "sha256:" and 16 hex digits (cloudtaser target fingerprint)',
+    })
+    .optional()
+    .describe('the cluster the plan was made from (cloudtaser target fingerprint)'),
   createdAt: text('metadata.createdAt').optional(),
   createdBy: text('metadata.createdBy').optional(),
   annotations: z

@@ -74,6 +74,8 @@ export interface ProtectOptions extends RunOptions {
   allowInsecureVault?: boolean | undefined;
   /** Leave the template's references to migrated Secrets in place (a two-step cut-over). */
   keepNativeRefs?: boolean | undefined;
+  /** Vault's auth mount for this cluster (`--auth-path`); absent: the webhook's default. */
+  authPath?: string | undefined;
 }
 
 interface Item {
@@ -420,6 +422,7 @@ class Runner {
       item.workload,
       o.vaultAddress,
       o.allowInsecureVault ?? false,
+      o.authPath,
     );
     const keep = o.keepNativeRefs === true;
     const check = async (w: LiveWorkload | undefined): Promise<Outcome | undefined> => {
