@@ -21,6 +21,12 @@ import {
   type SealedSecretsController,
 } from '../testenv/sealed-secrets.js';
 import type { SandboxInfo } from '../testenv/sandbox.js';
+import {
+  parseSealingKeys,
+  sealedDocuments,
+  unseal,
+  type SealedSecretObject,
+} from '../src/sources/sealed-secrets.js';
 import { cli, tempDir, type CliResult } from './helpers/cli.js';
 import {
   acquirePodSandbox,
@@ -101,8 +107,8 @@ async function secretGone(name: string): Promise<boolean> {
 /** The vault path's fields compared with the planted values, in memory: a boolean per field. */
 async function vaultMatches(): Promise<Record<string, boolean>> {
   const r = await bao('GET', VAULT_PATH);
-  const data = ((r.json as { data?: { data?: Record<string, string> } } | undefined)?.data?.data ??
-    {});
+  const data =
+    (r.json as { data?: { data?: Record<string, string> } } | undefined)?.data?.data ?? {};
   return Object.fromEntries(Object.entries(PLANTED).map(([k, v]) => [k, data[k] === v]));
 }
 
@@ -280,6 +286,21 @@ describe('migrating off Sealed Secrets, with the real controller on a real node'
     const expected = { DB_PASS: sha(PLANTED.password), DB_USER: sha(PLANTED.username) };
     expect(await appEnv(await onlyPod(false))).toEqual(expected);
 
+    // What cleanup must not trigger: deleting the Secret while its
+    // SealedSecret exists makes the controller write it back.
+    const first = await core.readNamespacedSecret({ name: 'db-credentials', namespace: NS });
+    await core.deleteNamespacedSecret({ name: 'db-credentials', namespace: NS });
+    await eventually(
+      'the controller to recreate db-credentials',
+      async () => {
+        const s = await core
+          .readNamespacedSecret({ name: 'db-credentials', namespace: NS })
+          .catch(() => undefined);
+        return s && s.metadata?.uid !== first.metadata?.uid ? true : undefined;
+      },
+      60_000,
+    );
+
     const d = await step(
       ['target', 'discover', '--from', 'sealed-secrets', '-o', 'plan.yaml', '-n', NS],
       'discover',
@@ -379,7 +400,7 @@ describe('migrating off Sealed Secrets, with the real controller on a real node'
       'protect',
     );
     const protectedPod = await onlyPod(true);
-    expect(JSON.stringify(protectedPod.spec)).not.toMatch(/secretKeyRef|db-credentials/);
+    expect(JSON.stringify(protectedPod.spec)).not.toMatch(/secretKeyRef|secretRef|secretName/);
     // The app has the same values, now from vault.
     expect(await appEnv(protectedPod)).toEqual(expected);
 
@@ -387,9 +408,15 @@ describe('migrating off Sealed Secrets, with the real controller on a real node'
       ['target', 'cleanup', '--plan', 'plan.yaml', '--repo', 'repo'],
       'cleanup dry run',
     );
+    const wouldDelete = dry.stdout
+      .split('\n')
+      .find((l) => l.startsWith(`Secret ${NS}/db-credentials: `));
+    expect(wouldDelete).toContain(`would delete -- 2 key(s) match vault (${VAULT_PATH})`);
+    expect(wouldDelete).toMatch(new RegExp(`; SealedSecret ${NS}/db-credentials first$`));
     expect(dry.stdout).toContain(
-      `Secret ${NS}/db-credentials: would delete -- 2 key(s) match vault (${VAULT_PATH}); SealedSecret ${NS}/db-credentials first`,
+      `remove SealedSecret ${NS}/db-credentials from git, or it is applied again: ${join('apps', 'payments', 'db-sealed.yaml')}`,
     );
+    expect(await secretGone('db-credentials')).toBe(false);
     const clean = await step(
       ['target', 'cleanup', '--plan', 'plan.yaml', '--repo', 'repo', '--yes'],
       'cleanup',
@@ -439,6 +466,46 @@ describe('migrating off Sealed Secrets, with the real controller on a real node'
       expect(filesHolding(dir, v)).toEqual([]);
     }
   }, 900_000);
+});
+
+describe('the offline unseal against kubeseal', () => {
+  it('opens what kubeseal seals in every scope, and only under the name and namespace it was sealed for', async () => {
+    const backup = await ctl([
+      'get',
+      'secret',
+      '-n',
+      controller?.namespace ?? '',
+      '-l',
+      KEY_LABEL,
+      '-o',
+      'json',
+    ]);
+    const keys = parseSealingKeys(backup, 'backup');
+    for (const scope of ['strict', 'namespace-wide', 'cluster-wide']) {
+      const value = `scope-${scope}-${randomBytes(8).toString('hex')}`;
+      const r = await run(
+        controller?.kubeseal ?? '',
+        ['--cert', join(dir, 'controller.crt'), '--format', 'json', '--scope', scope],
+        JSON.stringify({
+          apiVersion: 'v1',
+          kind: 'Secret',
+          metadata: { name: 'scoped', namespace: 'team-a' },
+          data: { v: Buffer.from(value).toString('base64') },
+        }),
+      );
+      expect(r.code, r.stderr).toBe(0);
+      const [doc] = sealedDocuments(r.stdout);
+      expect(doc, `kubeseal --scope ${scope} printed a SealedSecret`).toBeDefined();
+      const ss = doc as SealedSecretObject;
+      const opened = unseal(ss, keys);
+      expect(opened.kind === 'found' && opened.data.get('v')?.toString() === value).toBe(true);
+      // Moved to another name: opens only where the scope allows it.
+      const renamed = unseal({ ...ss, metadata: { ...ss.metadata, name: 'other' } }, keys);
+      expect(renamed.kind, scope).toBe(scope === 'strict' ? 'missing' : 'found');
+      const moved = unseal({ ...ss, metadata: { ...ss.metadata, namespace: 'team-b' } }, keys);
+      expect(moved.kind, scope).toBe(scope === 'cluster-wide' ? 'found' : 'missing');
+    }
+  });
 });
 
 /** Files under `root` whose bytes contain `value` (names only). */
