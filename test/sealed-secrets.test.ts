@@ -71,7 +71,15 @@ function run(
     const child = execFile(
       file,
       [...args],
-      { env: { PATH: process.env.PATH, KUBECONFIG: info.kubeconfig }, maxBuffer: 16 << 20 },
+      {
+        // kubectl's discovery cache: in the sandbox dir, not the cwd (no HOME here).
+        env: {
+          PATH: process.env.PATH,
+          KUBECONFIG: info.kubeconfig,
+          KUBECACHEDIR: join(info.dir, 'kube-cache'),
+        },
+        maxBuffer: 16 << 20,
+      },
       (err, stdout, stderr) => {
         resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
       },

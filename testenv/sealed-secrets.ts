@@ -118,7 +118,15 @@ async function kubectl(
     const child = execFile(
       info.binaries.kubectl,
       [...args],
-      { env: { PATH: process.env.PATH, KUBECONFIG: info.kubeconfig }, maxBuffer: 16 << 20 },
+      {
+        // Its discovery cache goes to the sandbox dir, not to $HOME or the cwd.
+        env: {
+          PATH: process.env.PATH,
+          KUBECONFIG: info.kubeconfig,
+          KUBECACHEDIR: join(info.dir, 'kube-cache'),
+        },
+        maxBuffer: 16 << 20,
+      },
       (err, stdout, stderr) => {
         if (err) reject(new Error(`kubectl ${args.join(' ')}: ${stderr || err.message}`));
         else resolve(stdout);
