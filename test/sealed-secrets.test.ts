@@ -212,6 +212,20 @@ beforeAll(async () => {
     namespace: NS,
     body: { metadata: { name: 'plain' }, stringData: { token: 'not-sealed' } },
   });
+  // A SealedSecret of the same name: the controller leaves a Secret it does
+  // not own alone, so discover must not take the plain Secret for a sealed one.
+  const shadow = await run(
+    controller.kubeseal,
+    ['--cert', join(dir, 'controller.crt'), '--format', 'yaml'],
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'plain', namespace: NS },
+      stringData: { token: 'shadow' },
+    }),
+  );
+  expect(shadow.code, shadow.stderr).toBe(0);
+  await ctl(['apply', '-f', '-'], shadow.stdout);
   await apps.createNamespacedDeployment({
     namespace: NS,
     body: {
@@ -313,7 +327,12 @@ describe('migrating off Sealed Secrets, with the real controller on a real node'
       ['target', 'discover', '--from', 'sealed-secrets', '-o', 'plan.yaml', '-n', NS],
       'discover',
     );
-    expect(d.stderr).toContain('1 plan source(s) read from them (sealed-secret/<name>)');
+    expect(d.stderr).toContain(
+      'Found 1 SealedSecret(s); 1 plan source(s) read from them (sealed-secret/<name>)',
+    );
+    expect(d.stderr).toContain(
+      `Secret ${NS}/plain exists but SealedSecret ${NS}/plain does not own it`,
+    );
     const plan = await readFile(join(dir, 'plan.yaml'), 'utf8');
     expect(plan).toContain('source: sealed-secret/db-credentials');
     expect(plan).toContain(`vaultPath: ${VAULT_PATH}`);
@@ -437,7 +456,10 @@ describe('migrating off Sealed Secrets, with the real controller on a real node'
       `remove SealedSecret ${NS}/db-credentials from git, or it is applied again: ${join('apps', 'payments', 'db-sealed.yaml')}`,
     );
     expect(await secretGone('db-credentials')).toBe(true);
-    expect(await ctl(['get', 'sealedsecrets', '-n', NS, '-o', 'name'])).toBe('');
+    // Only the one the plan did not cover is left.
+    expect(await ctl(['get', 'sealedsecrets', '-n', NS, '-o', 'name'])).toBe(
+      'sealedsecret.bitnami.com/plain\n',
+    );
 
     // The controller is still running and would recreate a Secret whose
     // SealedSecret exists: for 30 s, nothing comes back.
