@@ -4,6 +4,7 @@
 // (equal, differs, not text) per key.
 import {
   mappedFields,
+  nativeSecretOf,
   type MigrationPlan,
   type WorkloadKind,
   type WorkloadStatus,
@@ -19,6 +20,8 @@ export interface PlannedSecret {
   fields: Map<string, string[]>;
   /** The plan's workloads that read it. */
   workloads: { kind: WorkloadKind; name: string; status: WorkloadStatus }[];
+  /** The plan reads it as `sealed-secret/<name>`: its SealedSecret is deleted first. */
+  sealed?: boolean;
 }
 
 /** The live Secret, without its values. */
@@ -59,7 +62,7 @@ const RECREATING_OWNERS = new Set(['ExternalSecret', 'SealedSecret']);
 const MAX_REFERRERS = 5;
 
 /**
- * Every `k8s-secret/<name>` source of the plan (in `namespace` only, when
+ * Every `k8s-secret/<name>` and `sealed-secret/<name>` source of the plan (in `namespace` only, when
  * given), once per namespace and name, with the union of the fields every
  * workload maps from it. Sorted by namespace, then name.
  */
@@ -69,14 +72,15 @@ export function plannedSecrets(plan: MigrationPlan, namespace?: string): Planned
     if (namespace !== undefined && t.namespace !== namespace) continue;
     for (const w of t.workloads) {
       for (const s of w.secrets) {
-        if (!s.source.startsWith('k8s-secret/')) continue;
-        const name = s.source.slice('k8s-secret/'.length);
+        const name = nativeSecretOf(s.source);
+        if (name === undefined) continue;
         const id = `${t.namespace}/${name}`;
         let p = out.get(id);
         if (!p) {
           p = { namespace: t.namespace, name, fields: new Map(), workloads: [] };
           out.set(id, p);
         }
+        if (s.source.startsWith('sealed-secret/')) p.sealed = true;
         if (!p.workloads.some((x) => x.kind === w.kind && x.name === w.name)) {
           p.workloads.push({ kind: w.kind, name: w.name, status: w.status });
         }
@@ -138,6 +142,8 @@ export function decide(
   if (never) reasons.push(never);
 
   for (const o of live.owners) {
+    // The runner deletes a planned SealedSecret before its Secret.
+    if (planned.sealed && o.kind === 'SealedSecret' && o.name === planned.name) continue;
     if (RECREATING_OWNERS.has(o.kind)) {
       reasons.push(
         `owned by ${o.kind} ${planned.namespace}/${o.name}: its controller would recreate it; delete the ${o.kind} first`,

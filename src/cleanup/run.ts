@@ -36,6 +36,9 @@ import {
   type SecretFacts,
   type Verdict,
 } from './decide.js';
+import { resolve } from 'node:path';
+import { deleteSealedSecret } from '../sources/sealed-secrets-kube.js';
+import { manifestsFor, scanManifests } from '../sources/sealed-secrets.js';
 import { secretReferrers, type NamespaceObjects, type Referrer } from './references.js';
 
 export type CleanupMode = 'dry-run' | 'interactive' | 'yes';
@@ -46,6 +49,8 @@ export interface CleanupOptions {
   kube: KubeOptions;
   vault: VaultFlags;
   concurrency: number;
+  /** A git checkout to search for the manifests of SealedSecrets deleted here. */
+  repo?: string | undefined;
 }
 
 /** --yes / --interactive / --dry-run: a dry run unless told otherwise. */
@@ -320,6 +325,10 @@ export async function runCleanup(
     );
     return;
   }
+  const manifests =
+    o.repo !== undefined && planned.some((p) => p.sealed)
+      ? await scanManifests(resolve(ctx.cwd, o.repo))
+      : undefined;
   const reader = new ClusterReader(loadKubeFor(o.kube, ctx));
   const client = vaultClient(o.vault, ctx, '--openbao-addr');
   let prompter: Prompter | undefined;
@@ -371,9 +380,25 @@ export async function runCleanup(
         say(ctx.stdout, `${label(c.planned)}: refused -- ${v.reasons.join('; ')}`);
         continue;
       }
+      const sealedId = `SealedSecret ${c.planned.namespace}/${c.planned.name}`;
+      const gitLine = (): void => {
+        if (!c.planned.sealed) return;
+        const files = manifests ? manifestsFor(manifests, c.planned.namespace, c.planned.name) : [];
+        const where =
+          files.length > 0
+            ? files.join(', ')
+            : manifests
+              ? `not found under ${o.repo ?? ''}`
+              : 'pass --repo DIR to find its file';
+        say(ctx.stdout, `  remove ${sealedId} from git, or it is applied again: ${where}`);
+      };
       if (o.mode === 'dry-run') {
         counts.wouldDelete++;
-        say(ctx.stdout, `${label(c.planned)}: would delete -- ${v.summary}`);
+        say(
+          ctx.stdout,
+          `${label(c.planned)}: would delete -- ${v.summary}${c.planned.sealed ? `; ${sealedId} first` : ''}`,
+        );
+        gitLine();
         continue;
       }
       if (ctx.signal?.aborted) break;
@@ -402,9 +427,45 @@ export async function runCleanup(
           continue;
         }
       }
-      const facts = c.facts as SecretFacts;
+      let facts = c.facts as SecretFacts;
       let result: 'deleted' | 'gone' | 'changed';
       try {
+        if (c.planned.sealed) {
+          // Its controller would write the Secret back: the SealedSecret goes
+          // first, orphaning the Secret, which is then checked again (the
+          // garbage collector changed it when it dropped the ownerReference).
+          const ss = await deleteSealedSecret(
+            reader.target,
+            c.planned.namespace,
+            c.planned.name,
+            undefined,
+            ctx.signal,
+          );
+          say(
+            ctx.stdout,
+            `${label(c.planned)}: ${ss === 'deleted' ? `deleted ${sealedId} first (the Secret orphaned)` : `${sealedId} already gone`}`,
+          );
+          const again = await checkSecret(
+            reader,
+            client,
+            c.planned,
+            referrers.get(c.planned.namespace)?.get(c.planned.name) ?? [],
+            new Map(),
+          );
+          if (again.verdict.action !== 'delete') {
+            if (again.verdict.action === 'gone') counts.gone++;
+            else counts.refused++;
+            say(
+              ctx.stdout,
+              again.verdict.action === 'gone'
+                ? `${label(c.planned)}: already gone`
+                : `${label(c.planned)}: refused on the second check -- ${again.verdict.reasons.join('; ')}`,
+            );
+            gitLine();
+            continue;
+          }
+          facts = again.facts as SecretFacts;
+        }
         result = await reader.deleteSecret(c.planned.namespace, c.planned.name, facts);
       } catch (e) {
         if (!(e instanceof ServerError)) throw e;
@@ -416,9 +477,11 @@ export async function runCleanup(
       if (result === 'deleted') {
         counts.deleted++;
         say(ctx.stdout, `${prefix} deleted -- ${v.summary}`);
+        gitLine();
       } else if (result === 'gone') {
         counts.gone++;
         say(ctx.stdout, `${prefix} already gone`);
+        gitLine();
       } else {
         counts.refused++;
         say(

@@ -9,6 +9,7 @@ import { readClusterFacts } from '../cluster/read.js';
 import { loadKubeFor } from '../kube/config.js';
 import { scanCluster } from '../kube/scan.js';
 import { renderPlan, writeFileAtomic } from '../plan/write.js';
+import { markSealedSources, sealedScan } from '../sources/sealed-secrets-kube.js';
 import { discover, type DiscoverySummary } from './discover.js';
 import { renderSecretMappings, secretMappings } from './secret-mapping.js';
 
@@ -23,6 +24,8 @@ export interface DiscoverCommandOptions {
   vaultAddress?: string | undefined;
   vaultRole?: string | undefined;
   force?: boolean | undefined;
+  /** `sealed-secrets`: only what SealedSecrets deliver (see src/sources/sealed-secrets-kube.ts). */
+  from?: string | undefined;
 }
 
 const KV_MOUNT = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;
@@ -106,10 +109,16 @@ export async function runDiscover(o: DiscoverCommandOptions, ctx: Context): Prom
     );
   }
 
+  if (o.from !== undefined && o.from !== 'sealed-secrets') {
+    throw new UserError(`--from must be sealed-secrets, not "${o.from}"`);
+  }
   if (outFile) await checkWritable(outFile, o.outputPlan ?? outFile);
 
   const target = loadKubeFor({ kubeconfig: o.kubeconfig, context: o.context }, ctx);
-  const scan = await scanCluster(target, o.namespace);
+  let scan = await scanCluster(target, o.namespace);
+  const sealed =
+    o.from === 'sealed-secrets' ? await sealedScan(target, o.namespace, scan) : undefined;
+  if (sealed) scan = { ...scan, workloads: sealed.workloads, secrets: sealed.secrets };
   // The plan is tied to this cluster (protect and the reports check it). A
   // user who may not read kube-system still gets a plan, without the tie.
   const clusterFingerprint = await readClusterFacts(target).then(
@@ -136,6 +145,19 @@ export async function runDiscover(o: DiscoverCommandOptions, ctx: Context): Prom
     scan.namespaces,
   );
   for (const line of summaryLines(result.summary)) say(ctx.stderr, line);
+  if (sealed) {
+    const n = markSealedSources(result.plan, result.notes, sealed.sealed);
+    say(
+      ctx.stderr,
+      `Found ${sealed.sealed.size} SealedSecret(s); ${n} plan source(s) read from them (sealed-secret/<name>).`,
+    );
+    for (const id of sealed.notOwned) {
+      say(
+        ctx.stderr,
+        `  Secret ${id} exists but SealedSecret ${id} does not own it (the controller leaves it alone): planned as k8s-secret, if read.`,
+      );
+    }
+  }
 
   if (o.outputPlan === undefined) {
     ctx.stdout.write(

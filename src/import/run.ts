@@ -10,6 +10,7 @@ import { say, type Context } from '../core/context.js';
 import { mapLimit } from '../core/concurrency.js';
 import { CheckFailed, ServerError, UserError } from '../core/errors.js';
 import { loadKube } from '../kube/config.js';
+import { offlineUnsealer } from '../sources/sealed-secrets-kube.js';
 import { kubeError, statusOf } from '../kube/errors.js';
 import type { LoadedPlan } from '../plan/read.js';
 import { vaultClient } from '../vault/apply.js';
@@ -30,18 +31,18 @@ import {
   type WantedPath,
 } from './plan.js';
 
-export const IMPORT_SOURCES = ['kubernetes', 'aws', 'gcp', 'azure'] as const;
+export const IMPORT_SOURCES = ['kubernetes', 'sealed-secrets', 'aws', 'gcp', 'azure'] as const;
 
-/** Only kubernetes exists so far; the others are named so a user learns they are planned, not misspelt. */
+/** The cloud ones are named so a user learns they are planned, not misspelt. */
 export function checkSource(from: string): void {
-  if (from === 'kubernetes') return;
+  if (from === 'kubernetes' || from === 'sealed-secrets') return;
   if ((IMPORT_SOURCES as readonly string[]).includes(from)) {
     throw new UserError(
       `--from ${from} is not available yet: this version imports from kubernetes only`,
       'read the values by hand and write them with bao kv put, or use --from kubernetes',
     );
   }
-  throw new UserError(`--from must be kubernetes, not "${from}"`);
+  throw new UserError(`--from must be kubernetes or sealed-secrets, not "${from}"`);
 }
 
 export interface ImportOptions extends ImportFlags {
@@ -51,6 +52,8 @@ export interface ImportOptions extends ImportFlags {
   kubeconfig?: string | undefined;
   context?: string | undefined;
   vault: VaultFlags;
+  /** `--from sealed-secrets`: unseal offline with the controller's private key(s) in this file. */
+  sealingKey?: string | undefined;
 }
 
 interface KvMetadata {
@@ -206,6 +209,8 @@ export async function runImport(
   ctx: Context,
 ): Promise<void> {
   checkSource(o.from);
+  const unsealer =
+    o.sealingKey === undefined ? undefined : await offlineUnsealer(o.sealingKey, o.from, ctx);
   const client = vaultClient(o.vault, ctx, '--openbao-addr');
   try {
     const kube = loadKube({ kubeconfig: o.kubeconfig, context: o.context }, ctx.env, ctx.cwd);
@@ -221,7 +226,12 @@ export async function runImport(
     const origins = neededSecrets(needing);
     const secrets = new Map<string, SourceSecret>();
     await mapLimit(origins, o.concurrency, async (origin) => {
-      secrets.set(secretKey(origin), await readSecret(core, kube.server, origin));
+      // Offline: a SealedSecret's values come from the SealedSecret, not its Secret.
+      const read =
+        unsealer && origin.sealed
+          ? unsealer(kube, origin.namespace, origin.secret)
+          : readSecret(core, kube.server, origin);
+      secrets.set(secretKey(origin), await read);
     });
 
     // Plan (pure).
@@ -230,7 +240,7 @@ export async function runImport(
 
     say(
       ctx.stdout,
-      `Importing plan "${loaded.plan.metadata.name}" from Kubernetes (context ${kube.context}) into ${client.address}`,
+      `Importing plan "${loaded.plan.metadata.name}" from ${o.from === 'sealed-secrets' ? `Sealed Secrets (${unsealer ? 'SealedSecrets unsealed offline with --sealing-key' : 'the Secrets the controller unsealed'})` : 'Kubernetes'} (context ${kube.context}) into ${client.address}`,
     );
     if (o.dryRun) say(ctx.stdout, '(dry-run mode -- no changes will be made)');
 

@@ -26,7 +26,20 @@ export const KV2_DATA_PATH = new RegExp(
 export const FIELD_NAME = /^[-._a-zA-Z0-9]+$/;
 /** A POSIX-portable environment variable name. */
 export const ENV_VAR_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const SOURCE = /^(k8s-secret|vault-agent)\/[-._a-zA-Z0-9]+$/;
+const SOURCE = /^(k8s-secret|sealed-secret|vault-agent)\/[-._a-zA-Z0-9]+$/;
+
+/**
+ * The native Secret a plan source is read from in the workload's namespace:
+ * `k8s-secret/<name>`, or `sealed-secret/<name>` (the Secret the Sealed
+ * Secrets controller unseals is named after its SealedSecret). Undefined for
+ * sources that are no Secret (`vault-agent/<file>`).
+ */
+export function nativeSecretOf(source: string): string | undefined {
+  for (const kind of ['k8s-secret/', 'sealed-secret/']) {
+    if (source.startsWith(kind)) return source.slice(kind.length);
+  }
+  return undefined;
+}
 
 const text = (what: string) => z.string({ error: `${what} must be a string` });
 
@@ -64,7 +77,8 @@ export const FileTargetSchema = z
 export const SecretRefSchema = z
   .strictObject({
     source: text('source').regex(SOURCE, {
-      error: 'source must be "k8s-secret/<secret-name>" or "vault-agent/<file-name>"',
+      error:
+        'source must be "k8s-secret/<secret-name>", "sealed-secret/<sealedsecret-name>" or "vault-agent/<file-name>"',
     }),
     vaultPath: text('vaultPath').regex(KV2_DATA_PATH, {
       error: 'vaultPath must be a KV v2 data path "<mount>/data/<path>" (no globs, no "..")',

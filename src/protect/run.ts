@@ -136,7 +136,10 @@ function mismatch(item: Item, live: LiveWorkload): string | undefined {
   // References protect removed earlier still count: they are recorded on the template.
   for (const name of recordedSecrets(readRecord(live.spec?.template.metadata?.annotations)))
     sources.add(`k8s-secret/${name}`);
-  const gone = item.workload.secrets.map((s) => s.source).filter((s) => !sources.has(s));
+  // A sealed-secret/<name> source is read through the Secret of that name.
+  const gone = item.workload.secrets
+    .map((s) => s.source)
+    .filter((s) => !sources.has(s.replace(/^sealed-secret\//, 'k8s-secret/')));
   if (gone.length > 0) return `no longer references ${gone.join(', ')}`;
   return undefined;
 }

@@ -9,6 +9,10 @@ export function registerTargetDiscover(target: Command, ctx: Context): void {
     )
     .option('-o, --output-plan <file>', 'write a MigrationPlan to this file ("-" for stdout)')
     .option('-n, --namespace <namespace>', 'scan only this namespace')
+    .option(
+      '--from <source>',
+      'sealed-secrets: plan only workloads reading Secrets a SealedSecret owns, as sealed-secret/<name>',
+    )
     .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)')
     .option('--context <name>', 'kubeconfig context to use')
     .option('--kv-mount <path>', 'KV v2 mount for suggested vault paths', 'secret')

@@ -18,7 +18,11 @@ export function registerTargetImport(target: Command, ctx: Context): void {
   )
     .requiredOption(
       '--from <source>',
-      'where the values are: kubernetes (the Secrets the plan names, in the current kubeconfig context)',
+      'where the values are: kubernetes (the Secrets the plan names, in the current kubeconfig context), sealed-secrets (the Secrets the Sealed Secrets controller unsealed, or with --sealing-key the SealedSecrets themselves)',
+    )
+    .option(
+      '--sealing-key <file>',
+      "with --from sealed-secrets: unseal the SealedSecrets offline with the controller's private key(s) (PEM, or its key Secrets as YAML)",
     )
     .option('--overwrite', 'write a new version of paths that already have a value', false)
     .option(
@@ -50,6 +54,7 @@ export function registerTargetImport(target: Command, ctx: Context): void {
           kubeconfig: o.kubeconfig,
           context: o.context,
           vault: vaultFlags(o),
+          sealingKey: o.sealingKey,
         },
         ctx,
       );
