@@ -10,6 +10,7 @@ import { scanCluster } from '../kube/scan.js';
 import { renderPlan, writeFileAtomic } from '../plan/write.js';
 import { discover, type DiscoverySummary } from './discover.js';
 import { renderSecretMappings, secretMappings } from './secret-mapping.js';
+import { applySopsSources, readSopsDir, withSopsKeys } from '../sources/sops-discover.js';
 
 export interface DiscoverCommandOptions {
   outputPlan?: string | undefined;
@@ -22,6 +23,10 @@ export interface DiscoverCommandOptions {
   vaultAddress?: string | undefined;
   vaultRole?: string | undefined;
   force?: boolean | undefined;
+  from?: string | undefined;
+  path?: string | undefined;
+  decryptMetadata?: boolean | undefined;
+  sopsBinary?: string | undefined;
 }
 
 const KV_MOUNT = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;
@@ -106,12 +111,30 @@ export async function runDiscover(o: DiscoverCommandOptions, ctx: Context): Prom
   }
 
   if (outFile) await checkWritable(outFile, o.outputPlan ?? outFile);
+  if (o.from !== undefined && o.from !== 'sops') {
+    throw new UserError(`--from must be sops, not "${o.from}"`);
+  }
+  if (o.from === 'sops' && o.path === undefined) {
+    throw new UserError('--from sops needs --path DIR, the directory of SOPS-encrypted manifests');
+  }
+  const sops =
+    o.from === 'sops'
+      ? await readSopsDir(
+          {
+            path: o.path ?? '.',
+            namespace: o.namespace,
+            decryptMetadata: o.decryptMetadata === true,
+            sopsBinary: o.sopsBinary ?? 'sops',
+          },
+          ctx,
+        )
+      : undefined;
 
   const target = loadKubeFor({ kubeconfig: o.kubeconfig, context: o.context }, ctx);
   const scan = await scanCluster(target, o.namespace);
   const result = discover(
     scan.workloads,
-    scan.secrets,
+    sops ? withSopsKeys(scan.secrets, sops) : scan.secrets,
     {
       kvMount,
       planName: o.name,
@@ -122,6 +145,8 @@ export async function runDiscover(o: DiscoverCommandOptions, ctx: Context): Prom
     scan.namespaces,
   );
   for (const line of summaryLines(result.summary)) say(ctx.stderr, line);
+  if (sops)
+    for (const l of [...sops.lines, ...applySopsSources(result.plan, sops)]) say(ctx.stderr, l);
 
   if (o.outputPlan === undefined) {
     ctx.stdout.write(

@@ -6,6 +6,7 @@
 // printed, logged (the vault client's debug lines carry method, path and
 // status only), put in an error, written to a file or into the plan.
 import { CoreV1Api } from '@kubernetes/client-node';
+import { resolve } from 'node:path';
 import { say, type Context } from '../core/context.js';
 import { mapLimit } from '../core/concurrency.js';
 import { CheckFailed, ServerError, UserError } from '../core/errors.js';
@@ -16,6 +17,7 @@ import { vaultClient } from '../vault/apply.js';
 import { VaultError, type VaultClient, type VaultFlags } from '../vault/client.js';
 import { mountOf } from '../vault/provision.js';
 import { printVerifyReport, verifyPlan } from '../vault/verify.js';
+import { readSopsSecrets, sopsWantedPaths } from '../sources/sops-import.js';
 import {
   needsSource,
   neededSecrets,
@@ -30,11 +32,12 @@ import {
   type WantedPath,
 } from './plan.js';
 
-export const IMPORT_SOURCES = ['kubernetes', 'aws', 'gcp', 'azure'] as const;
+export const IMPORT_SOURCES = ['kubernetes', 'aws', 'gcp', 'azure', 'sops'] as const;
 
 /** Only kubernetes exists so far; the others are named so a user learns they are planned, not misspelt. */
 export function checkSource(from: string): void {
   if (from === 'kubernetes') return;
+  if (from === 'sops') return;
   if ((IMPORT_SOURCES as readonly string[]).includes(from)) {
     throw new UserError(
       `--from ${from} is not available yet: this version imports from kubernetes only`,
@@ -51,6 +54,8 @@ export interface ImportOptions extends ImportFlags {
   kubeconfig?: string | undefined;
   context?: string | undefined;
   vault: VaultFlags;
+  /** --from sops: the directory the plan's sops/<file> names are relative to, and the binary. */
+  sops?: { path: string; binary: string } | undefined;
 }
 
 interface KvMetadata {
@@ -208,9 +213,11 @@ export async function runImport(
   checkSource(o.from);
   const client = vaultClient(o.vault, ctx, '--openbao-addr');
   try {
-    const kube = loadKube({ kubeconfig: o.kubeconfig, context: o.context }, ctx.env, ctx.cwd);
-    const core = kube.api(CoreV1Api);
-    const wanted = wantedPaths(loaded.plan);
+    // --from sops reads files, not the cluster: no kubeconfig is needed.
+    const kube = o.sops
+      ? undefined
+      : loadKube({ kubeconfig: o.kubeconfig, context: o.context }, ctx.env, ctx.cwd);
+    const wanted = o.sops ? sopsWantedPaths(loaded.plan) : wantedPaths(loaded.plan);
     const flags: ImportFlags = { overwrite: o.overwrite, merge: o.merge };
 
     // Read: vault's state first, so paths already complete need no Secret.
@@ -220,9 +227,19 @@ export async function runImport(
     );
     const origins = neededSecrets(needing);
     const secrets = new Map<string, SourceSecret>();
-    await mapLimit(origins, o.concurrency, async (origin) => {
-      secrets.set(secretKey(origin), await readSecret(core, kube.server, origin));
-    });
+    if (o.sops) {
+      const opts = { root: resolve(ctx.cwd, o.sops.path), display: o.sops.path };
+      const read = await readSopsSecrets(origins, {
+        ...opts,
+        runner: { binary: o.sops.binary, ctx },
+      });
+      for (const [k, v] of read) secrets.set(k, v);
+    } else if (kube) {
+      const core = kube.api(CoreV1Api);
+      await mapLimit(origins, o.concurrency, async (origin) => {
+        secrets.set(secretKey(origin), await readSecret(core, kube.server, origin));
+      });
+    }
 
     // Plan (pure).
     const plans = wanted.map((w, i) => planPath(w, secrets, states[i] as VaultPathState, flags));
@@ -230,7 +247,7 @@ export async function runImport(
 
     say(
       ctx.stdout,
-      `Importing plan "${loaded.plan.metadata.name}" from Kubernetes (context ${kube.context}) into ${client.address}`,
+      `Importing plan "${loaded.plan.metadata.name}" from ${kube ? `Kubernetes (context ${kube.context})` : `SOPS files under ${o.sops?.path ?? '.'}`} into ${client.address}`,
     );
     if (o.dryRun) say(ctx.stdout, '(dry-run mode -- no changes will be made)');
 

@@ -15,8 +15,13 @@ export function registerTargetImport(target: Command, ctx: Context): void {
   )
     .requiredOption(
       '--from <source>',
-      'where the values are: kubernetes (the Secrets the plan names, in the current kubeconfig context)',
+      "where the values are: kubernetes (the Secrets the plan names, in the current kubeconfig context), sops (the plan's sops/<file>#<doc> sources, decrypted with your sops keys)",
     )
+    .option(
+      '--path <dir>',
+      '--from sops: the directory discover scanned (default: the current one)',
+    )
+    .option('--sops-binary <file>', '--from sops: the sops program to run (default: sops on PATH)')
     .option('--overwrite', 'write a new version of paths that already have a value', false)
     .option(
       '--merge',
@@ -46,6 +51,8 @@ export function registerTargetImport(target: Command, ctx: Context): void {
           kubeconfig: o.kubeconfig,
           context: o.context,
           vault: vaultFlags(o),
+          sops:
+            o.from === 'sops' ? { path: o.path ?? '.', binary: o.sopsBinary ?? 'sops' } : undefined,
         },
         ctx,
       );
