@@ -79,9 +79,14 @@ export function sopsReason(stderr: string): string {
     .split('\n')
     .map((l) => l.trim())
     .filter((l) => l.length > 0 && !/^(apiVersion|kind|metadata|data|stringData|sops):/.test(l));
-  const first = lines.find((l) => /error|fail|could not|no (identity|key)/i.test(l)) ?? lines[0];
-  if (!first) return 'no reason given';
-  return safeLine(first, 300);
+  const head = lines.find((l) => /error|fail|could not|not found|no (identity|key)/i.test(l));
+  if (!head) return lines[0] ? safeLine(lines[0], 300) : 'no reason given';
+  // A failed key prints its cause as "- | …" / "| …" lines (which key, why).
+  const detail = lines
+    .filter((l) => /^(- )?\|/.test(l))
+    .map((l) => l.replace(/^(- )?\|\s?/, ''))
+    .join(' ');
+  return safeLine(detail ? `${head} (${detail})` : head, 300);
 }
 
 export class SopsFailed extends Error {
@@ -109,9 +114,11 @@ export function sopsDecrypt(
     let err = '';
     const child = spawn(
       runner.binary,
+      // A global flag, before the command. The same type in and out: sops's
+      // JSON output of a multi-document YAML file holds the first document only.
       [
-        'decrypt',
         '--disable-version-check',
+        'decrypt',
         '--input-type',
         format,
         '--output-type',
