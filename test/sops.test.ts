@@ -3,7 +3,7 @@
 // API server and OpenBao. The repository directory holds only what sops
 // wrote: plaintext goes to `sops encrypt` through its stdin, never to disk,
 // so any file holding a planted value afterwards was written by the CLI.
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,7 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePlan } from '../src/plan/read.js';
 import { ensureSops, type SopsBinaries } from '../testenv/sops.js';
 import { cli, sandboxEnv, tempDir, type CliResult } from './helpers/cli.js';
-import { bao, kubeClients, uniqueName } from './helpers/sandbox.js';
+import { bao, kubeClients, sandbox, uniqueName } from './helpers/sandbox.js';
+import { projectRoot } from '../testenv/paths.js';
 
 /** Values that must reach vault and nothing else: searched for in every output and file. */
 const PLANTED = `planted-${randomBytes(12).toString('hex')}`;
@@ -34,6 +35,8 @@ let wrongKeyFile: string;
 let recipient: string;
 let repo: string;
 let work: string;
+/** What the system temp directory held before: anything new is searched too (sops's own temp files). */
+let tmpBefore: Set<string>;
 
 function run(
   cmd: string,
@@ -41,16 +44,20 @@ function run(
   opts: { input?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: opts.env ?? process.env, cwd: opts.cwd ?? tmpdir() });
+    const child = spawn(cmd, args, {
+      env: opts.env ?? process.env,
+      cwd: opts.cwd ?? tmpdir(),
+      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    child.stdout?.on('data', (b: Buffer) => (stdout += b.toString()));
+    child.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
     child.on('error', reject);
     child.on('close', (code) => {
       resolve({ code, stdout, stderr });
     });
-    child.stdin.end(opts.input ?? '');
+    if (opts.input !== undefined) child.stdin?.end(opts.input);
   });
 }
 
@@ -136,6 +143,7 @@ const sourcesOf = (text: string): Record<string, string[]> => {
 beforeAll(async () => {
   // Built once per machine (minutes), then cached: a fresh machine builds it here.
   bins = await ensureSops((l) => process.stderr.write(`${l}\n`));
+  tmpBefore = new Set(await readdir(tmpdir()));
   work = await tempDir('ct-sops-work-');
   repo = await tempDir('ct-sops-repo-');
   dirs.push(work, repo);
@@ -333,6 +341,57 @@ describe('SOPS: discover → import → verify', () => {
   });
 });
 
+describe('SOPS: SecretMapping output', () => {
+  it('carries sops sources that the SecretMapping CRD accepts', async () => {
+    const dir = await tempDir('ct-sops-map-');
+    dirs.push(dir);
+    await symlinkRepo(dir);
+    const r = await ct(
+      [
+        'target',
+        'discover',
+        '--from',
+        'sops',
+        '--path',
+        'repo',
+        '-n',
+        ns,
+        '--vault-address',
+        'https://vault.example:8200',
+        '--vault-role',
+        'r',
+      ],
+      dir,
+    );
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('source: sops/json/other.enc.json#0');
+    const info = sandbox();
+    const kubectl = (args: string[], input?: string): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const child = execFile(
+          info.binaries.kubectl,
+          ['--kubeconfig', info.kubeconfig, ...args],
+          (err, stdout, stderr) => {
+            if (err) reject(new Error(stderr || err.message));
+            else resolve(stdout);
+          },
+        );
+        if (input !== undefined) child.stdin?.end(input);
+      });
+    await kubectl(['apply', '-f', join(projectRoot, 'manifests', 'crds', 'secretmapping.yaml')]);
+    await kubectl([
+      'wait',
+      '--for=condition=Established',
+      'crd/secretmappings.cloudtaser.io',
+      '--timeout=60s',
+    ]);
+    const applied = await kubectl(['apply', '--dry-run=server', '-f', '-'], r.stdout);
+    expect(applied).toContain(
+      'secretmapping.cloudtaser.io/deployment-other created (server dry run)',
+    );
+  });
+});
+
 describe('SOPS: a Secret kept in clear', () => {
   it('is reported by discover and never imported', async () => {
     const dir = await tempDir('ct-sops-plain-');
@@ -409,6 +468,22 @@ describe('SOPS: no value leaks', () => {
         for (const s of SECRETS) {
           expect(content.includes(s), f).toBe(false);
           expect(content.includes(b64(s)), f).toBe(false);
+        }
+      }
+    }
+    // Whatever appeared in the system temp directory since (other tests on
+    // the machine write there too; none of them knows these values).
+    for (const entry of await readdir(tmpdir())) {
+      if (tmpBefore.has(entry)) continue;
+      const top = join(tmpdir(), entry);
+      const names = await readdir(top, { recursive: true }).catch(() => null);
+      for (const name of names ? names.map((n) => join(top, n)) : [top]) {
+        const st = await stat(name).catch(() => undefined);
+        if (!st?.isFile() || st.size > 4 * 1024 * 1024) continue;
+        const content = await readFile(name, 'latin1').catch(() => '');
+        for (const s of SECRETS) {
+          expect(content.includes(s), name).toBe(false);
+          expect(content.includes(b64(s)), name).toBe(false);
         }
       }
     }

@@ -48,6 +48,10 @@ export function wantedPaths(plan: MigrationPlan): WantedPath[] {
         const slash = s.source.indexOf('/');
         const kind = s.source.slice(0, slash);
         const name = s.source.slice(slash + 1);
+        if (kind === 'sops') {
+          want.conflicts.push(`source ${s.source} is a SOPS file; import it with --from sops`);
+          continue;
+        }
         if (kind !== 'k8s-secret') {
           want.vaultAgent = true;
           continue;

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { wantedPaths } from '../import/plan.js';
 import { parsePlan } from '../plan/read.js';
 import type { MigrationPlan } from '../plan/schema.js';
 import { renderPlan } from '../plan/write.js';
@@ -265,6 +266,13 @@ describe('discover and import wiring', () => {
       secret: 'apps/db.yaml#0',
       key: 'password',
     });
+
+    // --from kubernetes on the same plan: the SOPS path is not taken for a Vault Agent one.
+    const k8s = wantedPaths(plan).find((w) => w.vaultPath === 'secret/data/payments/db');
+    expect(k8s?.vaultAgent).toBe(false);
+    expect(k8s?.conflicts).toEqual([
+      'source sops/apps/db.yaml#0 is a SOPS file; import it with --from sops',
+    ]);
   });
 });
 
