@@ -161,7 +161,7 @@ export function sopsDecrypt(
         reject(new UserError(`cannot run sops (${runner.binary}): ${e.code ?? e.message}`));
       }
     });
-    child.on('close', (code) => {
+    child.on('close', (code, killedBy) => {
       dispose();
       if (code === 0) {
         const out = Buffer.concat(chunks);
@@ -170,7 +170,14 @@ export function sopsDecrypt(
         return;
       }
       wipe();
-      if (code !== null) reject(new SopsFailed(`sops exited ${code}: ${sopsReason(err)}`));
+      // After an 'error' (abort, timeout) this second settle is a no-op.
+      reject(
+        new SopsFailed(
+          code !== null
+            ? `sops exited ${code}: ${sopsReason(err)}`
+            : `sops was stopped by ${killedBy ?? 'a signal'}`,
+        ),
+      );
     });
   });
 }

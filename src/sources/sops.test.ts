@@ -1,10 +1,13 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { wantedPaths } from '../import/plan.js';
 import { parsePlan } from '../plan/read.js';
 import type { MigrationPlan } from '../plan/schema.js';
 import { renderPlan } from '../plan/write.js';
 import { applySopsSources, matchSopsDocs, withSopsKeys } from './sops-discover.js';
-import { sopsWantedPaths } from './sops-import.js';
+import { readSopsSecrets, sopsWantedPaths } from './sops-import.js';
 import { sopsReason } from './sops-io.js';
 import {
   classifyDocument,
@@ -296,5 +299,55 @@ describe('sopsReason', () => {
       'Failed to get the data key required to decrypt the SOPS file. (failed to create reader for decrypting sops data key with age: identity did not match any of the recipients)',
     );
     expect(sopsReason(`Error: ${'x'.repeat(500)}`).length).toBeLessThanOrEqual(300);
+  });
+});
+
+describe('readSopsSecrets, before sops runs', () => {
+  const encryptedDoc = (name: string): string =>
+    `apiVersion: v1\nkind: Secret\nmetadata:\n  name: ${name}\ndata:\n  a: ${ENC}\nsops:\n  mac: ${ENC}\n  version: 3.13.3\n`;
+
+  async function repo(files: Record<string, string>): Promise<string> {
+    const root = await mkdtemp(join(tmpdir(), 'ct-sops-unit-'));
+    for (const [f, text] of Object.entries(files)) await writeFile(join(root, f), text);
+    return root;
+  }
+  const origin = (secret: string) => ({ namespace: 'sops', secret, key: 'a' });
+  const opts = (root: string) => ({
+    root,
+    display: 'repo/',
+    // Never found: any test that reaches sops fails with a UserError.
+    runner: { binary: join(root, 'no-such-sops'), ctx: { env: {} } },
+  });
+
+  it('refuses a document in clear, a missing document and a missing file without running sops', async () => {
+    const root = await repo({
+      'plain.yaml': 'kind: Secret\nmetadata:\n  name: p\nstringData:\n  a: in-clear\n',
+      'enc.yaml': encryptedDoc('e'),
+    });
+    const got = await readSopsSecrets(
+      [origin('plain.yaml#0'), origin('enc.yaml#1'), origin('gone.yaml#0')],
+      opts(root),
+    );
+    expect(Object.fromEntries(got)).toEqual({
+      'sops/plain.yaml#0': {
+        kind: 'missing',
+        reason:
+          'repo/plain.yaml document #0 is not SOPS-encrypted; refusing to import values kept in clear (encrypt it with sops first)',
+      },
+      'sops/enc.yaml#1': { kind: 'missing', reason: 'repo/enc.yaml has no document #1' },
+      'sops/gone.yaml#0': {
+        kind: 'missing',
+        reason: 'repo/gone.yaml: no such file (is --path the directory discover scanned?)',
+      },
+    });
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('a missing sops binary stops the run with a usage error', async () => {
+    const root = await repo({ 'enc.yaml': encryptedDoc('e') });
+    await expect(readSopsSecrets([origin('enc.yaml#0')], opts(root))).rejects.toThrow(
+      /^sops not found/,
+    );
+    await rm(root, { recursive: true, force: true });
   });
 });
