@@ -5,7 +5,7 @@
 // so any file holding a planted value afterwards was written by the CLI.
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -214,6 +214,8 @@ afterAll(async () => {
   const { core } = kubeClients();
   await core.deleteNamespace({ name: ns }).catch(() => undefined);
   await bao('DELETE', `sys/mounts/${mount}`);
+  // After the leak check (the last test): the work directory holds the age keys.
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
 describe('SOPS: discover → import → verify', () => {
