@@ -12,6 +12,7 @@ import { renderPlan, writeFileAtomic } from '../plan/write.js';
 import { markSealedSources, sealedScan } from '../sources/sealed-secrets-kube.js';
 import { discover, type DiscoverySummary } from './discover.js';
 import { renderSecretMappings, secretMappings } from './secret-mapping.js';
+import { applySopsSources, readSopsDir, withSopsKeys } from '../sources/sops-discover.js';
 
 export interface DiscoverCommandOptions {
   outputPlan?: string | undefined;
@@ -26,7 +27,13 @@ export interface DiscoverCommandOptions {
   force?: boolean | undefined;
   /** `sealed-secrets`: only what SealedSecrets deliver (see src/sources/sealed-secrets-kube.ts). */
   from?: string | undefined;
+  path?: string | undefined;
+  decryptMetadata?: boolean | undefined;
+  sopsBinary?: string | undefined;
 }
+
+/** Legacy sources discover can plan from (`--from`); without it, plain Secrets. */
+const DISCOVER_FROM: readonly string[] = ['sealed-secrets', 'sops'];
 
 const KV_MOUNT = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;
 const NAMESPACE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
@@ -109,10 +116,25 @@ export async function runDiscover(o: DiscoverCommandOptions, ctx: Context): Prom
     );
   }
 
-  if (o.from !== undefined && o.from !== 'sealed-secrets') {
-    throw new UserError(`--from must be sealed-secrets, not "${o.from}"`);
+  if (o.from !== undefined && !DISCOVER_FROM.includes(o.from)) {
+    throw new UserError(`--from must be one of ${DISCOVER_FROM.join(', ')}, not "${o.from}"`);
   }
   if (outFile) await checkWritable(outFile, o.outputPlan ?? outFile);
+  if (o.from === 'sops' && o.path === undefined) {
+    throw new UserError('--from sops needs --path DIR, the directory of SOPS-encrypted manifests');
+  }
+  const sops =
+    o.from === 'sops'
+      ? await readSopsDir(
+          {
+            path: o.path ?? '.',
+            namespace: o.namespace,
+            decryptMetadata: o.decryptMetadata === true,
+            sopsBinary: o.sopsBinary ?? 'sops',
+          },
+          ctx,
+        )
+      : undefined;
 
   const target = loadKubeFor({ kubeconfig: o.kubeconfig, context: o.context }, ctx);
   let scan = await scanCluster(target, o.namespace);
@@ -133,7 +155,7 @@ export async function runDiscover(o: DiscoverCommandOptions, ctx: Context): Prom
   );
   const result = discover(
     scan.workloads,
-    scan.secrets,
+    sops ? withSopsKeys(scan.secrets, sops) : scan.secrets,
     {
       kvMount,
       planName: o.name,
@@ -158,6 +180,8 @@ export async function runDiscover(o: DiscoverCommandOptions, ctx: Context): Prom
       );
     }
   }
+  if (sops)
+    for (const l of [...sops.lines, ...applySopsSources(result.plan, sops)]) say(ctx.stderr, l);
 
   if (o.outputPlan === undefined) {
     ctx.stdout.write(

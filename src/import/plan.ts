@@ -47,6 +47,10 @@ export function wantedPaths(plan: MigrationPlan): WantedPath[] {
           want = { vaultPath: s.vaultPath, fields: new Map(), conflicts: [], vaultAgent: false };
           byPath.set(s.vaultPath, want);
         }
+        if (s.source.startsWith('sops/')) {
+          want.conflicts.push(`source ${s.source} is a SOPS file; import it with --from sops`);
+          continue;
+        }
         const name = nativeSecretOf(s.source);
         if (name === undefined) {
           want.vaultAgent = true;

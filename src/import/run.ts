@@ -6,6 +6,7 @@
 // printed, logged (the vault client's debug lines carry method, path and
 // status only), put in an error, written to a file or into the plan.
 import { CoreV1Api } from '@kubernetes/client-node';
+import { resolve } from 'node:path';
 import { say, type Context } from '../core/context.js';
 import { mapLimit } from '../core/concurrency.js';
 import { CheckFailed, ServerError, UserError } from '../core/errors.js';
@@ -17,6 +18,7 @@ import { vaultClient } from '../vault/apply.js';
 import { VaultError, type VaultClient, type VaultFlags } from '../vault/client.js';
 import { mountOf } from '../vault/provision.js';
 import { printVerifyReport, verifyPlan } from '../vault/verify.js';
+import { readSopsSecrets, sopsWantedPaths } from '../sources/sops-import.js';
 import {
   needsSource,
   neededSecrets,
@@ -31,11 +33,18 @@ import {
   type WantedPath,
 } from './plan.js';
 
-export const IMPORT_SOURCES = ['kubernetes', 'sealed-secrets', 'aws', 'gcp', 'azure'] as const;
+export const IMPORT_SOURCES = [
+  'kubernetes',
+  'sealed-secrets',
+  'sops',
+  'aws',
+  'gcp',
+  'azure',
+] as const;
 
 /** The cloud ones are named so a user learns they are planned, not misspelt. */
 export function checkSource(from: string): void {
-  if (from === 'kubernetes' || from === 'sealed-secrets') return;
+  if (from === 'kubernetes' || from === 'sealed-secrets' || from === 'sops') return;
   if ((IMPORT_SOURCES as readonly string[]).includes(from)) {
     throw new UserError(
       `--from ${from} is not available yet: this version imports from kubernetes only`,
@@ -43,6 +52,22 @@ export function checkSource(from: string): void {
     );
   }
   throw new UserError(`--from must be kubernetes or sealed-secrets, not "${from}"`);
+}
+
+/** Where the header line says the values come from. */
+function importOrigin(
+  o: ImportOptions,
+  kube: { context: string } | undefined,
+  offline: boolean,
+): string {
+  if (!kube) return `SOPS files under ${o.sops?.path ?? '.'}`;
+  if (o.from === 'sealed-secrets') {
+    const how = offline
+      ? 'SealedSecrets unsealed offline with --sealing-key'
+      : 'the Secrets the controller unsealed';
+    return `Sealed Secrets (${how}) (context ${kube.context})`;
+  }
+  return `Kubernetes (context ${kube.context})`;
 }
 
 export interface ImportOptions extends ImportFlags {
@@ -54,6 +79,8 @@ export interface ImportOptions extends ImportFlags {
   vault: VaultFlags;
   /** `--from sealed-secrets`: unseal offline with the controller's private key(s) in this file. */
   sealingKey?: string | undefined;
+  /** --from sops: the directory the plan's sops/<file> names are relative to, and the binary. */
+  sops?: { path: string; binary: string } | undefined;
 }
 
 interface KvMetadata {
@@ -213,9 +240,11 @@ export async function runImport(
     o.sealingKey === undefined ? undefined : await offlineUnsealer(o.sealingKey, o.from, ctx);
   const client = vaultClient(o.vault, ctx, '--openbao-addr');
   try {
-    const kube = loadKube({ kubeconfig: o.kubeconfig, context: o.context }, ctx.env, ctx.cwd);
-    const core = kube.api(CoreV1Api);
-    const wanted = wantedPaths(loaded.plan);
+    // --from sops reads files, not the cluster: no kubeconfig is needed.
+    const kube = o.sops
+      ? undefined
+      : loadKube({ kubeconfig: o.kubeconfig, context: o.context }, ctx.env, ctx.cwd);
+    const wanted = o.sops ? sopsWantedPaths(loaded.plan) : wantedPaths(loaded.plan);
     const flags: ImportFlags = { overwrite: o.overwrite, merge: o.merge };
 
     // Read: vault's state first, so paths already complete need no Secret.
@@ -225,14 +254,24 @@ export async function runImport(
     );
     const origins = neededSecrets(needing);
     const secrets = new Map<string, SourceSecret>();
-    await mapLimit(origins, o.concurrency, async (origin) => {
-      // Offline: a SealedSecret's values come from the SealedSecret, not its Secret.
-      const read =
-        unsealer && origin.sealed
-          ? unsealer(kube, origin.namespace, origin.secret)
-          : readSecret(core, kube.server, origin);
-      secrets.set(secretKey(origin), await read);
-    });
+    if (o.sops) {
+      const opts = { root: resolve(ctx.cwd, o.sops.path), display: o.sops.path };
+      const read = await readSopsSecrets(origins, {
+        ...opts,
+        runner: { binary: o.sops.binary, ctx },
+      });
+      for (const [k, v] of read) secrets.set(k, v);
+    } else if (kube) {
+      const core = kube.api(CoreV1Api);
+      await mapLimit(origins, o.concurrency, async (origin) => {
+        // Offline: a SealedSecret's values come from the SealedSecret, not its Secret.
+        const read =
+          unsealer && origin.sealed
+            ? unsealer(kube, origin.namespace, origin.secret)
+            : readSecret(core, kube.server, origin);
+        secrets.set(secretKey(origin), await read);
+      });
+    }
 
     // Plan (pure).
     const plans = wanted.map((w, i) => planPath(w, secrets, states[i] as VaultPathState, flags));
@@ -240,7 +279,7 @@ export async function runImport(
 
     say(
       ctx.stdout,
-      `Importing plan "${loaded.plan.metadata.name}" from ${o.from === 'sealed-secrets' ? `Sealed Secrets (${unsealer ? 'SealedSecrets unsealed offline with --sealing-key' : 'the Secrets the controller unsealed'})` : 'Kubernetes'} (context ${kube.context}) into ${client.address}`,
+      `Importing plan "${loaded.plan.metadata.name}" from ${importOrigin(o, kube, unsealer !== undefined)} into ${client.address}`,
     );
     if (o.dryRun) say(ctx.stdout, '(dry-run mode -- no changes will be made)');
 

@@ -26,7 +26,8 @@ export const KV2_DATA_PATH = new RegExp(
 export const FIELD_NAME = /^[-._a-zA-Z0-9]+$/;
 /** A POSIX-portable environment variable name. */
 export const ENV_VAR_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const SOURCE = /^(k8s-secret|sealed-secret|vault-agent)\/[-._a-zA-Z0-9]+$/;
+const SOURCE =
+  /^(?:(k8s-secret|sealed-secret|vault-agent)\/[-._a-zA-Z0-9]+|sops(?:\/(?!\.{1,2}[/#])[A-Za-z0-9_.+@-]+)+#(?:0|[1-9][0-9]{0,5}))$/;
 
 /**
  * The native Secret a plan source is read from in the workload's namespace:
@@ -78,7 +79,7 @@ export const SecretRefSchema = z
   .strictObject({
     source: text('source').regex(SOURCE, {
       error:
-        'source must be "k8s-secret/<secret-name>", "sealed-secret/<sealedsecret-name>" or "vault-agent/<file-name>"',
+        'source must be "k8s-secret/<secret-name>", "sealed-secret/<sealedsecret-name>", "vault-agent/<file-name>" or "sops/<relative-file>#<doc-index>"',
     }),
     vaultPath: text('vaultPath').regex(KV2_DATA_PATH, {
       error: 'vaultPath must be a KV v2 data path "<mount>/data/<path>" (no globs, no "..")',

@@ -19,6 +19,13 @@ export function registerTargetDiscover(target: Command, ctx: Context): void {
     .option('--name <name>', 'plan name (metadata.name)', 'migration-plan')
     .option('--created-by <who>', 'metadata.createdBy (default: the OS user)')
     .option('--force', 'overwrite an existing plan file')
+    .option('--from <source>', 'also read where the Secrets come from: sops (with --path DIR)')
+    .option('--path <dir>', '--from sops: the directory of SOPS-encrypted manifests to match')
+    .option(
+      '--decrypt-metadata',
+      '--from sops: decrypt files whose kind or metadata is encrypted, to match them (only names are kept)',
+    )
+    .option('--sops-binary <file>', '--from sops: the sops program to run (default: sops on PATH)')
     .addOption(
       new Option('--vault-address <url>', 'vault address for SecretMapping output (without -o)'),
     )

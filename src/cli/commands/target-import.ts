@@ -18,12 +18,17 @@ export function registerTargetImport(target: Command, ctx: Context): void {
   )
     .requiredOption(
       '--from <source>',
-      'where the values are: kubernetes (the Secrets the plan names, in the current kubeconfig context), sealed-secrets (the Secrets the Sealed Secrets controller unsealed, or with --sealing-key the SealedSecrets themselves)',
+      "where the values are: kubernetes (the Secrets the plan names, in the current kubeconfig context), sealed-secrets (the Secrets the Sealed Secrets controller unsealed, or with --sealing-key the SealedSecrets themselves), sops (the plan's sops/<file>#<doc> sources, decrypted with your sops keys)",
     )
     .option(
       '--sealing-key <file>',
       "with --from sealed-secrets: unseal the SealedSecrets offline with the controller's private key(s) (PEM, or its key Secrets as YAML)",
     )
+    .option(
+      '--path <dir>',
+      '--from sops: the directory discover scanned (default: the current one)',
+    )
+    .option('--sops-binary <file>', '--from sops: the sops program to run (default: sops on PATH)')
     .option('--overwrite', 'write a new version of paths that already have a value', false)
     .option(
       '--merge',
@@ -55,6 +60,8 @@ export function registerTargetImport(target: Command, ctx: Context): void {
           context: o.context,
           vault: vaultFlags(o),
           sealingKey: o.sealingKey,
+          sops:
+            o.from === 'sops' ? { path: o.path ?? '.', binary: o.sopsBinary ?? 'sops' } : undefined,
         },
         ctx,
       );
