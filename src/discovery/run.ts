@@ -5,10 +5,10 @@ import { userInfo } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { rfc3339, say, type Context } from '../core/context.js';
 import { UserError } from '../core/errors.js';
-import { loadKubeFor } from '../kube/config.js';
+import { loadKubeFor, type KubeTarget } from '../kube/config.js';
 import { scanCluster } from '../kube/scan.js';
 import { renderPlan, writeFileAtomic } from '../plan/write.js';
-import { discover, type DiscoverySummary } from './discover.js';
+import { discover, type DiscoveryResult, type DiscoverySummary } from './discover.js';
 import { renderSecretMappings, secretMappings } from './secret-mapping.js';
 
 export interface DiscoverCommandOptions {
@@ -22,6 +22,8 @@ export interface DiscoverCommandOptions {
   vaultAddress?: string | undefined;
   vaultRole?: string | undefined;
   force?: boolean | undefined;
+  /** `eso`: trace Secrets written by External Secrets Operator back to their vault paths. */
+  from?: string | undefined;
 }
 
 const KV_MOUNT = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;
@@ -73,6 +75,30 @@ async function checkWritable(file: string, display: string): Promise<void> {
   }
 }
 
+/** `--from eso`: the plan's Secrets that ExternalSecrets write, traced back to vault. */
+async function fromEso(
+  discovered: DiscoveryResult,
+  target: KubeTarget,
+  o: DiscoverCommandOptions,
+  ctx: Context,
+): Promise<DiscoveryResult> {
+  const { readEso } = await import('../sources/eso-cluster.js');
+  const { rewriteForEso } = await import('../sources/eso.js');
+  const inv = await readEso(target, o.namespace);
+  const { result, summary } = rewriteForEso(discovered, inv, { vaultAddress: o.vaultAddress });
+  say(
+    ctx.stderr,
+    `External Secrets Operator: ${inv.externalSecrets.length} ExternalSecret(s); ${summary.converted} plan entr${summary.converted === 1 ? 'y' : 'ies'} read from vault as ESO does, ${summary.fallback} kept as native Secret references (see the plan's comments).`,
+  );
+  for (const es of summary.otherVault) {
+    say(
+      ctx.stderr,
+      `Warning: ExternalSecret ${es} reads from another vault than --vault-address ${o.vaultAddress ?? ''} (see the plan's comments).`,
+    );
+  }
+  return result;
+}
+
 export async function runDiscover(o: DiscoverCommandOptions, ctx: Context): Promise<void> {
   const kvMount = o.kvMount.replace(/^\/+|\/+$/g, '');
   if (!KV_MOUNT.test(kvMount)) {
@@ -89,6 +115,12 @@ export async function runDiscover(o: DiscoverCommandOptions, ctx: Context): Prom
   }
   if (o.vaultAddress !== undefined && !/^https?:\/\/\S+$/.test(o.vaultAddress)) {
     throw new UserError(`--vault-address "${o.vaultAddress}" must be an http(s) URL`);
+  }
+  if (o.from !== undefined && o.from !== 'eso') {
+    throw new UserError(`--from "${o.from}" is not supported; the only source is eso`);
+  }
+  if (o.from === 'eso' && o.outputPlan === undefined) {
+    throw new UserError('--from eso writes a MigrationPlan: pass -o plan.yaml');
   }
   const toStdout = o.outputPlan === '-';
   const outFile =
@@ -109,7 +141,7 @@ export async function runDiscover(o: DiscoverCommandOptions, ctx: Context): Prom
 
   const target = loadKubeFor({ kubeconfig: o.kubeconfig, context: o.context }, ctx);
   const scan = await scanCluster(target, o.namespace);
-  const result = discover(
+  const discovered = discover(
     scan.workloads,
     scan.secrets,
     {
@@ -121,6 +153,7 @@ export async function runDiscover(o: DiscoverCommandOptions, ctx: Context): Prom
     },
     scan.namespaces,
   );
+  const result = o.from === 'eso' ? await fromEso(discovered, target, o, ctx) : discovered;
   for (const line of summaryLines(result.summary)) say(ctx.stderr, line);
 
   if (o.outputPlan === undefined) {

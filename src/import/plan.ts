@@ -155,7 +155,8 @@ export function planPath(
       return {
         ...base,
         action: 'skip-vault-agent',
-        reason: 'source is a Vault Agent file: its values are already in vault',
+        reason:
+          'source is a Vault Agent file or an ExternalSecret: its values are already in vault',
       };
     }
     return { ...base, action: 'fail', reason: 'the plan maps no fields to this path' };

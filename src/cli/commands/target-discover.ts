@@ -15,8 +15,15 @@ export function registerTargetDiscover(target: Command, ctx: Context): void {
     .option('--name <name>', 'plan name (metadata.name)', 'migration-plan')
     .option('--created-by <who>', 'metadata.createdBy (default: the OS user)')
     .option('--force', 'overwrite an existing plan file')
+    .option(
+      '--from <source>',
+      'eso: map Secrets written by External Secrets Operator to the vault paths ESO reads',
+    )
     .addOption(
-      new Option('--vault-address <url>', 'vault address for SecretMapping output (without -o)'),
+      new Option(
+        '--vault-address <url>',
+        'vault address for SecretMapping output (without -o); with --from eso, flags stores reading another vault',
+      ),
     )
     .addOption(
       new Option('--vault-role <role>', 'vault role for SecretMapping output (without -o)'),
