@@ -319,8 +319,14 @@ export function rewriteForEso(
             problems.push(`keys ${other} and ${k} both come from ${src.path} field ${src.field}`);
           else seen.set(id, k);
         }
-        if (fieldKeys.length === 0)
-          problems.push('the workload reads no key of it that discover could list');
+        if (fieldKeys.length === 0) {
+          problems.push('the workload reads no key of it that discover could map');
+          // Still say what ESO does for keys no data entry names.
+          const any = resolveExternalSecret(es, ['\u0000'], inv.stores).keys.get('\u0000');
+          if (any && 'problem' in any && (es.spec?.dataFrom?.length ?? 0) > 0) {
+            problems.push(`its dataFrom: ${any.problem}`);
+          }
+        }
         if (problems.length > 0) {
           summary.fallback++;
           secrets.push({
