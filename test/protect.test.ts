@@ -357,7 +357,13 @@ describe('target protect --yes', () => {
         `token: ${tr.status?.token ?? ''}`,
       ),
     );
-    const r = await cli([...PROTECT_YES, '--kubeconfig', kubeconfig], {
+    // This operator may not read kube-system, so the plan's cluster cannot
+    // be checked: refused, saying what to grant, unless told to go on.
+    const unchecked = await cli([...PROTECT_YES, '--kubeconfig', kubeconfig], { cwd: dir });
+    expect(unchecked.stderr).toContain('cannot check that context');
+    expect(unchecked.stderr).toContain('--cluster-mismatch-ok');
+    expect(unchecked.code).toBe(3);
+    const r = await cli([...PROTECT_YES, '--kubeconfig', kubeconfig, '--cluster-mismatch-ok'], {
       cwd: dir,
     });
     expect(r.stdout).toContain(

@@ -2,7 +2,7 @@
 // plan: is the current kubeconfig context's cluster the one the plan was
 // made from? A staging plan run against production is refused.
 import { say, type Context } from '../core/context.js';
-import { UserError } from '../core/errors.js';
+import { ServerError, UserError } from '../core/errors.js';
 import { loadKubeFor, type KubeOptions } from '../kube/config.js';
 import type { MigrationPlan } from '../plan/schema.js';
 import { judgeCluster } from './identity.js';
@@ -39,7 +39,15 @@ export async function checkPlanCluster(
     current = await readClusterFacts(target);
   } catch (e) {
     // Told to go on whatever the cluster: one that cannot be identified too.
-    if (!mismatchOk) throw e;
+    // Otherwise refused: a user who may not read kube-system (a namespace-
+    // scoped operator) could be pointed at the wrong cluster unnoticed.
+    if (!mismatchOk) {
+      if (!(e instanceof ServerError)) throw e;
+      throw new ServerError(
+        `cannot check that context "${target.context}" is the cluster ${display} was made from: ${e.message}`,
+        `grant get on namespace kube-system and on configmap kube-system/kube-root-ca.crt, or pass ${MISMATCH_FLAG} to act without the check`,
+      );
+    }
     say(
       ctx.stderr,
       `Warning: could not identify the cluster of context "${target.context}" (${e instanceof Error ? e.message : String(e)}); going on (${MISMATCH_FLAG})`,
