@@ -10,6 +10,7 @@ import {
   type WorkloadStatus,
 } from '../plan/schema.js';
 import { judge, type PathState } from '../vault/verify.js';
+import { parseSopsSource } from '../sources/sops.js';
 import type { Referrer } from './references.js';
 
 /** A native Secret the plan says was migrated, and where its keys went. */
@@ -22,6 +23,12 @@ export interface PlannedSecret {
   workloads: { kind: WorkloadKind; name: string; status: WorkloadStatus }[];
   /** The plan reads it as `sealed-secret/<name>`: its SealedSecret is deleted first. */
   sealed?: boolean;
+  /**
+   * The plan reads it as `sops/<file>#<doc>`: the SOPS manifests (file
+   * relative to the directory discover scanned, document index) that deploy
+   * it, which must leave git too.
+   */
+  sops?: { file: string; index: number }[];
 }
 
 /** The live Secret, without its values. */
@@ -62,7 +69,8 @@ const RECREATING_OWNERS = new Set(['ExternalSecret', 'SealedSecret']);
 const MAX_REFERRERS = 5;
 
 /**
- * Every `k8s-secret/<name>` and `sealed-secret/<name>` source of the plan (in `namespace` only, when
+ * Every source of the plan read through a native Secret (`k8s-secret/<name>`,
+ * `sealed-secret/<name>`, `sops/<file>#<doc>` with its `secret`; in `namespace` only, when
  * given), once per namespace and name, with the union of the fields every
  * workload maps from it. Sorted by namespace, then name.
  */
@@ -72,7 +80,7 @@ export function plannedSecrets(plan: MigrationPlan, namespace?: string): Planned
     if (namespace !== undefined && t.namespace !== namespace) continue;
     for (const w of t.workloads) {
       for (const s of w.secrets) {
-        const name = nativeSecretOf(s.source);
+        const name = nativeSecretOf(s);
         if (name === undefined) continue;
         const id = `${t.namespace}/${name}`;
         let p = out.get(id);
@@ -81,6 +89,10 @@ export function plannedSecrets(plan: MigrationPlan, namespace?: string): Planned
           out.set(id, p);
         }
         if (s.source.startsWith('sealed-secret/')) p.sealed = true;
+        const doc = parseSopsSource(s.source);
+        if (doc && !p.sops?.some((d) => d.file === doc.file && d.index === doc.index)) {
+          p.sops = [...(p.sops ?? []), doc];
+        }
         if (!p.workloads.some((x) => x.kind === w.kind && x.name === w.name)) {
           p.workloads.push({ kind: w.kind, name: w.name, status: w.status });
         }

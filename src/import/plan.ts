@@ -51,7 +51,7 @@ export function wantedPaths(plan: MigrationPlan): WantedPath[] {
           want.conflicts.push(`source ${s.source} is a SOPS file; import it with --from sops`);
           continue;
         }
-        const name = nativeSecretOf(s.source);
+        const name = nativeSecretOf(s);
         if (name === undefined) {
           want.vaultAgent = true;
           continue;

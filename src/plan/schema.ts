@@ -30,15 +30,22 @@ const SOURCE =
   /^(?:(k8s-secret|sealed-secret|vault-agent)\/[-._a-zA-Z0-9]+|sops(?:\/(?!\.{1,2}[/#])[A-Za-z0-9_.+@-]+)+#(?:0|[1-9][0-9]{0,5}))$/;
 
 /**
- * The native Secret a plan source is read from in the workload's namespace:
- * `k8s-secret/<name>`, or `sealed-secret/<name>` (the Secret the Sealed
- * Secrets controller unseals is named after its SealedSecret). Undefined for
- * sources that are no Secret (`vault-agent/<file>`).
+ * The native Secret a plan secret reference is read from in the workload's
+ * namespace: `k8s-secret/<name>`, `sealed-secret/<name>` (the Secret the
+ * Sealed Secrets controller unseals is named after its SealedSecret), or the
+ * `secret` a `sops/<file>#<doc>` source records (the manifest's
+ * metadata.name: the file is where the values come from, the Secret is what
+ * the pipeline deploys and the pods read). Undefined for sources that are no
+ * Secret (`vault-agent/<file>`).
  */
-export function nativeSecretOf(source: string): string | undefined {
+export function nativeSecretOf(ref: {
+  source: string;
+  secret?: string | undefined;
+}): string | undefined {
   for (const kind of ['k8s-secret/', 'sealed-secret/']) {
-    if (source.startsWith(kind)) return source.slice(kind.length);
+    if (ref.source.startsWith(kind)) return ref.source.slice(kind.length);
   }
+  if (ref.source.startsWith('sops/')) return ref.secret;
   return undefined;
 }
 
@@ -81,6 +88,12 @@ export const SecretRefSchema = z
       error:
         'source must be "k8s-secret/<secret-name>", "sealed-secret/<sealedsecret-name>", "vault-agent/<file-name>" or "sops/<relative-file>#<doc-index>"',
     }),
+    secret: text('secret')
+      .regex(dnsSubdomain, { error: 'secret must be a Kubernetes object name' })
+      .optional()
+      .describe(
+        'for a sops/<file>#<doc> source (required there, and only there): the Secret the manifest deploys, its metadata.name',
+      ),
     vaultPath: text('vaultPath').regex(KV2_DATA_PATH, {
       error: 'vaultPath must be a KV v2 data path "<mount>/data/<path>" (no globs, no "..")',
     }),
@@ -253,6 +266,9 @@ export function crossCheck(raw: unknown): CrossIssue[] {
             });
           }
           sources.add(source);
+          out.push(
+            ...secretFieldIssues(source, s.secret, ['tenants', ti, 'workloads', wi, 'secrets', si]),
+          );
         }
         const vaultPath = str(s.vaultPath) ?? '?';
         if (isRecord(s.files)) {
@@ -282,6 +298,33 @@ export function crossCheck(raw: unknown): CrossIssue[] {
     });
   });
   return out;
+}
+
+/**
+ * A `sops/` source names a file; protect and cleanup need the Secret it
+ * deploys, so the reference must say which (`secret`). Other sources name
+ * their Secret (or none) themselves: a `secret` beside them could only
+ * contradict it.
+ */
+function secretFieldIssues(source: string, secret: unknown, at: (string | number)[]): CrossIssue[] {
+  if (source.startsWith('sops/')) {
+    return secret === undefined
+      ? [
+          {
+            path: [...at, 'secret'],
+            message: `source ${quoteToken(source)} needs "secret: <name>", the metadata.name of the Secret that document deploys (target discover --from sops writes it)`,
+          },
+        ]
+      : [];
+  }
+  return secret === undefined
+    ? []
+    : [
+        {
+          path: [...at, 'secret'],
+          message: `"secret" belongs only to sops/<file>#<doc> sources; ${quoteToken(source)} names its Secret itself`,
+        },
+      ];
 }
 
 interface FileEntry {

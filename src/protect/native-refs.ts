@@ -78,7 +78,7 @@ export interface NativeRefsFinding {
 export function migratedSecrets(w: PlanWorkload): Map<string, Readonly<Record<string, string>>> {
   const out = new Map<string, Readonly<Record<string, string>>>();
   for (const s of w.secrets) {
-    const name = nativeSecretOf(s.source);
+    const name = nativeSecretOf(s);
     if (name === undefined) continue;
     // The same Secret twice in a plan entry: either mapping serves it.
     out.set(name, { ...out.get(name), ...s.fields });

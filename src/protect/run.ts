@@ -29,7 +29,12 @@ import { stuckPods } from '../kube/pod-problems.js';
 import { RevisionPods } from '../kube/revision.js';
 import { readPlan, type LoadedPlan } from '../plan/read.js';
 import { workloadKey } from '../plan/write.js';
-import type { PlanWorkload, Tenant, WorkloadStatus } from '../plan/schema.js';
+import {
+  nativeSecretOf,
+  type PlanWorkload,
+  type Tenant,
+  type WorkloadStatus,
+} from '../plan/schema.js';
 import { ANNOTATION, OWNED_ANNOTATIONS } from '../contract/annotations.js';
 import { alreadyApplied, fileMapEntries, protectAnnotations } from './annotations.js';
 import { servedVolumes } from '../webhook/mutate.js';
@@ -136,10 +141,16 @@ function mismatch(item: Item, live: LiveWorkload): string | undefined {
   // References protect removed earlier still count: they are recorded on the template.
   for (const name of recordedSecrets(readRecord(live.spec?.template.metadata?.annotations)))
     sources.add(`k8s-secret/${name}`);
-  // A sealed-secret/<name> source is read through the Secret of that name.
+  // A sealed-secret/<name> or sops/<file>#<doc> source is read through its
+  // native Secret (nativeSecretOf); a vault-agent one through its annotation.
   const gone = item.workload.secrets
-    .map((s) => s.source)
-    .filter((s) => !sources.has(s.replace(/^sealed-secret\//, 'k8s-secret/')));
+    .filter((s) => {
+      const name = nativeSecretOf(s);
+      return !sources.has(name === undefined ? s.source : `k8s-secret/${name}`);
+    })
+    .map((s) =>
+      s.source.startsWith('sops/') ? `${s.source} (Secret ${s.secret ?? '?'})` : s.source,
+    );
   if (gone.length > 0) return `no longer references ${gone.join(', ')}`;
   return undefined;
 }
