@@ -11,7 +11,7 @@ export function registerTargetDiscover(target: Command, ctx: Context): void {
     .option('-n, --namespace <namespace>', 'scan only this namespace')
     .option(
       '--from <source>',
-      'sealed-secrets: plan only workloads reading Secrets a SealedSecret owns, as sealed-secret/<name>',
+      'sealed-secrets: plan only workloads reading Secrets a SealedSecret owns, as sealed-secret/<name>; sops (with --path DIR): match Secrets to SOPS-encrypted manifests, as sops/<file>#<doc>',
     )
     .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)')
     .option('--context <name>', 'kubeconfig context to use')
@@ -19,7 +19,6 @@ export function registerTargetDiscover(target: Command, ctx: Context): void {
     .option('--name <name>', 'plan name (metadata.name)', 'migration-plan')
     .option('--created-by <who>', 'metadata.createdBy (default: the OS user)')
     .option('--force', 'overwrite an existing plan file')
-    .option('--from <source>', 'also read where the Secrets come from: sops (with --path DIR)')
     .option('--path <dir>', '--from sops: the directory of SOPS-encrypted manifests to match')
     .option(
       '--decrypt-metadata',
