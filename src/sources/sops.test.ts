@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { wantedPaths } from '../import/plan.js';
 import { parsePlan } from '../plan/read.js';
+import { contentValue, diffContent, signedContent } from '../plan/sign/content.js';
 import { plannedSecrets } from '../cleanup/decide.js';
 import { nativeSecretOf, type MigrationPlan } from '../plan/schema.js';
 import { migratedSecrets } from '../protect/native-refs.js';
@@ -128,6 +129,27 @@ describe('sops sources', () => {
     expect(problem(plan('sops/apps/db.enc.yaml#1', 'Not_A_Name'))).toContain(
       'secret must be a Kubernetes object name',
     );
+  });
+
+  it('a signed plan covers the Secret a sops source records', () => {
+    const plan = (secret: string): MigrationPlan =>
+      parsePlan(
+        [
+          'apiVersion: cloudtaser.io/v1',
+          'kind: MigrationPlan',
+          'metadata: {name: p}',
+          'tenants:',
+          '  - {name: t, namespace: t, workloads: [{kind: Deployment, name: w, secrets: [',
+          `      {source: "sops/a.yaml#0", secret: ${secret}, vaultPath: secret/data/t/db, fields: {p: P}}]}]}`,
+          '',
+        ].join('\n'),
+        'p.yaml',
+      ).plan;
+    const signed = contentValue(plan('db'));
+    expect(signedContent(plan('db')).equals(signedContent(plan('other')))).toBe(false);
+    expect(diffContent(signed, contentValue(plan('other')))).toEqual([
+      'tenant t, Deployment w, secret sops/a.yaml#0: secret "db" -> "other"',
+    ]);
   });
 
   it('nativeSecretOf reads a sops source as the Secret it records', () => {
