@@ -6,11 +6,11 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { rfc3339, say, type Context } from '../core/context.js';
 import { UserError } from '../core/errors.js';
 import { readClusterFacts } from '../cluster/read.js';
-import { loadKubeFor } from '../kube/config.js';
+import { loadKubeFor, type KubeTarget } from '../kube/config.js';
 import { scanCluster } from '../kube/scan.js';
 import { renderPlan, writeFileAtomic } from '../plan/write.js';
 import { markSealedSources, sealedScan } from '../sources/sealed-secrets-kube.js';
-import { discover, type DiscoverySummary } from './discover.js';
+import { discover, type DiscoveryResult, type DiscoverySummary } from './discover.js';
 import { renderSecretMappings, secretMappings } from './secret-mapping.js';
 import { applySopsSources, readSopsDir, withSopsKeys } from '../sources/sops-discover.js';
 
@@ -25,7 +25,7 @@ export interface DiscoverCommandOptions {
   vaultAddress?: string | undefined;
   vaultRole?: string | undefined;
   force?: boolean | undefined;
-  /** `sealed-secrets`: only what SealedSecrets deliver (see src/sources/sealed-secrets-kube.ts). */
+  /** `sealed-secrets`, `sops` or `eso`: where the Secrets come from (see src/sources/). */
   from?: string | undefined;
   path?: string | undefined;
   decryptMetadata?: boolean | undefined;
@@ -33,7 +33,7 @@ export interface DiscoverCommandOptions {
 }
 
 /** Legacy sources discover can plan from (`--from`); without it, plain Secrets. */
-const DISCOVER_FROM: readonly string[] = ['sealed-secrets', 'sops'];
+const DISCOVER_FROM: readonly string[] = ['sealed-secrets', 'sops', 'eso'];
 
 const KV_MOUNT = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;
 const NAMESPACE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
@@ -84,6 +84,30 @@ async function checkWritable(file: string, display: string): Promise<void> {
   }
 }
 
+/** `--from eso`: the plan's Secrets that ExternalSecrets write, traced back to vault. */
+async function fromEso(
+  discovered: DiscoveryResult,
+  target: KubeTarget,
+  o: DiscoverCommandOptions,
+  ctx: Context,
+): Promise<DiscoveryResult> {
+  const { readEso } = await import('../sources/eso-cluster.js');
+  const { rewriteForEso } = await import('../sources/eso.js');
+  const inv = await readEso(target, o.namespace);
+  const { result, summary } = rewriteForEso(discovered, inv, { vaultAddress: o.vaultAddress });
+  say(
+    ctx.stderr,
+    `External Secrets Operator: ${inv.externalSecrets.length} ExternalSecret(s); ${summary.converted} plan entr${summary.converted === 1 ? 'y' : 'ies'} read from vault as ESO does, ${summary.fallback} kept as native Secret references (see the plan's comments).`,
+  );
+  for (const es of summary.otherVault) {
+    say(
+      ctx.stderr,
+      `Warning: ExternalSecret ${es} reads from another vault than --vault-address ${o.vaultAddress ?? ''} (see the plan's comments).`,
+    );
+  }
+  return result;
+}
+
 export async function runDiscover(o: DiscoverCommandOptions, ctx: Context): Promise<void> {
   const kvMount = o.kvMount.replace(/^\/+|\/+$/g, '');
   if (!KV_MOUNT.test(kvMount)) {
@@ -100,6 +124,9 @@ export async function runDiscover(o: DiscoverCommandOptions, ctx: Context): Prom
   }
   if (o.vaultAddress !== undefined && !/^https?:\/\/\S+$/.test(o.vaultAddress)) {
     throw new UserError(`--vault-address "${o.vaultAddress}" must be an http(s) URL`);
+  }
+  if (o.from === 'eso' && o.outputPlan === undefined) {
+    throw new UserError('--from eso writes a MigrationPlan: pass -o plan.yaml');
   }
   const toStdout = o.outputPlan === '-';
   const outFile =
@@ -153,7 +180,7 @@ export async function runDiscover(o: DiscoverCommandOptions, ctx: Context): Prom
       return undefined;
     },
   );
-  const result = discover(
+  const discovered = discover(
     scan.workloads,
     sops ? withSopsKeys(scan.secrets, sops) : scan.secrets,
     {
@@ -166,6 +193,7 @@ export async function runDiscover(o: DiscoverCommandOptions, ctx: Context): Prom
     },
     scan.namespaces,
   );
+  const result = o.from === 'eso' ? await fromEso(discovered, target, o, ctx) : discovered;
   for (const line of summaryLines(result.summary)) say(ctx.stderr, line);
   if (sealed) {
     const n = markSealedSources(result.plan, result.notes, sealed.sealed);

@@ -51,11 +51,13 @@ export function wantedPaths(plan: MigrationPlan): WantedPath[] {
           want.conflicts.push(`source ${s.source} is a SOPS file; import it with --from sops`);
           continue;
         }
-        const name = nativeSecretOf(s);
-        if (name === undefined) {
+        // An ExternalSecret reads vault already: like a Vault Agent file, nothing to import.
+        const native = s.source.startsWith('eso/') ? undefined : nativeSecretOf(s);
+        if (native === undefined) {
           want.vaultAgent = true;
           continue;
         }
+        const name = native.name;
         const sealed = s.source.startsWith('sealed-secret/');
         for (const field of mappedFields(s)) {
           const origin: FieldOrigin = {
@@ -165,7 +167,8 @@ export function planPath(
       return {
         ...base,
         action: 'skip-vault-agent',
-        reason: 'source is a Vault Agent file: its values are already in vault',
+        reason:
+          'source is a Vault Agent file or an ExternalSecret: its values are already in vault',
       };
     }
     return { ...base, action: 'fail', reason: 'the plan maps no fields to this path' };

@@ -27,27 +27,7 @@ export const FIELD_NAME = /^[-._a-zA-Z0-9]+$/;
 /** A POSIX-portable environment variable name. */
 export const ENV_VAR_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const SOURCE =
-  /^(?:(k8s-secret|sealed-secret|vault-agent)\/[-._a-zA-Z0-9]+|sops(?:\/(?!\.{1,2}[/#])[A-Za-z0-9_.+@-]+)+#(?:0|[1-9][0-9]{0,5}))$/;
-
-/**
- * The native Secret a plan secret reference is read from in the workload's
- * namespace: `k8s-secret/<name>`, `sealed-secret/<name>` (the Secret the
- * Sealed Secrets controller unseals is named after its SealedSecret), or the
- * `secret` a `sops/<file>#<doc>` source records (the manifest's
- * metadata.name: the file is where the values come from, the Secret is what
- * the pipeline deploys and the pods read). Undefined for sources that are no
- * Secret (`vault-agent/<file>`).
- */
-export function nativeSecretOf(ref: {
-  source: string;
-  secret?: string | undefined;
-}): string | undefined {
-  for (const kind of ['k8s-secret/', 'sealed-secret/']) {
-    if (ref.source.startsWith(kind)) return ref.source.slice(kind.length);
-  }
-  if (ref.source.startsWith('sops/')) return ref.secret;
-  return undefined;
-}
+  /^(?:(k8s-secret|sealed-secret|vault-agent|eso)\/[-._a-zA-Z0-9]+|sops(?:\/(?!\.{1,2}[/#])[A-Za-z0-9_.+@-]+)+#(?:0|[1-9][0-9]{0,5}))$/;
 
 const text = (what: string) => z.string({ error: `${what} must be a string` });
 
@@ -86,14 +66,8 @@ export const SecretRefSchema = z
   .strictObject({
     source: text('source').regex(SOURCE, {
       error:
-        'source must be "k8s-secret/<secret-name>", "sealed-secret/<sealedsecret-name>", "vault-agent/<file-name>" or "sops/<relative-file>#<doc-index>"',
+        'source must be "k8s-secret/<secret-name>", "sealed-secret/<sealedsecret-name>", "eso/<externalsecret-name>", "vault-agent/<file-name>" or "sops/<relative-file>#<doc-index>"',
     }),
-    secret: text('secret')
-      .regex(dnsSubdomain, { error: 'secret must be a Kubernetes object name' })
-      .optional()
-      .describe(
-        'for a sops/<file>#<doc> source (required there, and only there): the Secret the manifest deploys, its metadata.name',
-      ),
     vaultPath: text('vaultPath').regex(KV2_DATA_PATH, {
       error: 'vaultPath must be a KV v2 data path "<mount>/data/<path>" (no globs, no "..")',
     }),
@@ -119,8 +93,30 @@ export const SecretRefSchema = z
       )
       .optional()
       .describe('vault fields delivered as files instead of environment variables'),
+    secret: text('secret')
+      .regex(dnsSubdomain, { error: 'secret must be a Kubernetes object name' })
+      .optional()
+      .describe(
+        "the native Secret the source stands for: for an eso/<externalsecret> source the Secret it writes (default: the ExternalSecret's name); for a sops/<file>#<doc> source (required there) the metadata.name of the Secret that document deploys; not allowed on other sources",
+      ),
+    secretKeys: z
+      .record(
+        text('field name').regex(FIELD_NAME, {
+          error: 'field name may contain only letters, digits, "-", "_" and "."',
+        }),
+        text('secret key').regex(FIELD_NAME, {
+          error: 'secret key may contain only letters, digits, "-", "_" and "."',
+        }),
+        { error: 'secretKeys must be a map of vault field to Secret key' },
+      )
+      .optional()
+      .describe(
+        'eso sources only: vault field -> the key of the native Secret ESO writes it to, where the two differ',
+      ),
   })
-  .describe('One Secret (or Vault Agent file) a workload reads, and where it lives in vault.');
+  .describe(
+    'One Secret (or Vault Agent file, or ExternalSecret) a workload reads, and where it lives in vault.',
+  );
 
 export const WorkloadSchema = z
   .strictObject({
@@ -193,6 +189,36 @@ export type FileTarget = z.output<typeof FileTargetSchema>;
 export function mappedFields(s: SecretRef): string[] {
   return [...new Set([...Object.keys(s.fields), ...Object.keys(s.files ?? {})])];
 }
+/**
+ * The native Secret a source reads today and, per vault field the entry maps,
+ * the key of that Secret holding it: `k8s-secret/<name>` and
+ * `sealed-secret/<name>` keys are the fields themselves; a `sops/<file>#<doc>`
+ * source reads the `secret` it records (the document's metadata.name); an
+ * `eso/<externalsecret>` writes `secret` (default: its own name) with
+ * `secretKeys` renaming fields. Undefined for Vault Agent files.
+ */
+export function nativeSecretOf(
+  s: Pick<SecretRef, 'source' | 'secret' | 'secretKeys'>,
+): { name: string; keyOf: (field: string) => string; viaExternalSecret?: string } | undefined {
+  // The Secret the Sealed Secrets controller unseals is named after its SealedSecret.
+  for (const kind of ['k8s-secret/', 'sealed-secret/']) {
+    if (s.source.startsWith(kind)) return { name: s.source.slice(kind.length), keyOf: (f) => f };
+  }
+  // A SOPS file is where the values come from; the Secret it deploys is what pods read.
+  if (s.source.startsWith('sops/')) {
+    return s.secret === undefined ? undefined : { name: s.secret, keyOf: (f) => f };
+  }
+  if (s.source.startsWith('eso/')) {
+    const es = s.source.slice('eso/'.length);
+    const keys = s.secretKeys ?? {};
+    return {
+      name: s.secret ?? es,
+      keyOf: (f) => (Object.hasOwn(keys, f) ? (keys[f] ?? f) : f),
+      viaExternalSecret: es,
+    };
+  }
+  return undefined;
+}
 export type WorkloadKind = (typeof WORKLOAD_KINDS)[number];
 export type WorkloadStatus = (typeof WORKLOAD_STATUSES)[number];
 
@@ -258,14 +284,23 @@ export function crossCheck(raw: unknown): CrossIssue[] {
       list(w.secrets).forEach((s, si) => {
         if (!isRecord(s)) return;
         const source = str(s.source);
+        const isEso = source?.startsWith('eso/') === true;
+        if (s.secretKeys !== undefined && source !== undefined && !isEso) {
+          out.push({
+            path: ['tenants', ti, 'workloads', wi, 'secrets', si, 'secretKeys'],
+            message: 'secretKeys is only for eso/<externalsecret> sources',
+          });
+        }
+        // One ExternalSecret may read several vault paths: one entry per path.
         if (source !== undefined) {
-          if (sources.has(source)) {
+          const sourceKey = isEso ? `${source}\u0000${str(s.vaultPath) ?? ''}` : source;
+          if (sources.has(sourceKey)) {
             out.push({
               path: ['tenants', ti, 'workloads', wi, 'secrets', si, 'source'],
               message: `duplicate source ${quoteToken(source)} in workload ${workloadName}`,
             });
           }
-          sources.add(source);
+          sources.add(sourceKey);
           out.push(
             ...secretFieldIssues(source, s.secret, ['tenants', ti, 'workloads', wi, 'secrets', si]),
           );
@@ -317,12 +352,14 @@ function secretFieldIssues(source: string, secret: unknown, at: (string | number
         ]
       : [];
   }
+  // An ExternalSecret may write a Secret of another name (its target.name).
+  if (source.startsWith('eso/')) return [];
   return secret === undefined
     ? []
     : [
         {
           path: [...at, 'secret'],
-          message: `"secret" belongs only to sops/<file>#<doc> sources; ${quoteToken(source)} names its Secret itself`,
+          message: `"secret" belongs only to sops/<file>#<doc> and eso/<externalsecret> sources; ${quoteToken(source)} names its Secret itself`,
         },
       ];
 }

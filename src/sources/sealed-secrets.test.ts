@@ -242,9 +242,10 @@ describe('sealed-secret/<name> plan sources', () => {
   const plan = (source: string): MigrationPlan => MigrationPlanSchema.parse(raw(source));
 
   it('validates, and names the Secret the controller unseals (same name)', () => {
-    expect(nativeSecretOf({ source: 'sealed-secret/db' })).toBe('db');
-    expect(nativeSecretOf({ source: 'k8s-secret/db' })).toBe('db');
-    expect(nativeSecretOf({ source: 'vault-agent/db' })).toBeUndefined();
+    const ref = (source: string) => ({ source, vaultPath: 'secret/data/db', fields: {} });
+    expect(nativeSecretOf(ref('sealed-secret/db'))?.name).toBe('db');
+    expect(nativeSecretOf(ref('k8s-secret/db'))?.name).toBe('db');
+    expect(nativeSecretOf(ref('vault-agent/db'))).toBeUndefined();
     expect(MigrationPlanSchema.safeParse(raw('sealed-secret/db')).success).toBe(true);
     expect(MigrationPlanSchema.safeParse(raw('sealed/db')).success).toBe(false);
   });

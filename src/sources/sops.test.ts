@@ -153,10 +153,10 @@ describe('sops sources', () => {
   });
 
   it('nativeSecretOf reads a sops source as the Secret it records', () => {
-    expect(nativeSecretOf({ source: 'sops/apps/db.yaml#1', secret: 'db' })).toBe('db');
+    expect(nativeSecretOf({ source: 'sops/apps/db.yaml#1', secret: 'db' })?.name).toBe('db');
     expect(nativeSecretOf({ source: 'sops/apps/db.yaml#1' })).toBeUndefined();
     // The field never renames a Secret another source names itself.
-    expect(nativeSecretOf({ source: 'k8s-secret/a', secret: 'b' })).toBe('a');
+    expect(nativeSecretOf({ source: 'k8s-secret/a', secret: 'b' })?.name).toBe('a');
   });
 });
 

@@ -11,7 +11,7 @@ export function registerTargetDiscover(target: Command, ctx: Context): void {
     .option('-n, --namespace <namespace>', 'scan only this namespace')
     .option(
       '--from <source>',
-      'sealed-secrets: plan only workloads reading Secrets a SealedSecret owns, as sealed-secret/<name>; sops (with --path DIR): match Secrets to SOPS-encrypted manifests, as sops/<file>#<doc>',
+      'also read where the Secrets come from: sealed-secrets (only workloads reading Secrets a SealedSecret owns, as sealed-secret/<name>), sops (with --path DIR: match Secrets to SOPS-encrypted manifests, as sops/<file>#<doc>), eso (Secrets External Secrets Operator writes, mapped to the vault paths ESO reads)',
     )
     .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)')
     .option('--context <name>', 'kubeconfig context to use')
@@ -26,7 +26,10 @@ export function registerTargetDiscover(target: Command, ctx: Context): void {
     )
     .option('--sops-binary <file>', '--from sops: the sops program to run (default: sops on PATH)')
     .addOption(
-      new Option('--vault-address <url>', 'vault address for SecretMapping output (without -o)'),
+      new Option(
+        '--vault-address <url>',
+        'vault address for SecretMapping output (without -o); with --from eso, flags stores reading another vault',
+      ),
     )
     .addOption(
       new Option('--vault-role <role>', 'vault role for SecretMapping output (without -o)'),
