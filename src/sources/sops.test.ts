@@ -123,7 +123,7 @@ describe('sops sources', () => {
       'tenants[0].workloads[0].secrets[0].secret: source "sops/apps/db.enc.yaml#1" needs "secret: <name>", the metadata.name of the Secret that document deploys',
     );
     expect(problem(plan('k8s-secret/db', 'db'))).toContain(
-      '"secret" belongs only to sops/<file>#<doc> sources; "k8s-secret/db" names its Secret itself',
+      '"secret" belongs only to sops/<file>#<doc> and eso/<externalsecret> sources; "k8s-secret/db" names its Secret itself',
     );
     expect(problem(plan('sealed-secret/db', 'other'))).toContain('"secret" belongs only to');
     expect(problem(plan('sops/apps/db.enc.yaml#1', 'Not_A_Name'))).toContain(
