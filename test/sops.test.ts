@@ -22,7 +22,8 @@ const PLANTED_HIDDEN = `planted-hidden-${randomBytes(12).toString('hex')}`;
 const PLANTED_JSON = `planted-json-${randomBytes(12).toString('hex')}`;
 /** In a Secret manifest kept in clear: it must not be imported. */
 const PLAIN_VALUE = `plain-${randomBytes(12).toString('hex')}`;
-const SECRETS = [PLANTED, PLANTED_KEY, PLANTED_HIDDEN, PLANTED_JSON];
+const PLANTED_WEB = `planted-web-${randomBytes(12).toString('hex')}`;
+const SECRETS = [PLANTED, PLANTED_KEY, PLANTED_HIDDEN, PLANTED_JSON, PLANTED_WEB];
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 
 const ns = uniqueName('sops');
@@ -433,9 +434,11 @@ describe('SOPS: a Secret kept in clear', () => {
 
     // A plan edited to point at it anyway: refused before sops runs.
     const text = (await readFile(join(dir, 'plan.yaml'), 'utf8')).replace(
-      'source: k8s-secret/plain',
-      'source: sops/plain.yaml#0',
+      /^( *)(- )?source: k8s-secret\/plain$/m,
+      (_m, indent: string, dash: string | undefined) =>
+        `${indent}${dash ?? ''}source: sops/plain.yaml#0\n${indent}${' '.repeat((dash ?? '').length)}secret: plain`,
     );
+    expect(text).toContain('secret: plain');
     await writeFile(join(dir, 'plan.yaml'), text);
     const imp = await ct(
       ['target', 'import', '--plan', 'plan.yaml', '--from', 'sops', '--path', 'repo'],
@@ -447,6 +450,148 @@ describe('SOPS: a Secret kept in clear', () => {
     );
     expect(await kv(`${ns}/plain`)).toBeUndefined();
     for (const o of outputs) expect(o.stdout + o.stderr).not.toContain(PLAIN_VALUE);
+  });
+});
+
+describe('SOPS: protect → cleanup', () => {
+  // A namespace of its own: the workload is scaled to zero, so protect's
+  // rollout needs no node and no old pod keeps the Secret referenced.
+  const ns2 = uniqueName('sops-p');
+
+  afterAll(async () => {
+    await kubeClients()
+      .core.deleteNamespace({ name: ns2 })
+      .catch(() => undefined);
+  });
+
+  it('a workload planned from SOPS goes discover → import → verify → protect → cleanup; the Secrets go and git is named', async () => {
+    const { apps, core } = kubeClients();
+    await encryptTo(
+      join(repo, 'apps', 'web.enc.yaml'),
+      [
+        `apiVersion: v1\nkind: Secret\nmetadata:\n  name: web-db\n  namespace: ${ns2}\ntype: Opaque\nstringData:\n  password: "${PLANTED_WEB}"\n`,
+        `apiVersion: v1\nkind: Secret\nmetadata:\n  name: web-api\n  namespace: ${ns2}\ntype: Opaque\nstringData:\n  token: app-token\n`,
+      ].join('---\n'),
+    );
+    await core.createNamespace({ body: { metadata: { name: ns2 } } });
+    // What the deploy pipeline applied from the decrypted manifests.
+    await core.createNamespacedSecret({
+      namespace: ns2,
+      body: { metadata: { name: 'web-db' }, stringData: { password: PLANTED_WEB } },
+    });
+    await core.createNamespacedSecret({
+      namespace: ns2,
+      body: { metadata: { name: 'web-api' }, stringData: { token: 'app-token' } },
+    });
+    await apps.createNamespacedDeployment({
+      namespace: ns2,
+      body: {
+        metadata: { name: 'web' },
+        spec: {
+          replicas: 0,
+          selector: { matchLabels: { app: 'web' } },
+          template: {
+            metadata: { labels: { app: 'web' } },
+            spec: {
+              containers: [
+                {
+                  name: 'app',
+                  image: 'example.invalid/web:1',
+                  env: [
+                    {
+                      name: 'DB_PASS',
+                      valueFrom: { secretKeyRef: { name: 'web-db', key: 'password' } },
+                    },
+                  ],
+                  envFrom: [{ secretRef: { name: 'web-api' } }],
+                },
+              ],
+            },
+          },
+        },
+      },
+    });
+
+    const dir = await tempDir('ct-sops-protect-');
+    dirs.push(dir);
+    await symlinkRepo(dir);
+    const d = await ct(
+      [
+        'target',
+        'discover',
+        '--from',
+        'sops',
+        '--path',
+        'repo',
+        '-n',
+        ns2,
+        '--kv-mount',
+        mount,
+        '-o',
+        'plan.yaml',
+      ],
+      dir,
+    );
+    expect(d.code, d.stderr).toBe(0);
+    const planned = parsePlan(await readFile(join(dir, 'plan.yaml'), 'utf8'), 'plan.yaml').plan;
+    expect(planned.tenants[0]?.workloads[0]?.secrets.map((s) => [s.source, s.secret])).toEqual([
+      ['sops/apps/web.enc.yaml#1', 'web-api'],
+      ['sops/apps/web.enc.yaml#0', 'web-db'],
+    ]);
+
+    const imp = await ct(
+      ['target', 'import', '--plan', 'plan.yaml', '--from', 'sops', '--path', 'repo'],
+      dir,
+    );
+    expect(imp.code, imp.stdout + imp.stderr).toBe(0);
+    expect(await kv(`${ns2}/web-db`)).toEqual({ password: PLANTED_WEB });
+    const v = await ct(['source', 'verify-plan', 'plan.yaml'], dir);
+    expect(v.code, v.stdout + v.stderr).toBe(0);
+
+    const p = await ct(
+      [
+        'target',
+        'protect',
+        '--plan',
+        'plan.yaml',
+        '--vault-address',
+        sandbox().baoTlsAddr,
+        '--yes',
+      ],
+      dir,
+    );
+    expect(p.code, p.stdout + p.stderr).toBe(0);
+    expect(p.stdout + p.stderr).not.toContain('no longer references');
+    const web = await apps.readNamespacedDeployment({ name: 'web', namespace: ns2 });
+    expect(web.spec?.template.metadata?.annotations?.['cloudtaser.io/inject']).toBe('true');
+    // The native references went in the same patch: the template reads vault only.
+    expect(JSON.stringify(web.spec?.template.spec)).not.toMatch(/secretKeyRef|secretRef|web-db/);
+    const after = parsePlan(await readFile(join(dir, 'plan.yaml'), 'utf8'), 'plan.yaml').plan;
+    expect(after.tenants[0]?.workloads[0]?.status).toBe('migrated');
+
+    const c = await ct(['target', 'cleanup', '--plan', 'plan.yaml', '--yes'], dir);
+    expect(c.code, c.stdout + c.stderr).toBe(0);
+    for (const name of ['web-api', 'web-db']) {
+      expect(c.stdout).toContain(`Secret ${ns2}/${name}: deleted -- `);
+      const gone = await core
+        .readNamespacedSecret({ name, namespace: ns2 })
+        .then(() => 'present')
+        .catch((e: unknown) => ((e as { code?: number }).code === 404 ? 'gone' : String(e)));
+      expect(gone).toBe('gone');
+    }
+    expect(c.stdout).toContain(
+      `  remove SOPS manifest apps/web.enc.yaml document #0 (Secret ${ns2}/web-db) from git, or it is applied again`,
+    );
+    expect(c.stdout).toContain(
+      `  remove SOPS manifest apps/web.enc.yaml document #1 (Secret ${ns2}/web-api) from git, or it is applied again`,
+    );
+    expect(c.stdout).toContain('Done: 2 deleted, 0 refused, 0 already gone, 0 failed.');
+
+    // A re-run finds them gone and still names the manifests to remove.
+    const again = await ct(['target', 'cleanup', '--plan', 'plan.yaml', '--yes'], dir);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain(`Secret ${ns2}/web-db: already gone`);
+    expect(again.stdout).toContain('remove SOPS manifest apps/web.enc.yaml document #0');
   });
 });
 

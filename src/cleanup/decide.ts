@@ -10,6 +10,7 @@ import {
   type WorkloadStatus,
 } from '../plan/schema.js';
 import { judge, type PathState } from '../vault/verify.js';
+import { parseSopsSource } from '../sources/sops.js';
 import type { Referrer } from './references.js';
 
 /** A native Secret the plan says was migrated, and where its keys went. */
@@ -22,6 +23,12 @@ export interface PlannedSecret {
   workloads: { kind: WorkloadKind; name: string; status: WorkloadStatus }[];
   /** The plan reads it as `sealed-secret/<name>`: its SealedSecret is deleted first. */
   sealed?: boolean;
+  /**
+   * The plan reads it as `sops/<file>#<doc>`: the SOPS manifests (file
+   * relative to the directory discover scanned, document index) that deploy
+   * it, which must leave git too.
+   */
+  sops?: { file: string; index: number }[];
   /** Secret key → vault field, where they differ (an ExternalSecret's `secretKeys`). */
   vaultFields: Map<string, string>;
   /**
@@ -73,10 +80,10 @@ const MAX_REFERRERS = 5;
 
 /**
  * Every native Secret the plan migrates — `k8s-secret/<name>` and
- * `sealed-secret/<name>` sources and the Secrets `eso/<externalsecret>`
- * sources write — (in `namespace` only, when given), once per namespace and
- * name, with the union of the fields every workload maps from it. Sorted by
- * namespace, then name.
+ * `sealed-secret/<name>` sources, `sops/<file>#<doc>` sources with their
+ * `secret`, and the Secrets `eso/<externalsecret>` sources write — (in
+ * `namespace` only, when given), once per namespace and name, with the union
+ * of the fields every workload maps from it. Sorted by namespace, then name.
  */
 export function plannedSecrets(plan: MigrationPlan, namespace?: string): PlannedSecret[] {
   const out = new Map<string, PlannedSecret>();
@@ -101,6 +108,10 @@ export function plannedSecrets(plan: MigrationPlan, namespace?: string): Planned
           out.set(id, p);
         }
         if (s.source.startsWith('sealed-secret/')) p.sealed = true;
+        const doc = parseSopsSource(s.source);
+        if (doc && !p.sops?.some((d) => d.file === doc.file && d.index === doc.index)) {
+          p.sops = [...(p.sops ?? []), doc];
+        }
         const es = native.viaExternalSecret;
         if (es !== undefined && !p.externalSecrets.includes(es)) p.externalSecrets.push(es);
         if (!p.workloads.some((x) => x.kind === w.kind && x.name === w.name)) {

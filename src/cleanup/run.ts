@@ -378,6 +378,20 @@ async function checkSecret(
 
 const label = (p: PlannedSecret): string => `Secret ${p.namespace}/${p.name}`;
 
+/**
+ * The SOPS manifests that deploy a planned Secret: the pipeline applies them
+ * again unless they leave git. Files are relative to the directory
+ * `discover --from sops --path` scanned; cloudtaser does not edit the repo.
+ */
+function sopsLines(p: PlannedSecret, ctx: Context): void {
+  for (const d of p.sops ?? []) {
+    say(
+      ctx.stdout,
+      `  remove SOPS manifest ${d.file} document #${d.index} (Secret ${p.namespace}/${p.name}) from git, or it is applied again`,
+    );
+  }
+}
+
 interface Counts {
   deleted: number;
   wouldDelete: number;
@@ -447,6 +461,7 @@ export async function runCleanup(
       if (v.action === 'gone') {
         counts.gone++;
         say(ctx.stdout, `${label(c.planned)}: already gone`);
+        sopsLines(c.planned, ctx);
         continue;
       }
       if (v.action === 'refuse') {
@@ -456,7 +471,7 @@ export async function runCleanup(
         continue;
       }
       const sealedId = `SealedSecret ${c.planned.namespace}/${c.planned.name}`;
-      const gitLine = (): void => {
+      const sealedLine = (): void => {
         if (!c.planned.sealed) return;
         const files = manifests ? manifestsFor(manifests, c.planned.namespace, c.planned.name) : [];
         const where =
@@ -466,6 +481,10 @@ export async function runCleanup(
               ? `not found under ${o.repo ?? ''}`
               : 'pass --repo DIR to find its file';
         say(ctx.stdout, `  remove ${sealedId} from git, or it is applied again: ${where}`);
+      };
+      const gitLine = (): void => {
+        sealedLine();
+        sopsLines(c.planned, ctx);
       };
       const first = c.planned.externalSecrets.map(
         (e) => `ExternalSecret ${c.planned.namespace}/${e}`,

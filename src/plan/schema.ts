@@ -97,7 +97,7 @@ export const SecretRefSchema = z
       .regex(dnsSubdomain, { error: 'secret must be a Kubernetes object name' })
       .optional()
       .describe(
-        "eso sources only: the native Secret the ExternalSecret writes (default: the ExternalSecret's name)",
+        "the native Secret the source stands for: for an eso/<externalsecret> source the Secret it writes (default: the ExternalSecret's name); for a sops/<file>#<doc> source (required there) the metadata.name of the Secret that document deploys; not allowed on other sources",
       ),
     secretKeys: z
       .record(
@@ -192,15 +192,21 @@ export function mappedFields(s: SecretRef): string[] {
 /**
  * The native Secret a source reads today and, per vault field the entry maps,
  * the key of that Secret holding it: `k8s-secret/<name>` and
- * `sealed-secret/<name>` keys are the fields themselves; an `eso/<externalsecret>` writes `secret` (default: its own
- * name) with `secretKeys` renaming fields. Undefined for Vault Agent files.
+ * `sealed-secret/<name>` keys are the fields themselves; a `sops/<file>#<doc>`
+ * source reads the `secret` it records (the document's metadata.name); an
+ * `eso/<externalsecret>` writes `secret` (default: its own name) with
+ * `secretKeys` renaming fields. Undefined for Vault Agent files.
  */
 export function nativeSecretOf(
-  s: SecretRef,
+  s: Pick<SecretRef, 'source' | 'secret' | 'secretKeys'>,
 ): { name: string; keyOf: (field: string) => string; viaExternalSecret?: string } | undefined {
   // The Secret the Sealed Secrets controller unseals is named after its SealedSecret.
   for (const kind of ['k8s-secret/', 'sealed-secret/']) {
     if (s.source.startsWith(kind)) return { name: s.source.slice(kind.length), keyOf: (f) => f };
+  }
+  // A SOPS file is where the values come from; the Secret it deploys is what pods read.
+  if (s.source.startsWith('sops/')) {
+    return s.secret === undefined ? undefined : { name: s.secret, keyOf: (f) => f };
   }
   if (s.source.startsWith('eso/')) {
     const es = s.source.slice('eso/'.length);
@@ -279,13 +285,11 @@ export function crossCheck(raw: unknown): CrossIssue[] {
         if (!isRecord(s)) return;
         const source = str(s.source);
         const isEso = source?.startsWith('eso/') === true;
-        for (const extra of ['secret', 'secretKeys'] as const) {
-          if (s[extra] !== undefined && source !== undefined && !isEso) {
-            out.push({
-              path: ['tenants', ti, 'workloads', wi, 'secrets', si, extra],
-              message: `${extra} is only for eso/<externalsecret> sources`,
-            });
-          }
+        if (s.secretKeys !== undefined && source !== undefined && !isEso) {
+          out.push({
+            path: ['tenants', ti, 'workloads', wi, 'secrets', si, 'secretKeys'],
+            message: 'secretKeys is only for eso/<externalsecret> sources',
+          });
         }
         // One ExternalSecret may read several vault paths: one entry per path.
         if (source !== undefined) {
@@ -297,6 +301,9 @@ export function crossCheck(raw: unknown): CrossIssue[] {
             });
           }
           sources.add(sourceKey);
+          out.push(
+            ...secretFieldIssues(source, s.secret, ['tenants', ti, 'workloads', wi, 'secrets', si]),
+          );
         }
         const vaultPath = str(s.vaultPath) ?? '?';
         if (isRecord(s.files)) {
@@ -326,6 +333,35 @@ export function crossCheck(raw: unknown): CrossIssue[] {
     });
   });
   return out;
+}
+
+/**
+ * A `sops/` source names a file; protect and cleanup need the Secret it
+ * deploys, so the reference must say which (`secret`). Other sources name
+ * their Secret (or none) themselves: a `secret` beside them could only
+ * contradict it.
+ */
+function secretFieldIssues(source: string, secret: unknown, at: (string | number)[]): CrossIssue[] {
+  if (source.startsWith('sops/')) {
+    return secret === undefined
+      ? [
+          {
+            path: [...at, 'secret'],
+            message: `source ${quoteToken(source)} needs "secret: <name>", the metadata.name of the Secret that document deploys (target discover --from sops writes it)`,
+          },
+        ]
+      : [];
+  }
+  // An ExternalSecret may write a Secret of another name (its target.name).
+  if (source.startsWith('eso/')) return [];
+  return secret === undefined
+    ? []
+    : [
+        {
+          path: [...at, 'secret'],
+          message: `"secret" belongs only to sops/<file>#<doc> and eso/<externalsecret> sources; ${quoteToken(source)} names its Secret itself`,
+        },
+      ];
 }
 
 interface FileEntry {

@@ -141,14 +141,17 @@ function mismatch(item: Item, live: LiveWorkload): string | undefined {
   // References protect removed earlier still count: they are recorded on the template.
   for (const name of recordedSecrets(readRecord(live.spec?.template.metadata?.annotations)))
     sources.add(`k8s-secret/${name}`);
-  // A sealed-secret/<name> or eso/<es> entry is there as long as the template
-  // reads the Secret it stands for.
+  // A sealed-secret/<name>, sops/<file>#<doc> or eso/<es> entry is there as
+  // long as the template reads the native Secret it stands for
+  // (nativeSecretOf); a vault-agent one through its annotation.
   const gone = item.workload.secrets
     .filter((s) => {
       const native = nativeSecretOf(s);
       return !sources.has(native ? `k8s-secret/${native.name}` : s.source);
     })
-    .map((s) => s.source);
+    .map((s) =>
+      s.source.startsWith('sops/') ? `${s.source} (Secret ${s.secret ?? '?'})` : s.source,
+    );
   if (gone.length > 0) return `no longer references ${gone.join(', ')}`;
   return undefined;
 }

@@ -287,7 +287,7 @@ describe('plan schema', () => {
       base([{ source: 'k8s-secret/db', vaultPath: 'kv/data/a', fields: { x: 'X' }, secret: 'db' }]),
     );
     expect(bad.error?.issues.map((i) => i.message)).toEqual([
-      'secret is only for eso/<externalsecret> sources',
+      '"secret" belongs only to sops/<file>#<doc> and eso/<externalsecret> sources; "k8s-secret/db" names its Secret itself',
     ]);
   });
 });

@@ -118,15 +118,19 @@ export function applySopsSources(plan: MigrationPlan, m: SopsMatches): string[] 
   let refs = 0;
   for (const t of plan.tenants) {
     for (const w of t.workloads) {
-      for (const s of w.secrets) {
-        if (!s.source.startsWith('k8s-secret/')) continue;
-        const key = `${t.namespace}/${s.source.slice('k8s-secret/'.length)}`;
+      w.secrets = w.secrets.map((s) => {
+        if (!s.source.startsWith('k8s-secret/')) return s;
+        const name = s.source.slice('k8s-secret/'.length);
+        const key = `${t.namespace}/${name}`;
         const d = m.bySecret.get(key);
-        if (!d) continue;
-        s.source = sopsSource(d.file, d.index);
+        if (!d) return s;
         used.add(key);
         refs++;
-      }
+        // The Secret's name stays beside the file: protect and cleanup act on
+        // the Secret the document deploys (the pods read it, not the file).
+        const { source: _native, ...rest } = s;
+        return { source: sopsSource(d.file, d.index), secret: name, ...rest };
+      });
     }
   }
   const lines = [

@@ -4,7 +4,10 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { wantedPaths } from '../import/plan.js';
 import { parsePlan } from '../plan/read.js';
-import type { MigrationPlan } from '../plan/schema.js';
+import { contentValue, diffContent, signedContent } from '../plan/sign/content.js';
+import { plannedSecrets } from '../cleanup/decide.js';
+import { nativeSecretOf, type MigrationPlan } from '../plan/schema.js';
+import { migratedSecrets } from '../protect/native-refs.js';
 import { renderPlan } from '../plan/write.js';
 import { applySopsSources, matchSopsDocs, withSopsKeys } from './sops-discover.js';
 import { readSopsSecrets, sopsWantedPaths } from './sops-import.js';
@@ -64,7 +67,7 @@ describe('sops sources', () => {
   });
 
   it('the plan schema takes the sops form and refuses a path that climbs out', () => {
-    const plan = (source: string): string =>
+    const plan = (source: string, secret = 'db'): string =>
       [
         'apiVersion: cloudtaser.io/v1',
         'kind: MigrationPlan',
@@ -77,6 +80,7 @@ describe('sops sources', () => {
         '        name: w',
         '        secrets:',
         `          - source: ${source}`,
+        ...(secret ? [`            secret: ${secret}`] : []),
         '            vaultPath: secret/data/t/db',
         '            fields: {password: DB_PASS}',
         '',
@@ -85,6 +89,74 @@ describe('sops sources', () => {
     for (const bad of ['sops/../db.yaml#0', 'sops/db.yaml', 'sops/./db.yaml#0']) {
       expect(valid(plan(bad))).toBe(false);
     }
+  });
+
+  it('a sops source must name the Secret its document deploys, and only a sops source may', () => {
+    const plan = (source: string, secret?: string): string =>
+      [
+        'apiVersion: cloudtaser.io/v1',
+        'kind: MigrationPlan',
+        'metadata: {name: p}',
+        'tenants:',
+        '  - name: t',
+        '    namespace: t',
+        '    workloads:',
+        '      - kind: Deployment',
+        '        name: w',
+        '        secrets:',
+        `          - source: ${source}`,
+        ...(secret === undefined ? [] : [`            secret: ${secret}`]),
+        '            vaultPath: secret/data/t/db',
+        '            fields: {password: DB_PASS}',
+        '',
+      ].join('\n');
+    const problem = (text: string): string => {
+      try {
+        parsePlan(text, 'p.yaml');
+      } catch (e) {
+        return (e as Error).message;
+      }
+      return '';
+    };
+    expect(problem(plan('sops/apps/db.enc.yaml#1', 'db'))).toBe('');
+    expect(problem(plan('sops/apps/db.enc.yaml#1'))).toContain(
+      'tenants[0].workloads[0].secrets[0].secret: source "sops/apps/db.enc.yaml#1" needs "secret: <name>", the metadata.name of the Secret that document deploys',
+    );
+    expect(problem(plan('k8s-secret/db', 'db'))).toContain(
+      '"secret" belongs only to sops/<file>#<doc> and eso/<externalsecret> sources; "k8s-secret/db" names its Secret itself',
+    );
+    expect(problem(plan('sealed-secret/db', 'other'))).toContain('"secret" belongs only to');
+    expect(problem(plan('sops/apps/db.enc.yaml#1', 'Not_A_Name'))).toContain(
+      'secret must be a Kubernetes object name',
+    );
+  });
+
+  it('a signed plan covers the Secret a sops source records', () => {
+    const plan = (secret: string): MigrationPlan =>
+      parsePlan(
+        [
+          'apiVersion: cloudtaser.io/v1',
+          'kind: MigrationPlan',
+          'metadata: {name: p}',
+          'tenants:',
+          '  - {name: t, namespace: t, workloads: [{kind: Deployment, name: w, secrets: [',
+          `      {source: "sops/a.yaml#0", secret: ${secret}, vaultPath: secret/data/t/db, fields: {p: P}}]}]}`,
+          '',
+        ].join('\n'),
+        'p.yaml',
+      ).plan;
+    const signed = contentValue(plan('db'));
+    expect(signedContent(plan('db')).equals(signedContent(plan('other')))).toBe(false);
+    expect(diffContent(signed, contentValue(plan('other')))).toEqual([
+      'tenant t, Deployment w, secret sops/a.yaml#0: secret "db" -> "other"',
+    ]);
+  });
+
+  it('nativeSecretOf reads a sops source as the Secret it records', () => {
+    expect(nativeSecretOf({ source: 'sops/apps/db.yaml#1', secret: 'db' })?.name).toBe('db');
+    expect(nativeSecretOf({ source: 'sops/apps/db.yaml#1' })).toBeUndefined();
+    // The field never renames a Secret another source names itself.
+    expect(nativeSecretOf({ source: 'k8s-secret/a', secret: 'b' })?.name).toBe('a');
   });
 });
 
@@ -248,8 +320,20 @@ describe('discover and import wiring', () => {
     expect(applySopsSources(plan, m)).toEqual([
       'SOPS: 1 encrypted Secret(s) found, 1 read by workloads (1 plan source(s) now sops/<file>#<doc>).',
     ]);
-    expect(plan.tenants[0]?.workloads[0]?.secrets[0]?.source).toBe('sops/apps/db.yaml#0');
+    expect(plan.tenants[0]?.workloads[0]?.secrets[0]).toEqual({
+      source: 'sops/apps/db.yaml#0',
+      secret: 'db',
+      vaultPath: 'secret/data/payments/db',
+      fields: { password: 'DB_PASS' },
+    });
     expect(valid(renderPlan(plan))).toBe(true);
+    // Protect and cleanup act on the Secret, and cleanup names the manifest.
+    const api = plan.tenants[0]?.workloads[0];
+    expect(api && [...migratedSecrets(api).keys()]).toEqual(['db', 'other']);
+    expect(plannedSecrets(plan).map((p) => [p.name, p.sops])).toEqual([
+      ['db', [{ file: 'apps/db.yaml', index: 0 }]],
+      ['other', undefined],
+    ]);
 
     const wanted = sopsWantedPaths(plan);
     expect(

@@ -11,7 +11,7 @@ export function registerTargetDiscover(target: Command, ctx: Context): void {
     .option('-n, --namespace <namespace>', 'scan only this namespace')
     .option(
       '--from <source>',
-      'also read where the Secrets come from: sealed-secrets (only workloads reading Secrets a SealedSecret owns, as sealed-secret/<name>), sops (with --path DIR), eso (Secrets External Secrets Operator writes, mapped to the vault paths ESO reads)',
+      'also read where the Secrets come from: sealed-secrets (only workloads reading Secrets a SealedSecret owns, as sealed-secret/<name>), sops (with --path DIR: match Secrets to SOPS-encrypted manifests, as sops/<file>#<doc>), eso (Secrets External Secrets Operator writes, mapped to the vault paths ESO reads)',
     )
     .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)')
     .option('--context <name>', 'kubeconfig context to use')
