@@ -46,7 +46,9 @@ cloudImportSuite('target import --from azure (fake Key Vault)', async () => {
       NODE_EXTRA_CA_CERTS: caFile,
     },
     args: ['--endpoint', fake.url],
-    throttleNext: (n) => fake.throttleNext(n),
+    throttleNext: (n) => {
+      fake.throttleNext(n);
+    },
     throttled: () => fake.stats.throttled,
     reads: () => fake.stats.reads,
     close: () => fake.close(),

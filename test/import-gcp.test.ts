@@ -12,7 +12,7 @@ import { cloudImportSuite } from './helpers/import-cloud.js';
 const PROJECT = 'cloudtaser-test';
 const TOKEN = 'ya29.fake-access-token-for-tests';
 
-async function officialClient(url: string): Promise<SecretManagerServiceClient> {
+function officialClient(url: string): SecretManagerServiceClient {
   const u = new URL(url);
   const auth = new OAuth2Client();
   auth.setCredentials({ access_token: TOKEN });
@@ -27,7 +27,7 @@ async function officialClient(url: string): Promise<SecretManagerServiceClient> 
 
 cloudImportSuite('target import --from gcp (fake Secret Manager)', async () => {
   const fake = await startFakeGcpSecretManager(TOKEN);
-  const client = await officialClient(fake.url);
+  const client = officialClient(fake.url);
   return {
     from: 'gcp',
     label: 'GCP secret',
@@ -45,7 +45,9 @@ cloudImportSuite('target import --from gcp (fake Secret Manager)', async () => {
     },
     env: { GOOGLE_OAUTH_ACCESS_TOKEN: TOKEN, GOOGLE_CLOUD_PROJECT: PROJECT },
     args: ['--endpoint', fake.url],
-    throttleNext: (n) => fake.throttleNext(n),
+    throttleNext: (n) => {
+      fake.throttleNext(n);
+    },
     throttled: () => fake.stats.throttled,
     reads: () => fake.stats.accessed,
     close: async () => {
@@ -57,7 +59,7 @@ cloudImportSuite('target import --from gcp (fake Secret Manager)', async () => {
 
 it('the fake pages its list, refuses a wrong token and answers 404 as the protocol says, through the official client', async () => {
   const fake = await startFakeGcpSecretManager(TOKEN);
-  const client = await officialClient(fake.url);
+  const client = officialClient(fake.url);
   try {
     for (let i = 0; i < 7; i++) {
       await client.createSecret({ parent: `projects/${PROJECT}`, secretId: `s${i}`, secret: {} });

@@ -32,7 +32,9 @@ function freePort(): Promise<number> {
     s.on('error', reject);
     s.listen(0, '127.0.0.1', () => {
       const p = (s.address() as AddressInfo).port;
-      s.close(() => resolve(p));
+      s.close(() => {
+        resolve(p);
+      });
     });
   });
 }

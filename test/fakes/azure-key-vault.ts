@@ -173,7 +173,9 @@ export async function startFakeAzureKeyVault(
   };
 
   const server: Server = createServer({ cert: tls.cert, key: tls.key }, (req, res) => {
-    handle(req, res).catch(() => error(res, 500, 'InternalServerError', 'fake failed'));
+    handle(req, res).catch(() => {
+      error(res, 500, 'InternalServerError', 'fake failed');
+    });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   base = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;

@@ -47,7 +47,7 @@ export async function startFakeGcpSecretManager(token: string): Promise<FakeGcpS
   let throttle = 0;
   const secretsOf = (p: string): Map<string, Secret> => {
     let m = projects.get(p);
-    if (!m) projects.set(p, (m = new Map()));
+    if (!m) projects.set(p, (m = new Map<string, Secret>()));
     return m;
   };
 
@@ -164,7 +164,9 @@ export async function startFakeGcpSecretManager(token: string): Promise<FakeGcpS
   };
 
   const server: Server = createServer((req, res) => {
-    handle(req, res).catch(() => error(res, 500, 'INTERNAL', 'fake failed'));
+    handle(req, res).catch(() => {
+      error(res, 500, 'INTERNAL', 'fake failed');
+    });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;

@@ -133,7 +133,7 @@ export function cloudImportSuite(
 
     afterAll(async () => {
       await bao('DELETE', `sys/mounts/${mount}`);
-      await f?.close();
+      await f.close();
     });
 
     it('fills a fresh vault with exactly the mapped fields, then verify-plan passes', async () => {

@@ -56,7 +56,11 @@ export async function openSource(
   o: SourceOptions,
   ctx: Context,
 ): Promise<ImportSource> {
-  const debug: DebugLine = ctx.debug ? (line) => say(ctx.stderr, `debug: ${line}`) : undefined;
+  const debug: DebugLine = ctx.debug
+    ? (line) => {
+        say(ctx.stderr, `debug: ${line}`);
+      }
+    : undefined;
   if (source === 'kubernetes') {
     const { kubernetesSource } = await import('./kubernetes.js');
     return kubernetesSource(o, ctx);
