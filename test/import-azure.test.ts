@@ -7,6 +7,7 @@
 // (AZURE_TOKEN_CREDENTIALS=AzureCliCredential), answered by a stand-in `az`
 // on PATH that prints a token, as `az account get-access-token` does.
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { SecretClient } from '@azure/keyvault-secrets';
 import { expect, it } from 'vitest';
 import { join } from 'node:path';
 import { loopbackPki } from '../testenv/pki.js';
@@ -16,6 +17,20 @@ import { cloudImportSuite } from './helpers/import-cloud.js';
 
 const TOKEN = 'eyJ0eXAiOiJKV1QifQ.fake-key-vault-token.sig';
 let vault: FakeAzureKeyVault | undefined;
+
+/** A credential as the client sees one: anything with getToken. */
+const credential: ConstructorParameters<typeof SecretClient>[1] = {
+  getToken: () => Promise.resolve({ token: TOKEN, expiresOnTimestamp: Date.now() + 3600_000 }),
+};
+
+/** The official client in this process, trusting the fake's throwaway CA. */
+function officialClient(url: string, ca: string): SecretClient {
+  return new SecretClient(url, credential, {
+    disableChallengeResourceVerification: true,
+    tlsOptions: { ca },
+    retryOptions: { maxRetries: 0 },
+  });
+}
 
 cloudImportSuite('target import --from azure (fake Key Vault)', async () => {
   const dir = await tempDir('ct-azure-');
@@ -32,13 +47,13 @@ cloudImportSuite('target import --from azure (fake Key Vault)', async () => {
   await chmod(join(bin, 'az'), 0o755);
   const caFile = join(dir, 'ca.crt');
   await writeFile(caFile, pki.ca);
+  const client = officialClient(fake.url, pki.ca);
   return {
     from: 'azure',
     label: 'Azure secret',
     defaultName: (ns, secret) => `${ns}-${secret}`,
-    put: (name, text) => {
-      fake.set(name, text);
-      return Promise.resolve();
+    put: async (name, text) => {
+      await client.setSecret(name, text);
     },
     env: {
       PATH: `${bin}:${process.env.PATH ?? ''}`,
@@ -59,4 +74,32 @@ it('each CLI run went through the bearer challenge and sent only the token the c
   // One challenge per process: the client caches what it learnt from it.
   expect(vault?.stats.challenged).toBeGreaterThanOrEqual(8);
   expect(vault?.stats.badToken).toBe(0);
+});
+
+it('the fake challenges, pages its list with nextLink and answers 404 as the protocol says, through the official client', async () => {
+  const dir = await tempDir('ct-azure-list-');
+  const pki = await loopbackPki(dir);
+  const fake = await startFakeAzureKeyVault({ cert: pki.cert, key: pki.key }, TOKEN);
+  try {
+    const client = officialClient(fake.url, pki.ca);
+    for (let i = 0; i < 30; i++) await client.setSecret(`s${String(i).padStart(2, '0')}`, `v${i}`);
+    expect(fake.stats.challenged).toBe(1);
+    const names: string[] = [];
+    let pages = 0;
+    for await (const page of client.listPropertiesOfSecrets().byPage({ maxPageSize: 7 })) {
+      pages++;
+      names.push(...page.map((p) => p.name));
+    }
+    expect(names).toEqual(Array.from({ length: 30 }, (_, i) => `s${String(i).padStart(2, '0')}`));
+    expect(pages).toBeGreaterThan(1);
+    expect((await client.getSecret('s07')).value).toBe('v7');
+    await expect(client.getSecret('absent')).rejects.toMatchObject({
+      statusCode: 404,
+      code: 'SecretNotFound',
+    });
+    fake.throttleNext(1);
+    await expect(client.getSecret('s07')).rejects.toMatchObject({ statusCode: 429 });
+  } finally {
+    await fake.close();
+  }
 });
