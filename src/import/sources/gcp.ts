@@ -5,7 +5,7 @@
 // auth application-default login`, the metadata server), or an access token
 // in GOOGLE_OAUTH_ACCESS_TOKEN (`gcloud auth print-access-token`).
 import { SecretManagerServiceClient } from '@google-cloud/secret-manager';
-import { OAuth2Client } from 'google-auth-library';
+import { GoogleAuth, OAuth2Client } from 'google-auth-library';
 import { DEFAULT_REQUEST_TIMEOUT_MS, type Context } from '../../core/context.js';
 import { ServerError, UserError } from '../../core/errors.js';
 import type { SourceSecret } from '../plan.js';
@@ -82,12 +82,27 @@ export function gcpSource(
     options.port = Number(u.port || (protocol === 'http' ? 80 : 443));
     options.protocol = protocol;
   }
-  if (token) {
-    const auth = new OAuth2Client();
-    auth.setCredentials({ access_token: token });
-    options.authClient = auth;
-  }
-  const client = new SecretManagerServiceClient(options);
+  const google = new GoogleAuth({ scopes: ['https://www.googleapis.com/auth/cloud-platform'] });
+  // The client is made once the credentials are found, before the first
+  // call: left to the client, a failure to find them surfaced once per call,
+  // and once more as an unhandled rejection.
+  let made: Promise<SecretManagerServiceClient> | undefined;
+  const clientReady = (): Promise<SecretManagerServiceClient> =>
+    (made ??= (async () => {
+      if (token) {
+        const auth = new OAuth2Client();
+        auth.setCredentials({ access_token: token });
+        return new SecretManagerServiceClient({ ...options, authClient: auth });
+      }
+      try {
+        return new SecretManagerServiceClient({ ...options, authClient: await google.getClient() });
+      } catch (e) {
+        throw new ServerError(
+          `no GCP credentials: ${describeError(e)}`,
+          'run gcloud auth application-default login, set GOOGLE_APPLICATION_CREDENTIALS, or set GOOGLE_OAUTH_ACCESS_TOKEN',
+        );
+      }
+    })());
   const timeout = ctx.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   const explicitProject =
     o.project ??
@@ -98,12 +113,16 @@ export function gcpSource(
   const projectId = (): Promise<string> =>
     (project ??= explicitProject
       ? Promise.resolve(explicitProject)
-      : client.getProjectId().catch(() => {
-          throw new UserError('no GCP project: pass --project, or set GOOGLE_CLOUD_PROJECT');
-        }));
+      : clientReady()
+          .then(() => google.getProjectId())
+          .catch((e: unknown) => {
+            if (e instanceof ServerError) throw e;
+            throw new UserError('no GCP project: pass --project, or set GOOGLE_CLOUD_PROJECT');
+          }));
   const label = (name: string): string => `GCP secret ${name}`;
 
   async function read(name: string): Promise<SourceSecret> {
+    const client = await clientReady();
     // A full resource name is taken as it is; otherwise it is a secret id in the project.
     let resource: string;
     if (name.startsWith('projects/'))
@@ -175,7 +194,7 @@ export function gcpSource(
     nameOf: cloudNaming(o.nameTemplate ?? '{namespace}-{secret}', names),
     read,
     close: () => {
-      void client.close().catch(() => undefined);
+      void made?.then((c) => c.close()).catch(() => undefined);
     },
   };
 }
