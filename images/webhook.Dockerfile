@@ -1,5 +1,9 @@
 # The admission webhook image: the cloudtaser CLI running `webhook serve`.
 # Build (from the repository root):  docker build -f images/webhook.Dockerfile .
+# The test environment builds the same layout without a Docker engine
+# (testenv/webhook-image.ts: Debian 12's libc6/libgcc-s1/libstdc++6, node at
+# /nodejs/bin/node, /app/{package.json,node_modules,dist}, USER 65532, no
+# shell); keep the two in step. The Helm chart (charts/cloudtaser) runs it.
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./

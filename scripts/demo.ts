@@ -9,6 +9,7 @@ import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { personalSandboxDir, projectRoot } from '../testenv/paths.js';
 import { loopbackPki } from '../testenv/pki.js';
 import { downCommand, startSandbox, type SandboxInfo } from '../testenv/sandbox.js';
+import { prepareSandboxChart } from '../testenv/helm.js';
 import { waitForWebhook } from '../testenv/webhook-probe.js';
 import { INJECT_MATCH_EXPRESSION } from '../src/webhook/install.js';
 
@@ -41,12 +42,18 @@ async function main(): Promise<number> {
    * Runs a command as a person would type it, echoing it first. `shown` is
    * what is printed: secrets appear there as "$BAO_TOKEN", never as values.
    */
-  const sh = (shown: string, cmd: string, args: string[], input?: string): Promise<number> => {
+  const sh = (
+    shown: string,
+    cmd: string,
+    args: string[],
+    input?: string,
+    cmdEnv: NodeJS.ProcessEnv = env,
+  ): Promise<number> => {
     console.log(`\n${bold(`$ ${shown}`)}`);
     return new Promise((resolve, reject) => {
       const child = spawn(cmd, args, {
         cwd: work,
-        env,
+        env: cmdEnv,
         stdio: [input === undefined ? 'ignore' : 'pipe', 'inherit', 'inherit'],
       });
       child.on('error', reject);
@@ -102,52 +109,80 @@ async function main(): Promise<number> {
     }
     await step(kubectl(['get', 'deployments', '-A']));
 
-    heading('0b. Run the cloudtaser admission webhook (on loopback for the sandbox)');
-    const pki = await loopbackPki(work);
-    // The webhook's own log lines go to a file, so they do not interleave
-    // with the commands' output the demo is showing.
-    const webhookLog = await open(join(work, 'webhook.log'), 'a');
-    const webhook = spawn(
-      process.execPath,
-      [
-        cli,
-        'webhook',
-        'serve',
-        '--tls-cert',
-        pki.certFile,
-        '--tls-key',
-        pki.keyFile,
-        '--host',
-        '127.0.0.1',
-        '--port',
-        '0',
-        ...(node ? ['--init-image', node.images.init] : []),
-        '--auth-mount-path',
-        `auth/${sb.info.baoKubeAuthPath}`,
-        ...(sb.info.registry ? ['--insecure-registry', sb.info.registry] : []),
-      ],
-      { cwd: work, env, stdio: ['ignore', 'pipe', webhookLog.fd] },
-    );
-    await webhookLog.close();
-    stopWebhook = () => webhook.kill('SIGTERM');
-    const port = await new Promise<string>((resolve, reject) => {
-      let seen = '';
-      webhook.stdout?.on('data', (b: Buffer) => {
-        seen += b.toString();
-        const m = /listening on https:\/\/127\.0\.0\.1:(\d+)\//.exec(seen);
-        if (m?.[1]) resolve(m[1]);
+    if (node) {
+      // The webhook as a cluster runs it: installed with the Helm chart, its
+      // image built here and pulled from the sandbox registry by the node.
+      heading('0b. Install the cloudtaser admission webhook with Helm');
+      const chart = await prepareSandboxChart(sb.info, {
+        namespace: 'cloudtaser-system',
+        dir: work,
+        log: (l) => {
+          console.error(l);
+        },
       });
-      webhook.on('exit', () => {
-        reject(new Error('the webhook exited'));
+      console.log(
+        `(image ${chart.image}; ${join(work, 'cloudtaser-values.json')} sets the sandbox's loopback routing: sandbox.loopback=true)`,
+      );
+      await step(
+        sh(
+          'helm install cloudtaser charts/cloudtaser -n cloudtaser-system --create-namespace -f cloudtaser-values.json --wait --timeout 5m',
+          chart.helm,
+          chart.installArgs,
+          undefined,
+          chart.env,
+        ),
+      );
+      await step(kubectl(['get', 'pods', '-n', 'cloudtaser-system', '-o', 'wide']));
+      await step(kubectl(['get', 'mutatingwebhookconfiguration', 'cloudtaser']));
+    } else {
+      heading(
+        '0b. Run the cloudtaser admission webhook (on loopback: this sandbox has no node for its pod)',
+      );
+      const pki = await loopbackPki(work);
+      // The webhook's own log lines go to a file, so they do not interleave
+      // with the commands' output the demo is showing.
+      const webhookLog = await open(join(work, 'webhook.log'), 'a');
+      const webhook = spawn(
+        process.execPath,
+        [
+          cli,
+          'webhook',
+          'serve',
+          '--tls-cert',
+          pki.certFile,
+          '--tls-key',
+          pki.keyFile,
+          '--host',
+          '127.0.0.1',
+          '--port',
+          '0',
+          '--auth-mount-path',
+          `auth/${sb.info.baoKubeAuthPath}`,
+          ...(sb.info.registry ? ['--insecure-registry', sb.info.registry] : []),
+        ],
+        { cwd: work, env, stdio: ['ignore', 'pipe', webhookLog.fd] },
+      );
+      await webhookLog.close();
+      stopWebhook = () => webhook.kill('SIGTERM');
+      const port = await new Promise<string>((resolve, reject) => {
+        let seen = '';
+        webhook.stdout?.on('data', (b: Buffer) => {
+          seen += b.toString();
+          const m = /listening on https:\/\/127\.0\.0\.1:(\d+)\//.exec(seen);
+          if (m?.[1]) resolve(m[1]);
+        });
+        webhook.on('exit', () => {
+          reject(new Error('the webhook exited'));
+        });
       });
-    });
-    console.log(
-      `$ cloudtaser webhook serve --tls-cert tls.crt --tls-key tls.key --host 127.0.0.1 --port 0${node ? ` --init-image ${node.images.init}` : ''} --auth-mount-path auth/${sb.info.baoKubeAuthPath}${sb.info.registry ? ` --insecure-registry ${sb.info.registry}` : ''} &`,
-    );
-    console.log(`cloudtaser webhook listening on https://127.0.0.1:${port}/mutate`);
-    console.log(`(its log: ${join(work, 'webhook.log')})`);
-    await writeFile(join(work, 'webhook.yaml'), webhookConfig(port, pki.ca));
-    await step(kubectl(['apply', '-f', 'webhook.yaml']));
+      console.log(
+        `$ cloudtaser webhook serve --tls-cert tls.crt --tls-key tls.key --host 127.0.0.1 --port 0 --auth-mount-path auth/${sb.info.baoKubeAuthPath}${sb.info.registry ? ` --insecure-registry ${sb.info.registry}` : ''} &`,
+      );
+      console.log(`cloudtaser webhook listening on https://127.0.0.1:${port}/mutate`);
+      console.log(`(its log: ${join(work, 'webhook.log')})`);
+      await writeFile(join(work, 'webhook.yaml'), webhookConfig(port, pki.ca));
+      await step(kubectl(['apply', '-f', 'webhook.yaml']));
+    }
     // The API server loads new webhook configurations asynchronously.
     await waitForWebhook(sandboxCore(sb.info), 'payments');
 

@@ -323,6 +323,8 @@ describe('target discover', () => {
     expect(plan.metadata).toEqual({
       name: 'migration-plan',
       cluster: sandbox().apiServer,
+      // The cluster's identity (test/multi-cluster.test.ts checks it against `target fingerprint`).
+      clusterFingerprint: expect.stringMatching(/^sha256:[0-9a-f]{16}$/) as unknown,
       createdAt: '2026-04-01T10:00:00Z',
       createdBy: 'tester',
     });

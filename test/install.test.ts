@@ -57,12 +57,15 @@ describe('target install', () => {
       'ClusterRole',
       'ClusterRoleBinding',
       'Deployment',
+      'PodDisruptionBudget',
       'Service',
       'MutatingWebhookConfiguration',
     ]);
     const applied = await kubectl(['apply', '--dry-run=server', '-f', '-'], r.stdout);
-    expect(applied.out).toContain(
-      'mutatingwebhookconfiguration.admissionregistration.k8s.io/cloudtaser created (server dry run)',
+    // The configuration is cluster-wide: while the Helm test (sharing the
+    // sandbox) has the chart installed, it exists and the dry run updates it.
+    expect(applied.out).toMatch(
+      /mutatingwebhookconfiguration\.admissionregistration\.k8s\.io\/cloudtaser (created|configured|unchanged) \(server dry run\)/,
     );
     expect(applied.out).toContain(`deployment.apps/cloudtaser-webhook created (server dry run)`);
     expect(applied.code).toBe(0);
@@ -77,7 +80,11 @@ describe('target install', () => {
       .find((d) => d.kind === 'MutatingWebhookConfiguration');
     expect(hook?.webhooks?.[0]?.namespaceSelector).toEqual({
       matchExpressions: [
-        { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: ['kube-system', ns] },
+        {
+          key: 'kubernetes.io/metadata.name',
+          operator: 'NotIn',
+          values: ['kube-system', 'kube-public', 'kube-node-lease', ns],
+        },
       ],
     });
     expect(r.stdout).toContain('failurePolicy: Fail');

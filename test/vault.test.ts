@@ -107,8 +107,8 @@ describe('source apply-plan', () => {
         `  ${authPath} (kubernetes)`,
         '',
         'Would create policies:',
-        `  ${tA}-read`,
-        `  ${tB}-read`,
+        `  ${tA}-read@${authPath}`,
+        `  ${tB}-read@${authPath}`,
         '',
         'Would create roles:',
         `  ${tA}-role`,
@@ -141,7 +141,7 @@ describe('source apply-plan', () => {
     expect(mounts.data[`${mount}/`]).toMatchObject({ type: 'kv', options: { version: '2' } });
     const auths = (await bao('GET', 'sys/auth')).json as { data: Record<string, { type: string }> };
     expect(auths.data[`${authPath}/`]?.type).toBe('kubernetes');
-    const policy = (await bao('GET', `sys/policies/acl/${tA}-read`)).json as {
+    const policy = (await bao('GET', `sys/policies/acl/${tA}-read@${authPath}`)).json as {
       data: { policy: string };
     };
     // Exactly the tenant's path, read only.
@@ -154,7 +154,7 @@ describe('source apply-plan', () => {
     expect(role.data).toMatchObject({
       bound_service_account_names: ['app-b'],
       bound_service_account_namespaces: [tB],
-      token_policies: [`${tB}-read`],
+      token_policies: [`${tB}-read@${authPath}`],
       token_ttl: 300,
       token_max_ttl: 900,
       // Only tokens projected for vault's audience log in, never API tokens.
@@ -184,7 +184,7 @@ describe('source apply-plan', () => {
     }
 
     // Drift is repaired, and only the drifted parts are rewritten.
-    await bao('POST', `sys/policies/acl/${tA}-read`, {
+    await bao('POST', `sys/policies/acl/${tA}-read@${authPath}`, {
       policy: 'path "*" { capabilities = ["read"] }',
     });
     await bao('POST', `auth/${authPath}/role/${tB}-role`, {
@@ -193,7 +193,7 @@ describe('source apply-plan', () => {
     // A role from before the audience existed.
     await bao('POST', `auth/${authPath}/role/${tA}-role`, { audience: '' });
     const dry = await cli(['source', 'apply-plan', file, '--dry-run', ...args()]);
-    expect(dry.stdout).toContain(`Would update policies:\n  ${tA}-read\n`);
+    expect(dry.stdout).toContain(`Would update policies:\n  ${tA}-read@${authPath}\n`);
     expect(dry.stdout).toContain(
       `Would update roles:\n  ${tA}-role (audience)\n  ${tB}-role (bound_service_account_names)\n`,
     );
@@ -203,7 +203,7 @@ describe('source apply-plan', () => {
       data: { audience: string };
     };
     expect(repaired.data.audience).toBe('cloudtaser');
-    const fixed = (await bao('GET', `sys/policies/acl/${tA}-read`)).json as {
+    const fixed = (await bao('GET', `sys/policies/acl/${tA}-read@${authPath}`)).json as {
       data: { policy: string };
     };
     expect(fixed.data.policy).not.toContain('path "*"');

@@ -24,6 +24,7 @@ export interface ImageConfig {
   Cmd?: string[];
   Env?: string[];
   User?: string;
+  WorkingDir?: string;
 }
 
 export interface Layer {
@@ -158,7 +159,7 @@ export const NODE_IMAGES = {
 export type NodeImageName = keyof typeof NODE_IMAGES;
 
 /** An uncompressed one-layer tar of `root`, owned by root (what a Dockerfile COPY gives). */
-async function tarLayer(root: string): Promise<Layer> {
+export async function tarLayer(root: string): Promise<Layer> {
   const out = `${root}.tar`;
   await exec('tar', [
     '--owner=0',

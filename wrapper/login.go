@@ -162,6 +162,11 @@ func loginHint(status int, reason string, c *Config, id saIdentity) string {
 			aud = strings.Join(id.Audiences, ",")
 		}
 		return fmt.Sprintf("the token's audience (%s) is not the one the role expects; set the role's audience to the token's, or project a token with the role's audience", aud)
+	// A JWT auth mount (`cloudtaser source register --method jwt`) words its refusals its own way.
+	case strings.Contains(r, "bound claim"):
+		return fmt.Sprintf("the JWT role does not bind service account %s/%s (its bound_claims sub); run `cloudtaser source apply-plan` with --auth-path for this mount", id.Namespace, id.Name)
+	case strings.Contains(r, "signature") || strings.Contains(r, "issuer"):
+		return fmt.Sprintf("the token was not signed by the keys vault holds for %s: a mount registered for another cluster, or the cluster rotated its signing keys (write the fingerprint file again and run `cloudtaser source register --method jwt` again)", c.MountPath)
 	case status == 404 || strings.Contains(r, "no handler for route") || strings.Contains(r, "unsupported path"):
 		return fmt.Sprintf("no Kubernetes auth method is enabled at %s; check the auth mount path (VAULT_AUTH_MOUNT_PATH)", c.MountPath)
 	case strings.Contains(r, "expired"):

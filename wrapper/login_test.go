@@ -86,6 +86,8 @@ func TestLoginRefusedGivesVaultsReasonAndAHintPerCase(t *testing.T) {
 		{404, "no handler for route \"auth/kube/login\". route entry not found.", "no Kubernetes auth method is enabled at auth/kubernetes"},
 		{403, "permission denied", "no Kubernetes auth method is enabled at auth/kubernetes (check the auth mount path"},
 		{403, "lookup failed: service account unauthorized; this could mean it has been deleted or recreated with a new token", "TokenReview"},
+		{400, "error validating claims: claim \"sub\" does not match any associated bound claim values", "bound_claims sub"},
+		{400, "error validating token: failed to verify signature using any of the keys", "rotated its signing keys"},
 	}
 	seen := map[string]bool{}
 	for _, tc := range cases {

@@ -4,6 +4,7 @@
 // (equal, differs, not text) per key.
 import {
   mappedFields,
+  nativeSecretOf,
   type MigrationPlan,
   type WorkloadKind,
   type WorkloadStatus,
@@ -19,7 +20,19 @@ export interface PlannedSecret {
   fields: Map<string, string[]>;
   /** The plan's workloads that read it. */
   workloads: { kind: WorkloadKind; name: string; status: WorkloadStatus }[];
+  /** The plan reads it as `sealed-secret/<name>`: its SealedSecret is deleted first. */
+  sealed?: boolean;
+  /** Secret key → vault field, where they differ (an ExternalSecret's `secretKeys`). */
+  vaultFields: Map<string, string>;
+  /**
+   * The ExternalSecrets (`eso/<name>` sources) that write this Secret: each
+   * is deleted before the Secret, or its controller would write it again.
+   */
+  externalSecrets: string[];
 }
+
+/** The vault field a Secret key is compared with. */
+export const fieldOfKey = (p: PlannedSecret, key: string): string => p.vaultFields.get(key) ?? key;
 
 /** The live Secret, without its values. */
 export interface SecretFacts {
@@ -59,9 +72,11 @@ const RECREATING_OWNERS = new Set(['ExternalSecret', 'SealedSecret']);
 const MAX_REFERRERS = 5;
 
 /**
- * Every `k8s-secret/<name>` source of the plan (in `namespace` only, when
- * given), once per namespace and name, with the union of the fields every
- * workload maps from it. Sorted by namespace, then name.
+ * Every native Secret the plan migrates — `k8s-secret/<name>` and
+ * `sealed-secret/<name>` sources and the Secrets `eso/<externalsecret>`
+ * sources write — (in `namespace` only, when given), once per namespace and
+ * name, with the union of the fields every workload maps from it. Sorted by
+ * namespace, then name.
  */
 export function plannedSecrets(plan: MigrationPlan, namespace?: string): PlannedSecret[] {
   const out = new Map<string, PlannedSecret>();
@@ -69,22 +84,37 @@ export function plannedSecrets(plan: MigrationPlan, namespace?: string): Planned
     if (namespace !== undefined && t.namespace !== namespace) continue;
     for (const w of t.workloads) {
       for (const s of w.secrets) {
-        if (!s.source.startsWith('k8s-secret/')) continue;
-        const name = s.source.slice('k8s-secret/'.length);
+        const native = nativeSecretOf(s);
+        if (native === undefined) continue;
+        const name = native.name;
         const id = `${t.namespace}/${name}`;
         let p = out.get(id);
         if (!p) {
-          p = { namespace: t.namespace, name, fields: new Map(), workloads: [] };
+          p = {
+            namespace: t.namespace,
+            name,
+            fields: new Map(),
+            workloads: [],
+            vaultFields: new Map(),
+            externalSecrets: [],
+          };
           out.set(id, p);
         }
+        if (s.source.startsWith('sealed-secret/')) p.sealed = true;
+        const es = native.viaExternalSecret;
+        if (es !== undefined && !p.externalSecrets.includes(es)) p.externalSecrets.push(es);
         if (!p.workloads.some((x) => x.kind === w.kind && x.name === w.name)) {
           p.workloads.push({ kind: w.kind, name: w.name, status: w.status });
         }
         // Fields served as files count as much as those served as env vars.
+        // Keyed by the Secret's key, which names the vault field except
+        // where an ExternalSecret renamed it.
         for (const field of mappedFields(s)) {
-          const paths = p.fields.get(field) ?? [];
+          const key = native.keyOf(field);
+          const paths = p.fields.get(key) ?? [];
           if (!paths.includes(s.vaultPath)) paths.push(s.vaultPath);
-          p.fields.set(field, paths);
+          p.fields.set(key, paths);
+          if (key !== field) p.vaultFields.set(key, field);
         }
       }
     }
@@ -138,6 +168,10 @@ export function decide(
   if (never) reasons.push(never);
 
   for (const o of live.owners) {
+    // The runner deletes a planned SealedSecret before its Secret.
+    if (planned.sealed && o.kind === 'SealedSecret' && o.name === planned.name) continue;
+    // The plan's own ExternalSecret is deleted first (see the runner).
+    if (o.kind === 'ExternalSecret' && planned.externalSecrets.includes(o.name)) continue;
     if (RECREATING_OWNERS.has(o.kind)) {
       reasons.push(
         `owned by ${o.kind} ${planned.namespace}/${o.name}: its controller would recreate it; delete the ${o.kind} first`,
@@ -178,7 +212,10 @@ export function decide(
   const checks = pathsToCheck(planned, live.keys);
   for (const [path, keys] of checks) {
     const state = vault.get(path) ?? ({ kind: 'missing' } as const);
-    const j = judge(keys, state);
+    const j = judge(
+      keys.map((k) => fieldOfKey(planned, k)),
+      state,
+    );
     if (!j.ready) {
       if (j.error) error = true;
       reasons.push(`${path}: ${j.message}`);

@@ -21,6 +21,7 @@ import { loadKubeFor, type KubeOptions, type KubeTarget } from '../kube/config.j
 import { KubeApiError, kubeError, statusOf } from '../kube/errors.js';
 import { listAll, PAGE_SIZE, type Page } from '../kube/list.js';
 import { KubeRest, resourcePath } from '../kube/rest.js';
+import { ESO_GROUP_VERSION } from '../sources/eso-cluster.js';
 import type { LoadedPlan } from '../plan/read.js';
 import { vaultClient } from '../vault/apply.js';
 import { VaultError, type VaultClient, type VaultFlags } from '../vault/client.js';
@@ -29,6 +30,7 @@ import { inspectPath, judge, type PathState } from '../vault/verify.js';
 import {
   comparisonKey,
   decide,
+  fieldOfKey,
   pathsToCheck,
   plannedSecrets,
   type Comparison,
@@ -36,6 +38,9 @@ import {
   type SecretFacts,
   type Verdict,
 } from './decide.js';
+import { resolve } from 'node:path';
+import { deleteSealedSecret } from '../sources/sealed-secrets-kube.js';
+import { manifestsFor, scanManifests } from '../sources/sealed-secrets.js';
 import { secretReferrers, type NamespaceObjects, type Referrer } from './references.js';
 
 export type CleanupMode = 'dry-run' | 'interactive' | 'yes';
@@ -46,6 +51,8 @@ export interface CleanupOptions {
   kube: KubeOptions;
   vault: VaultFlags;
   concurrency: number;
+  /** A git checkout to search for the manifests of SealedSecrets deleted here. */
+  repo?: string | undefined;
 }
 
 /** --yes / --interactive / --dry-run: a dry run unless told otherwise. */
@@ -101,7 +108,7 @@ const SCANNED: { gv: string; plural: string; resource: string; key: keyof Namesp
 ];
 
 class ClusterReader {
-  private readonly rest: KubeRest;
+  readonly rest: KubeRest;
 
   constructor(readonly target: KubeTarget) {
     this.rest = new KubeRest(target);
@@ -193,7 +200,13 @@ class ClusterReader {
         body: {
           apiVersion: 'v1',
           kind: 'DeleteOptions',
-          preconditions: { uid: facts.uid, resourceVersion: facts.resourceVersion },
+          // Without a resourceVersion only after its ExternalSecret was
+          // deleted: the garbage collector then drops the ownerReference,
+          // which moves the resourceVersion, and nothing writes it any more.
+          preconditions: {
+            uid: facts.uid,
+            ...(facts.resourceVersion === '' ? {} : { resourceVersion: facts.resourceVersion }),
+          },
         },
       });
       return 'deleted';
@@ -207,6 +220,64 @@ class ClusterReader {
         this.target.server,
       );
     }
+  }
+}
+
+/**
+ * Deletes an ExternalSecret and waits until it is gone, leaving the Secret it
+ * wrote (propagation Orphan): that Secret is deleted next, by the caller,
+ * with its own precondition. Returns what stands in the way, if anything.
+ */
+async function retireExternalSecret(
+  rest: KubeRest,
+  server: string,
+  namespace: string,
+  name: string,
+  secret: string,
+  ctx: Context,
+): Promise<string | undefined> {
+  const path = resourcePath(ESO_GROUP_VERSION, 'externalsecrets', namespace, name);
+  const action = { resource: 'externalsecrets.external-secrets.io', namespace, name };
+  let es: { metadata?: { uid?: string }; spec?: { target?: { name?: string } } };
+  try {
+    es = await rest.call({ method: 'GET', path });
+  } catch (e) {
+    if (statusOf(e) === 404) return undefined;
+    throw kubeError(e, { verb: 'get', ...action }, server);
+  }
+  const writes = es.spec?.target?.name ?? name;
+  if (writes !== secret) {
+    return `ExternalSecret ${namespace}/${name} now writes Secret ${writes}, not ${secret}; re-run discover`;
+  }
+  try {
+    await rest.call({
+      method: 'DELETE',
+      path,
+      body: {
+        apiVersion: 'v1',
+        kind: 'DeleteOptions',
+        propagationPolicy: 'Orphan',
+        preconditions: { uid: es.metadata?.uid ?? '' },
+      },
+    });
+  } catch (e) {
+    if (statusOf(e) === 404) return undefined;
+    throw kubeError(e, { verb: 'delete', ...action }, server);
+  }
+  // The garbage collector removes the Secret's ownerReference, then the
+  // ExternalSecret itself; until then its controller may still write.
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      await rest.call({ method: 'GET', path });
+    } catch (e) {
+      if (statusOf(e) === 404) return undefined;
+      throw kubeError(e, { verb: 'get', ...action }, server);
+    }
+    if (Date.now() > deadline || ctx.signal?.aborted) {
+      return `ExternalSecret ${namespace}/${name} was deleted but is still there after 60 s (a finalizer?)`;
+    }
+    await new Promise((r) => setTimeout(r, 250));
   }
 }
 
@@ -227,6 +298,7 @@ async function compareWithVault(
   keys: readonly string[],
   data: ReadonlyMap<string, Buffer>,
   out: Map<string, Comparison>,
+  fieldOf: (key: string) => string,
 ): Promise<void> {
   const mount = mountOf(vaultPath);
   const rel = vaultPath.slice(mount.length + '/data/'.length);
@@ -241,7 +313,7 @@ async function compareWithVault(
       out.set(comparisonKey(vaultPath, key), 'not-text');
       continue;
     }
-    const v = fields[key];
+    const v = fields[fieldOf(key)];
     out.set(
       comparisonKey(vaultPath, key),
       typeof v === 'string' && v === text ? 'equal' : 'differs',
@@ -277,9 +349,17 @@ async function checkSecret(
       }
       const s = await state;
       vault.set(path, s);
-      if (!judge(keys, s).ready) continue;
+      if (
+        !judge(
+          keys.map((k) => fieldOfKey(planned, k)),
+          s,
+        ).ready
+      )
+        continue;
       try {
-        await compareWithVault(client, path, keys, live.data, compared);
+        await compareWithVault(client, path, keys, live.data, compared, (k) =>
+          fieldOfKey(planned, k),
+        );
       } catch (e) {
         if (!(e instanceof VaultError) || e.status === undefined) throw e;
         vault.set(path, { kind: 'error', message: e.message, status: e.status });
@@ -320,6 +400,10 @@ export async function runCleanup(
     );
     return;
   }
+  const manifests =
+    o.repo !== undefined && planned.some((p) => p.sealed)
+      ? await scanManifests(resolve(ctx.cwd, o.repo))
+      : undefined;
   const reader = new ClusterReader(loadKubeFor(o.kube, ctx));
   const client = vaultClient(o.vault, ctx, '--openbao-addr');
   let prompter: Prompter | undefined;
@@ -371,16 +455,38 @@ export async function runCleanup(
         say(ctx.stdout, `${label(c.planned)}: refused -- ${v.reasons.join('; ')}`);
         continue;
       }
+      const sealedId = `SealedSecret ${c.planned.namespace}/${c.planned.name}`;
+      const gitLine = (): void => {
+        if (!c.planned.sealed) return;
+        const files = manifests ? manifestsFor(manifests, c.planned.namespace, c.planned.name) : [];
+        const where =
+          files.length > 0
+            ? files.join(', ')
+            : manifests
+              ? `not found under ${o.repo ?? ''}`
+              : 'pass --repo DIR to find its file';
+        say(ctx.stdout, `  remove ${sealedId} from git, or it is applied again: ${where}`);
+      };
+      const first = c.planned.externalSecrets.map(
+        (e) => `ExternalSecret ${c.planned.namespace}/${e}`,
+      );
+      // The order matters: deleted first, the Secret would be written again.
+      const order = first.length > 0 ? `${first.join(', ')} first, then the Secret; ` : '';
       if (o.mode === 'dry-run') {
         counts.wouldDelete++;
-        say(ctx.stdout, `${label(c.planned)}: would delete -- ${v.summary}`);
+        say(
+          ctx.stdout,
+          `${label(c.planned)}: would delete -- ${order}${v.summary}${c.planned.sealed ? `; ${sealedId} first` : ''}`,
+        );
+        gitLine();
         continue;
       }
       if (ctx.signal?.aborted) break;
       if (o.mode === 'interactive') {
-        say(ctx.stdout, `${label(c.planned)}: can be deleted -- ${v.summary}`);
+        say(ctx.stdout, `${label(c.planned)}: can be deleted -- ${order}${v.summary}`);
         prompter ??= new Prompter(ctx);
-        if (!(await prompter.confirm(`Delete ${label(c.planned)}?`))) {
+        const what = [...first, label(c.planned)].join(', then ');
+        if (!(await prompter.confirm(`Delete ${what}?`))) {
           counts.declined++;
           say(ctx.stdout, `  -> kept`);
           continue;
@@ -402,9 +508,67 @@ export async function runCleanup(
           continue;
         }
       }
-      const facts = c.facts as SecretFacts;
+      let facts = c.facts as SecretFacts;
       let result: 'deleted' | 'gone' | 'changed';
       try {
+        if (c.planned.sealed) {
+          // Its controller would write the Secret back: the SealedSecret goes
+          // first, orphaning the Secret, which is then checked again (the
+          // garbage collector changed it when it dropped the ownerReference).
+          const ss = await deleteSealedSecret(
+            reader.target,
+            c.planned.namespace,
+            c.planned.name,
+            undefined,
+            ctx.signal,
+          );
+          say(
+            ctx.stdout,
+            `${label(c.planned)}: ${ss === 'deleted' ? `deleted ${sealedId} first (the Secret orphaned)` : `${sealedId} already gone`}`,
+          );
+          const again = await checkSecret(
+            reader,
+            client,
+            c.planned,
+            referrers.get(c.planned.namespace)?.get(c.planned.name) ?? [],
+            new Map(),
+          );
+          if (again.verdict.action !== 'delete') {
+            if (again.verdict.action === 'gone') counts.gone++;
+            else counts.refused++;
+            say(
+              ctx.stdout,
+              again.verdict.action === 'gone'
+                ? `${label(c.planned)}: already gone`
+                : `${label(c.planned)}: refused on the second check -- ${again.verdict.reasons.join('; ')}`,
+            );
+            gitLine();
+            continue;
+          }
+          facts = again.facts as SecretFacts;
+        }
+        let blocked: string | undefined;
+        for (const es of c.planned.externalSecrets) {
+          blocked = await retireExternalSecret(
+            reader.rest,
+            reader.target.server,
+            c.planned.namespace,
+            es,
+            c.planned.name,
+            ctx,
+          );
+          if (blocked !== undefined) break;
+          say(
+            ctx.stdout,
+            `ExternalSecret ${c.planned.namespace}/${es}: deleted (its Secret kept for the next step)`,
+          );
+        }
+        if (blocked !== undefined) {
+          counts.refused++;
+          say(ctx.stdout, `${label(c.planned)}: not deleted -- ${blocked}`);
+          continue;
+        }
+        if (c.planned.externalSecrets.length > 0) facts = { ...facts, resourceVersion: '' };
         result = await reader.deleteSecret(c.planned.namespace, c.planned.name, facts);
       } catch (e) {
         if (!(e instanceof ServerError)) throw e;
@@ -416,9 +580,11 @@ export async function runCleanup(
       if (result === 'deleted') {
         counts.deleted++;
         say(ctx.stdout, `${prefix} deleted -- ${v.summary}`);
+        gitLine();
       } else if (result === 'gone') {
         counts.gone++;
         say(ctx.stdout, `${prefix} already gone`);
+        gitLine();
       } else {
         counts.refused++;
         say(

@@ -11,6 +11,12 @@ export const ANNOTATION = {
   /** Vault fields written as files; absent when the plan maps none. */
   fileMap: 'cloudtaser.io/file-map',
   restartedAt: 'cloudtaser.io/restartedAt',
+  /**
+   * Vault's Kubernetes auth mount the pod logs in through, e.g.
+   * `kubernetes-prod` (`protect --auth-path`): one vault serving several
+   * clusters has one mount per cluster. Absent: the webhook's default.
+   */
+  vaultAuthPath: 'cloudtaser.io/vault-auth-path',
   /** "true" when the vault address is plain http on purpose (`protect --allow-insecure-vault`). */
   allowInsecureVault: 'cloudtaser.io/allow-insecure-vault',
   /**
@@ -32,6 +38,9 @@ export const ANNOTATION = {
  * use, and both sides must agree without configuration.
  */
 export const VAULT_TOKEN_AUDIENCE = 'cloudtaser';
+
+/** A vault mount path as the auth-path annotation carries it: no leading or trailing "/". */
+export const AUTH_MOUNT = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;
 
 /** True for an http:// URL: the token and the secrets would cross the network in clear. */
 export const isPlainHttp = (address: string): boolean => /^http:\/\//i.test(address);

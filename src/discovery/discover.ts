@@ -23,6 +23,8 @@ export interface DiscoverOptions {
   kvMount: string;
   planName: string;
   cluster: string;
+  /** The cluster's fingerprint (src/cluster), when it could be read. */
+  clusterFingerprint?: string | undefined;
   createdAt: string;
   createdBy: string;
 }
@@ -482,6 +484,9 @@ export function discover(
     metadata: {
       name: opts.planName,
       cluster: opts.cluster,
+      ...(opts.clusterFingerprint === undefined
+        ? {}
+        : { clusterFingerprint: opts.clusterFingerprint }),
       createdAt: opts.createdAt,
       createdBy: opts.createdBy,
     },

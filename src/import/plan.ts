@@ -6,13 +6,15 @@
 // Values are carried as `SourceValue`s only from the source to the write;
 // messages, actions and reasons hold path, field and Secret names, never a
 // value.
-import { mappedFields, type MigrationPlan } from '../plan/schema.js';
+import { mappedFields, nativeSecretOf, type MigrationPlan } from '../plan/schema.js';
 
 /** Where one vault field comes from: a key of a Kubernetes Secret. */
 export interface FieldOrigin {
   namespace: string;
   secret: string;
   key: string;
+  /** The plan names it `sealed-secret/<secret>`: a SealedSecret delivers it. */
+  sealed?: boolean;
 }
 
 /** What the plan asks to be in one vault path. */
@@ -45,15 +47,25 @@ export function wantedPaths(plan: MigrationPlan): WantedPath[] {
           want = { vaultPath: s.vaultPath, fields: new Map(), conflicts: [], vaultAgent: false };
           byPath.set(s.vaultPath, want);
         }
-        const slash = s.source.indexOf('/');
-        const kind = s.source.slice(0, slash);
-        const name = s.source.slice(slash + 1);
-        if (kind !== 'k8s-secret') {
+        if (s.source.startsWith('sops/')) {
+          want.conflicts.push(`source ${s.source} is a SOPS file; import it with --from sops`);
+          continue;
+        }
+        // An ExternalSecret reads vault already: like a Vault Agent file, nothing to import.
+        const native = s.source.startsWith('eso/') ? undefined : nativeSecretOf(s);
+        if (native === undefined) {
           want.vaultAgent = true;
           continue;
         }
+        const name = native.name;
+        const sealed = s.source.startsWith('sealed-secret/');
         for (const field of mappedFields(s)) {
-          const origin: FieldOrigin = { namespace: t.namespace, secret: name, key: field };
+          const origin: FieldOrigin = {
+            namespace: t.namespace,
+            secret: name,
+            key: field,
+            ...(sealed ? { sealed } : {}),
+          };
           const prev = want.fields.get(field);
           if (!prev) want.fields.set(field, origin);
           else if (prev.namespace !== origin.namespace || prev.secret !== origin.secret) {
@@ -172,7 +184,8 @@ export function planPath(
       return {
         ...base,
         action: 'skip-vault-agent',
-        reason: 'source is a Vault Agent file: its values are already in vault',
+        reason:
+          'source is a Vault Agent file or an ExternalSecret: its values are already in vault',
       };
     }
     return { ...base, action: 'fail', reason: 'the plan maps no fields to this path' };

@@ -164,7 +164,7 @@ export async function runImport(
     throw e;
   });
   try {
-    const wanted = wantedPaths(loaded.plan);
+    const wanted = source.wanted ? source.wanted(loaded.plan) : wantedPaths(loaded.plan);
     const flags: ImportFlags = { overwrite: o.overwrite, merge: o.merge };
 
     // Read: vault's state first, so paths already complete need no Secret.
@@ -176,12 +176,16 @@ export async function runImport(
     const secrets = new Map<string, SourceSecret>();
     const reading = progress(ctx, origins.length, 'reading');
     try {
-      await mapLimit(origins, o.concurrency, async ([name, origin]) => {
-        // Interrupted: stop reading; the paths left unread are reported as such.
-        if (ctx.signal?.aborted) return;
-        secrets.set(name, await source.read(name, origin));
-        reading.tick();
-      });
+      if (source.readAll) {
+        for (const [name, secret] of await source.readAll(origins)) secrets.set(name, secret);
+      } else {
+        await mapLimit(origins, o.concurrency, async ([name, origin]) => {
+          // Interrupted: stop reading; the paths left unread are reported as such.
+          if (ctx.signal?.aborted) return;
+          secrets.set(name, await source.read(name, origin));
+          reading.tick();
+        });
+      }
     } finally {
       reading.done();
     }

@@ -28,6 +28,8 @@ export interface RestRequest {
   body?: unknown;
   /** Content type of the body (the patch strategy; JSON for DeleteOptions). */
   contentType?: string;
+  /** Accept header when not JSON (the signing keys are served only as `application/jwk-set+json`). */
+  accept?: string;
 }
 
 const METHOD = {
@@ -65,7 +67,10 @@ export class KubeRest {
     const context = new RequestContext(url.toString(), METHOD[r.method]);
     await this.target.authenticate(context);
     const payload = r.body === undefined ? undefined : JSON.stringify(r.body);
-    const headers: Record<string, string> = { ...context.getHeaders(), accept: 'application/json' };
+    const headers: Record<string, string> = {
+      ...context.getHeaders(),
+      accept: r.accept ?? 'application/json',
+    };
     if (payload !== undefined) {
       headers['content-type'] = r.contentType ?? 'application/json';
       headers['content-length'] = String(Buffer.byteLength(payload));

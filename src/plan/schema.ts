@@ -26,7 +26,8 @@ export const KV2_DATA_PATH = new RegExp(
 export const FIELD_NAME = /^[-._a-zA-Z0-9]+$/;
 /** A POSIX-portable environment variable name. */
 export const ENV_VAR_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const SOURCE = /^(k8s-secret|vault-agent)\/[-._a-zA-Z0-9]+$/;
+const SOURCE =
+  /^(?:(k8s-secret|sealed-secret|vault-agent|eso)\/[-._a-zA-Z0-9]+|sops(?:\/(?!\.{1,2}[/#])[A-Za-z0-9_.+@-]+)+#(?:0|[1-9][0-9]{0,5}))$/;
 
 const text = (what: string) => z.string({ error: `${what} must be a string` });
 
@@ -64,7 +65,8 @@ export const FileTargetSchema = z
 export const SecretRefSchema = z
   .strictObject({
     source: text('source').regex(SOURCE, {
-      error: 'source must be "k8s-secret/<secret-name>" or "vault-agent/<file-name>"',
+      error:
+        'source must be "k8s-secret/<secret-name>", "sealed-secret/<sealedsecret-name>", "eso/<externalsecret-name>", "vault-agent/<file-name>" or "sops/<relative-file>#<doc-index>"',
     }),
     vaultPath: text('vaultPath').regex(KV2_DATA_PATH, {
       error: 'vaultPath must be a KV v2 data path "<mount>/data/<path>" (no globs, no "..")',
@@ -91,8 +93,30 @@ export const SecretRefSchema = z
       )
       .optional()
       .describe('vault fields delivered as files instead of environment variables'),
+    secret: text('secret')
+      .regex(dnsSubdomain, { error: 'secret must be a Kubernetes object name' })
+      .optional()
+      .describe(
+        "eso sources only: the native Secret the ExternalSecret writes (default: the ExternalSecret's name)",
+      ),
+    secretKeys: z
+      .record(
+        text('field name').regex(FIELD_NAME, {
+          error: 'field name may contain only letters, digits, "-", "_" and "."',
+        }),
+        text('secret key').regex(FIELD_NAME, {
+          error: 'secret key may contain only letters, digits, "-", "_" and "."',
+        }),
+        { error: 'secretKeys must be a map of vault field to Secret key' },
+      )
+      .optional()
+      .describe(
+        'eso sources only: vault field -> the key of the native Secret ESO writes it to, where the two differ',
+      ),
   })
-  .describe('One Secret (or Vault Agent file) a workload reads, and where it lives in vault.');
+  .describe(
+    'One Secret (or Vault Agent file, or ExternalSecret) a workload reads, and where it lives in vault.',
+  );
 
 export const WorkloadSchema = z
   .strictObject({
@@ -128,6 +152,13 @@ export const TenantSchema = z
 export const MetadataSchema = z.strictObject({
   name: text('metadata.name').min(1, { error: 'metadata.name must not be empty' }),
   cluster: text('metadata.cluster').optional(),
+  clusterFingerprint: text('metadata.clusterFingerprint')
+    .regex(/^sha256:[0-9a-f]{16}$/, {
+      error:
+        'metadata.clusterFingerprint must be "sha256:" and 16 hex digits (cloudtaser target fingerprint)',
+    })
+    .optional()
+    .describe('the cluster the plan was made from (cloudtaser target fingerprint)'),
   createdAt: text('metadata.createdAt').optional(),
   createdBy: text('metadata.createdBy').optional(),
   annotations: z
@@ -157,6 +188,30 @@ export type FileTarget = z.output<typeof FileTargetSchema>;
 /** Every vault field a Secret reference reads, as an env var or as a file. */
 export function mappedFields(s: SecretRef): string[] {
   return [...new Set([...Object.keys(s.fields), ...Object.keys(s.files ?? {})])];
+}
+/**
+ * The native Secret a source reads today and, per vault field the entry maps,
+ * the key of that Secret holding it: `k8s-secret/<name>` and
+ * `sealed-secret/<name>` keys are the fields themselves; an `eso/<externalsecret>` writes `secret` (default: its own
+ * name) with `secretKeys` renaming fields. Undefined for Vault Agent files.
+ */
+export function nativeSecretOf(
+  s: SecretRef,
+): { name: string; keyOf: (field: string) => string; viaExternalSecret?: string } | undefined {
+  // The Secret the Sealed Secrets controller unseals is named after its SealedSecret.
+  for (const kind of ['k8s-secret/', 'sealed-secret/']) {
+    if (s.source.startsWith(kind)) return { name: s.source.slice(kind.length), keyOf: (f) => f };
+  }
+  if (s.source.startsWith('eso/')) {
+    const es = s.source.slice('eso/'.length);
+    const keys = s.secretKeys ?? {};
+    return {
+      name: s.secret ?? es,
+      keyOf: (f) => (Object.hasOwn(keys, f) ? (keys[f] ?? f) : f),
+      viaExternalSecret: es,
+    };
+  }
+  return undefined;
 }
 export type WorkloadKind = (typeof WORKLOAD_KINDS)[number];
 export type WorkloadStatus = (typeof WORKLOAD_STATUSES)[number];
@@ -223,14 +278,25 @@ export function crossCheck(raw: unknown): CrossIssue[] {
       list(w.secrets).forEach((s, si) => {
         if (!isRecord(s)) return;
         const source = str(s.source);
+        const isEso = source?.startsWith('eso/') === true;
+        for (const extra of ['secret', 'secretKeys'] as const) {
+          if (s[extra] !== undefined && source !== undefined && !isEso) {
+            out.push({
+              path: ['tenants', ti, 'workloads', wi, 'secrets', si, extra],
+              message: `${extra} is only for eso/<externalsecret> sources`,
+            });
+          }
+        }
+        // One ExternalSecret may read several vault paths: one entry per path.
         if (source !== undefined) {
-          if (sources.has(source)) {
+          const sourceKey = isEso ? `${source}\u0000${str(s.vaultPath) ?? ''}` : source;
+          if (sources.has(sourceKey)) {
             out.push({
               path: ['tenants', ti, 'workloads', wi, 'secrets', si, 'source'],
               message: `duplicate source ${quoteToken(source)} in workload ${workloadName}`,
             });
           }
-          sources.add(source);
+          sources.add(sourceKey);
         }
         const vaultPath = str(s.vaultPath) ?? '?';
         if (isRecord(s.files)) {

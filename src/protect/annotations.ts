@@ -42,6 +42,7 @@ export function protectAnnotations(
   w: PlanWorkload,
   vaultAddress: string,
   allowInsecureVault = false,
+  authPath?: string,
 ): Record<string, string> {
   const files = fileMapEntries(w);
   return {
@@ -54,6 +55,8 @@ export function protectAnnotations(
     // existed stay byte-for-byte what they were.
     ...(files.length > 0 ? { [ANNOTATION.fileMap]: formatFileMap(files) } : {}),
     ...(allowInsecureVault ? { [ANNOTATION.allowInsecureVault]: 'true' } : {}),
+    // Only when given: one cluster per vault needs no mount of its own.
+    ...(authPath === undefined ? {} : { [ANNOTATION.vaultAuthPath]: authPath }),
   };
 }
 

@@ -21,7 +21,7 @@ import type {
   V1Volume,
 } from '@kubernetes/client-node';
 import { ANNOTATION, type FileMapEntry } from '../contract/annotations.js';
-import type { PlanWorkload } from '../plan/schema.js';
+import { nativeSecretOf, type PlanWorkload } from '../plan/schema.js';
 import { filesVolume } from '../webhook/mutate.js';
 
 export type JsonPatchOp =
@@ -78,10 +78,15 @@ export interface NativeRefsFinding {
 export function migratedSecrets(w: PlanWorkload): Map<string, Readonly<Record<string, string>>> {
   const out = new Map<string, Readonly<Record<string, string>>>();
   for (const s of w.secrets) {
-    if (!s.source.startsWith('k8s-secret/')) continue;
-    const name = s.source.slice('k8s-secret/'.length);
+    const native = nativeSecretOf(s);
+    if (native === undefined) continue;
+    // Keyed by the Secret's key: for an ExternalSecret's Secret the key may
+    // differ from the vault field (secretKeys).
+    const byKey = Object.fromEntries(
+      Object.entries(s.fields).map(([field, env]) => [native.keyOf(field), env]),
+    );
     // The same Secret twice in a plan entry: either mapping serves it.
-    out.set(name, { ...out.get(name), ...s.fields });
+    out.set(native.name, { ...out.get(native.name), ...byKey });
   }
   return out;
 }

@@ -29,7 +29,12 @@ import { stuckPods } from '../kube/pod-problems.js';
 import { RevisionPods } from '../kube/revision.js';
 import { readPlan, type LoadedPlan } from '../plan/read.js';
 import { workloadKey } from '../plan/write.js';
-import type { PlanWorkload, Tenant, WorkloadStatus } from '../plan/schema.js';
+import {
+  nativeSecretOf,
+  type PlanWorkload,
+  type Tenant,
+  type WorkloadStatus,
+} from '../plan/schema.js';
 import { ANNOTATION, OWNED_ANNOTATIONS } from '../contract/annotations.js';
 import { alreadyApplied, fileMapEntries, protectAnnotations } from './annotations.js';
 import { servedVolumes } from '../webhook/mutate.js';
@@ -64,6 +69,8 @@ export interface RunOptions {
   timeoutMs: number;
   /** With --yes: restart OnDelete workloads' pods (one at a time); without it they are left. */
   restartOnDelete?: boolean;
+  /** Runs on the plan the run will use (re-read under the lock) before anything else; throws to stop. */
+  checkPlan?: ((current: LoadedPlan) => Promise<void>) | undefined;
 }
 
 export interface ProtectOptions extends RunOptions {
@@ -72,6 +79,8 @@ export interface ProtectOptions extends RunOptions {
   allowInsecureVault?: boolean | undefined;
   /** Leave the template's references to migrated Secrets in place (a two-step cut-over). */
   keepNativeRefs?: boolean | undefined;
+  /** Vault's auth mount for this cluster (`--auth-path`); absent: the webhook's default. */
+  authPath?: string | undefined;
 }
 
 interface Item {
@@ -132,7 +141,14 @@ function mismatch(item: Item, live: LiveWorkload): string | undefined {
   // References protect removed earlier still count: they are recorded on the template.
   for (const name of recordedSecrets(readRecord(live.spec?.template.metadata?.annotations)))
     sources.add(`k8s-secret/${name}`);
-  const gone = item.workload.secrets.map((s) => s.source).filter((s) => !sources.has(s));
+  // A sealed-secret/<name> or eso/<es> entry is there as long as the template
+  // reads the Secret it stands for.
+  const gone = item.workload.secrets
+    .filter((s) => {
+      const native = nativeSecretOf(s);
+      return !sources.has(native ? `k8s-secret/${native.name}` : s.source);
+    })
+    .map((s) => s.source);
   if (gone.length > 0) return `no longer references ${gone.join(', ')}`;
   return undefined;
 }
@@ -418,6 +434,7 @@ class Runner {
       item.workload,
       o.vaultAddress,
       o.allowInsecureVault ?? false,
+      o.authPath,
     );
     const keep = o.keepNativeRefs === true;
     const check = async (w: LiveWorkload | undefined): Promise<Outcome | undefined> => {
@@ -650,6 +667,7 @@ async function runAll(
       : undefined;
     try {
       const current = store ? store.loaded() : loaded;
+      await o.checkPlan?.(current);
       await runLocked(store, o, ctx, select(current), one, summary);
     } finally {
       await store?.close();

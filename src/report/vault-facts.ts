@@ -27,6 +27,26 @@ export interface VaultFacts {
 
 const list = (v: unknown): string[] => (Array.isArray(v) ? v.map(String) : []);
 
+/**
+ * A JWT role's bindings in the Kubernetes role's terms: the namespaces and
+ * service accounts of its `bound_claims.sub` subjects (every pair bound,
+ * as apply-plan writes them) and its one bound audience.
+ */
+function jwtBindings(d: Record<string, unknown> | undefined): {
+  namespaces: string[];
+  serviceAccounts: string[];
+  audience: string;
+} {
+  const claims = d?.bound_claims as Record<string, unknown> | null | undefined;
+  const subs = list(claims?.['sub']).map((s) => /^system:serviceaccount:([^:]+):([^:]+)$/.exec(s));
+  const audiences = list(d?.bound_audiences);
+  return {
+    namespaces: [...new Set(subs.flatMap((m) => (m?.[1] ? [m[1]] : [])))],
+    serviceAccounts: [...new Set(subs.flatMap((m) => (m?.[2] ? [m[2]] : [])))],
+    audience: audiences.length === 1 ? (audiences[0] ?? '') : audiences.join(','),
+  };
+}
+
 export async function readVaultFacts(
   client: VaultClient,
   authPath: string,
@@ -35,21 +55,31 @@ export async function readVaultFacts(
   concurrency = 16,
 ): Promise<VaultFacts> {
   const auths = await client.read<{ data?: Record<string, { type?: string }> }>('sys/auth');
-  const authEnabled = auths?.data?.[`${authPath}/`]?.type === 'kubernetes';
+  const authType = auths?.data?.[`${authPath}/`]?.type;
+  // A JWT mount (`source register --method jwt`) holds the same roles in JWT form.
+  const authEnabled = authType === 'kubernetes' || authType === 'jwt';
   const roles = new Map<string, RoleFacts>();
   await mapLimit([...new Set(roleNames)], concurrency, async (name) => {
     const body = authEnabled
       ? await client.read<{ data?: Record<string, unknown> }>(`auth/${authPath}/role/${name}`)
       : undefined;
     const d = body?.data;
+    const bound =
+      authType === 'jwt'
+        ? jwtBindings(d)
+        : {
+            namespaces: list(d?.bound_service_account_namespaces),
+            serviceAccounts: list(d?.bound_service_account_names),
+            audience: typeof d?.audience === 'string' ? d.audience : '',
+          };
     roles.set(name, {
       exists: d !== undefined,
-      namespaces: list(d?.bound_service_account_namespaces),
-      serviceAccounts: list(d?.bound_service_account_names),
+      namespaces: bound.namespaces,
+      serviceAccounts: bound.serviceAccounts,
       policies: [...list(d?.token_policies), ...list(d?.policies)].filter(
         (p, i, a) => a.indexOf(p) === i,
       ),
-      audience: typeof d?.audience === 'string' ? d.audience : '',
+      audience: bound.audience,
       noDefaultPolicy: d?.token_no_default_policy === true,
     });
   });

@@ -63,6 +63,7 @@ function authConfigHint(authPath: string, cluster: string | undefined): string[]
     `        kubernetes_host=${cluster ?? 'https://<kubernetes API server>'} \\`,
     '        kubernetes_ca_cert=@<cluster CA file>',
     '  Add token_reviewer_jwt=@<reviewer token file> when OpenBao runs outside the cluster.',
+    `  Or, without access to the cluster: cloudtaser source register --fingerprint FILE --auth-path ${authPath}`,
   ];
 }
 

@@ -22,6 +22,42 @@ export interface RoleBody {
   audience: string;
 }
 
+/**
+ * The same role on a JWT auth mount (`source register --method jwt`, for a
+ * vault that can never reach the cluster): the token's signature is checked
+ * against the cluster's public keys, its audience against `cloudtaser`, and
+ * its subject against the service accounts the Kubernetes role would bind.
+ */
+export interface JwtRoleBody {
+  role_type: 'jwt';
+  bound_audiences: string[];
+  user_claim: 'sub';
+  bound_claims: { sub: string[] };
+  token_policies: string[];
+  token_ttl: number;
+  token_max_ttl: number;
+}
+
+/** The subject Kubernetes puts in a service account's tokens. */
+export const serviceAccountSubject = (namespace: string, name: string): string =>
+  `system:serviceaccount:${namespace}:${name}`;
+
+export function jwtRoleBody(k: RoleBody): JwtRoleBody {
+  return {
+    role_type: 'jwt',
+    bound_audiences: [k.audience],
+    user_claim: 'sub',
+    bound_claims: {
+      sub: k.bound_service_account_namespaces
+        .flatMap((ns) => k.bound_service_account_names.map((sa) => serviceAccountSubject(ns, sa)))
+        .sort(),
+    },
+    token_policies: k.token_policies,
+    token_ttl: k.token_ttl,
+    token_max_ttl: k.token_max_ttl,
+  };
+}
+
 export interface DesiredPolicy {
   name: string;
   tenant: string;
@@ -45,7 +81,16 @@ export interface Desired {
   emptyTenants: string[];
 }
 
-export const policyName = (tenant: string): string => `${tenant}-read`;
+/**
+ * A tenant's read policy. Policies are global to the vault while roles live
+ * on one auth mount, so with one mount per cluster the same tenant name in
+ * two clusters must not share a policy (one cluster's apply would rewrite
+ * the other's paths, or grant them). The default mount keeps the plain
+ * name; any other gets `@<mount>` ("@" occurs in neither tenant names nor
+ * mount paths, "/" becomes "~").
+ */
+export const policyName = (tenant: string, authPath = 'kubernetes'): string =>
+  authPath === 'kubernetes' ? `${tenant}-read` : `${tenant}-read@${authPath.replace(/\//g, '~')}`;
 export const roleName = (tenant: string): string => `${tenant}-role`;
 
 /** The mount part of a KV v2 data path: everything before the first `/data/`. */
@@ -93,14 +138,15 @@ export function desiredState(
       continue;
     }
     for (const p of paths) mounts.add(mountOf(p));
-    policies.push({ name: policyName(t.name), tenant: t.name, hcl: policyHcl(t) });
+    const policy = policyName(t.name, opts.authPath);
+    policies.push({ name: policy, tenant: t.name, hcl: policyHcl(t) });
     roles.push({
       name: roleName(t.name),
       tenant: t.name,
       body: {
         bound_service_account_names: accounts,
         bound_service_account_namespaces: [t.namespace],
-        token_policies: [policyName(t.name)],
+        token_policies: [policy],
         token_ttl: ROLE_TOKEN_TTL,
         token_max_ttl: ROLE_TOKEN_MAX_TTL,
         audience: VAULT_TOKEN_AUDIENCE,
@@ -144,7 +190,12 @@ export interface Changes {
   mount: { path: string; action: 'create' | 'unchanged' };
   auth: { path: string; action: 'create' | 'unchanged'; configured: boolean };
   policies: (DesiredPolicy & { action: Action })[];
-  roles: (DesiredRole & { action: Action; differences: string[] })[];
+  roles: (Omit<DesiredRole, 'body'> & {
+    /** The Kubernetes role, or its JWT form when the mount is a JWT auth method. */
+    body: RoleBody | JwtRoleBody;
+    action: Action;
+    differences: string[];
+  })[];
   warnings: string[];
   /** Number of writes the apply would make. */
   writes: number;
@@ -175,6 +226,31 @@ export function roleDifferences(current: RoleState, want: RoleBody): string[] {
   return diffs;
 }
 
+/** Field-by-field differences between a JWT role on the server and the one wanted. */
+export function jwtRoleDifferences(current: RoleState, want: JwtRoleBody): string[] {
+  const diffs: string[] = [];
+  if (current['role_type'] !== 'jwt') diffs.push('role_type');
+  if (current['user_claim'] !== want.user_claim) diffs.push('user_claim');
+  for (const key of ['bound_audiences', 'token_policies'] as const) {
+    if (!sameSet(current[key] as unknown[] | undefined, want[key])) diffs.push(key);
+  }
+  const claims = current['bound_claims'] as Record<string, unknown> | null | undefined;
+  const sub = claims?.['sub'];
+  if (
+    Object.keys(claims ?? {}).length !== 1 ||
+    !sameSet(
+      Array.isArray(sub) ? sub : sub === undefined ? undefined : [sub],
+      want.bound_claims.sub,
+    )
+  ) {
+    diffs.push('bound_claims');
+  }
+  for (const key of ['token_ttl', 'token_max_ttl'] as const) {
+    if (Number(current[key]) !== want[key]) diffs.push(key);
+  }
+  return diffs;
+}
+
 /**
  * Compares what the plan wants with what the server has. Throws a UserError
  * for states apply-plan must not paper over (a mount of the wrong type).
@@ -197,12 +273,13 @@ export function computeChanges(desired: Desired, state: VaultState): Changes {
     }
   }
   const auth = state.auths[`${desired.authPath}/`];
-  if (auth && auth.type !== 'kubernetes') {
+  if (auth && auth.type !== 'kubernetes' && auth.type !== 'jwt') {
     throw new UserError(
-      `auth method at ${desired.authPath}/ is of type "${auth.type}", not kubernetes`,
+      `auth method at ${desired.authPath}/ is of type "${auth.type}", not kubernetes (or jwt)`,
       'choose another --auth-path',
     );
   }
+  const jwt = auth?.type === 'jwt';
   for (const t of desired.emptyTenants) {
     warnings.push(
       `tenant ${t} has no workloads with vault paths to grant; no policy or role for it`,
@@ -217,10 +294,15 @@ export function computeChanges(desired: Desired, state: VaultState): Changes {
   });
   const roles = desired.roles.map((r) => {
     const current = state.roles.get(r.name);
-    const differences = current ? roleDifferences(current, r.body) : [];
+    const body = jwt ? jwtRoleBody(r.body) : r.body;
+    const differences = current
+      ? jwt
+        ? jwtRoleDifferences(current, jwtRoleBody(r.body))
+        : roleDifferences(current, r.body)
+      : [];
     const action: Action =
       current === undefined ? 'create' : differences.length > 0 ? 'update' : 'unchanged';
-    return { ...r, action, differences };
+    return { ...r, body, action, differences };
   });
   const changes: Changes = {
     mount: { path: desired.kvMount, action: mount ? 'unchanged' : 'create' },

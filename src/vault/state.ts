@@ -97,7 +97,9 @@ export async function readVaultState(
       ? listNames(client, `auth/${desired.authPath}/role`)
       : Promise.resolve(new Set<string>()),
     authEnabled
-      ? client.read<{ data?: { kubernetes_host?: string } }>(`auth/${desired.authPath}/config`)
+      ? client.read<{
+          data?: { kubernetes_host?: string; jwt_validation_pubkeys?: unknown[] | null };
+        }>(`auth/${desired.authPath}/config`)
       : Promise.resolve(undefined),
   ]);
 
@@ -116,7 +118,10 @@ export async function readVaultState(
   return {
     mounts: unwrap(mounts) ?? {},
     auths: authMounts,
-    authConfigured: Boolean(authConfig?.data?.kubernetes_host),
+    // A JWT mount (`register --method jwt`) is configured by its keys.
+    authConfigured: Boolean(
+      authConfig?.data?.kubernetes_host ?? authConfig?.data?.jwt_validation_pubkeys?.length,
+    ),
     policies,
     roles,
   };

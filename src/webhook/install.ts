@@ -4,7 +4,10 @@
 // cloudtaser.io/inject: "true" (matchConditions), so an outage blocks only
 // the creation of Pods that asked for protection — they would otherwise
 // start without their secrets, or with the native Secrets they are leaving.
-// kube-system and the webhook's own namespace are never sent to it.
+// The system namespaces and the webhook's own are never sent to it.
+//
+// The Helm chart (charts/cloudtaser) renders the same objects from the same
+// settings (a test compares them); change both together.
 import { stringify } from 'yaml';
 import { ANNOTATION } from '../contract/annotations.js';
 
@@ -13,6 +16,20 @@ import { ANNOTATION } from '../contract/annotations.js';
  * from the webhook, so failure policy Fail cannot block unrelated pods.
  */
 export const INJECT_MATCH_EXPRESSION = `has(object.metadata.annotations) && '${ANNOTATION.inject}' in object.metadata.annotations && object.metadata.annotations['${ANNOTATION.inject}'] == 'true'`;
+
+/** Namespaces never sent to the webhook, besides its own. */
+export const SYSTEM_NAMESPACES = ['kube-system', 'kube-public', 'kube-node-lease'] as const;
+
+/**
+ * Name of the ValidatingAdmissionPolicy rendered with failure policy Ignore:
+ * the API server itself then refuses an annotated pod the webhook did not
+ * inject, so an outage cannot let one start without its secrets unnoticed.
+ */
+export const GUARD_NAME = 'cloudtaser-injected';
+
+/** The guard's check, after every mutating webhook has run. */
+export const GUARD_EXPRESSION =
+  "has(object.spec.initContainers) && object.spec.initContainers.exists(c, c.name == 'cloudtaser-init')";
 
 export interface InstallOptions {
   namespace: string;
@@ -28,6 +45,10 @@ export interface InstallOptions {
   /** Let the webhook read image pull secrets, for images whose command it must look up. */
   registryAuth: boolean;
   authMountPath: string;
+  /** `webhook serve --review-timeout`; below the webhook's 10 s timeoutSeconds. */
+  reviewTimeoutSeconds?: number;
+  /** `webhook serve --tls-check-interval`: how soon a renewed certificate is taken. */
+  tlsCheckIntervalSeconds?: number;
 }
 
 const NAME = 'cloudtaser-webhook';
@@ -35,6 +56,15 @@ const NAME = 'cloudtaser-webhook';
 export function installManifests(o: InstallOptions): Record<string, unknown>[] {
   const labels = { 'app.kubernetes.io/name': NAME, 'app.kubernetes.io/part-of': 'cloudtaser' };
   const tlsSecret = o.tlsSecret ?? `${NAME}-tls`;
+  const namespaceSelector = {
+    matchExpressions: [
+      {
+        key: 'kubernetes.io/metadata.name',
+        operator: 'NotIn',
+        values: [...SYSTEM_NAMESPACES, o.namespace],
+      },
+    ],
+  };
   const out: Record<string, unknown>[] = [
     {
       apiVersion: 'v1',
@@ -101,11 +131,33 @@ export function installManifests(o: InstallOptions): Record<string, unknown>[] {
       spec: {
         replicas: o.replicas,
         selector: { matchLabels: { 'app.kubernetes.io/name': NAME } },
+        // A new pod is Ready before an old one goes: the webhook never has
+        // fewer serving pods than asked for during a rollout.
+        strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
         template: {
           metadata: { labels },
           spec: {
             serviceAccountName: NAME,
-            securityContext: { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } },
+            securityContext: {
+              runAsNonRoot: true,
+              runAsUser: 65532,
+              runAsGroup: 65532,
+              seccompProfile: { type: 'RuntimeDefault' },
+            },
+            // Spread over nodes, so one node going down leaves a webhook serving.
+            affinity: {
+              podAntiAffinity: {
+                preferredDuringSchedulingIgnoredDuringExecution: [
+                  {
+                    weight: 100,
+                    podAffinityTerm: {
+                      topologyKey: 'kubernetes.io/hostname',
+                      labelSelector: { matchLabels: { 'app.kubernetes.io/name': NAME } },
+                    },
+                  },
+                ],
+              },
+            },
             containers: [
               {
                 name: 'webhook',
@@ -121,8 +173,16 @@ export function installManifests(o: InstallOptions): Record<string, unknown>[] {
                   o.initImage,
                   '--auth-mount-path',
                   o.authMountPath,
+                  '--review-timeout',
+                  String(o.reviewTimeoutSeconds ?? 8),
+                  '--tls-check-interval',
+                  String(o.tlsCheckIntervalSeconds ?? 10),
                 ],
                 ports: [{ name: 'https', containerPort: 8443 }],
+                // A deleted pod keeps serving while the Service's endpoints
+                // (and the API server's view of them) catch up; the webhook
+                // then drains on SIGTERM.
+                lifecycle: { preStop: { sleep: { seconds: 5 } } },
                 readinessProbe: { httpGet: { path: '/readyz', port: 8443, scheme: 'HTTPS' } },
                 livenessProbe: { httpGet: { path: '/healthz', port: 8443, scheme: 'HTTPS' } },
                 resources: {
@@ -140,6 +200,15 @@ export function installManifests(o: InstallOptions): Record<string, unknown>[] {
             volumes: [{ name: 'tls', secret: { secretName: tlsSecret } }],
           },
         },
+      },
+    },
+    {
+      apiVersion: 'policy/v1',
+      kind: 'PodDisruptionBudget',
+      metadata: { name: NAME, namespace: o.namespace, labels },
+      spec: {
+        maxUnavailable: 1,
+        selector: { matchLabels: { 'app.kubernetes.io/name': NAME } },
       },
     },
     {
@@ -176,15 +245,7 @@ export function installManifests(o: InstallOptions): Record<string, unknown>[] {
           rules: [
             { apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'] },
           ],
-          namespaceSelector: {
-            matchExpressions: [
-              {
-                key: 'kubernetes.io/metadata.name',
-                operator: 'NotIn',
-                values: ['kube-system', o.namespace],
-              },
-            ],
-          },
+          namespaceSelector,
           matchConditions: [
             {
               name: 'cloudtaser-inject-annotation',
@@ -195,7 +256,51 @@ export function installManifests(o: InstallOptions): Record<string, unknown>[] {
       ],
     },
   );
+  if (o.failurePolicy === 'Ignore') out.push(...guardManifests(namespaceSelector, labels));
   return out;
+}
+
+/**
+ * The guard for failure policy Ignore: a ValidatingAdmissionPolicy (run by
+ * the API server, no webhook to be down) that refuses an annotated pod
+ * without cloudtaser-init, in the namespaces the webhook serves.
+ */
+export function guardManifests(
+  namespaceSelector: Record<string, unknown>,
+  labels: Record<string, string>,
+): Record<string, unknown>[] {
+  return [
+    {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'ValidatingAdmissionPolicy',
+      metadata: { name: GUARD_NAME, labels },
+      spec: {
+        failurePolicy: 'Fail',
+        matchConstraints: {
+          resourceRules: [
+            { apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'] },
+          ],
+          namespaceSelector,
+        },
+        matchConditions: [
+          { name: 'cloudtaser-inject-annotation', expression: INJECT_MATCH_EXPRESSION },
+        ],
+        validations: [
+          {
+            expression: GUARD_EXPRESSION,
+            message:
+              'pod is annotated cloudtaser.io/inject=true but the cloudtaser webhook did not inject it (no webhook answered); create it again once the webhook is Ready',
+          },
+        ],
+      },
+    },
+    {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'ValidatingAdmissionPolicyBinding',
+      metadata: { name: GUARD_NAME, labels },
+      spec: { policyName: GUARD_NAME, validationActions: ['Deny'] },
+    },
+  ];
 }
 
 export function renderYaml(objects: readonly Record<string, unknown>[]): string {

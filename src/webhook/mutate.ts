@@ -17,6 +17,7 @@ import type {
 import { KV2_DATA_PATH } from '../plan/schema.js';
 import {
   ANNOTATION,
+  AUTH_MOUNT,
   formatFileMap,
   isPlainHttp,
   parseEnvMap,
@@ -141,6 +142,8 @@ const escapePointer = (s: string): string => s.replace(/~/g, '~0').replace(/\//g
 
 interface Settings {
   address: string;
+  /** `auth/<mount>` from the auth-path annotation; undefined: the webhook's default. */
+  authMountPath: string | undefined;
   allowInsecure: boolean;
   role: string;
   paths: string[];
@@ -162,6 +165,10 @@ function readSettings(pod: V1Pod): Settings | string {
   const role = a[ANNOTATION.vaultRole];
   if (!role || !/^[A-Za-z0-9_.-]+$/.test(role))
     return `annotation ${ANNOTATION.vaultRole} must name a vault role`;
+  const authPath = a[ANNOTATION.vaultAuthPath];
+  if (authPath !== undefined && !AUTH_MOUNT.test(authPath)) {
+    return `annotation ${ANNOTATION.vaultAuthPath} must be a vault mount path like kubernetes-prod (no leading "/" or "auth/")`;
+  }
   const paths = (a[ANNOTATION.secretPaths] ?? '')
     .split(',')
     .map((p) => p.trim())
@@ -194,6 +201,7 @@ function readSettings(pod: V1Pod): Settings | string {
   }
   return {
     address,
+    authMountPath: authPath === undefined ? undefined : `auth/${authPath}`,
     allowInsecure,
     role,
     paths,
@@ -415,7 +423,7 @@ export function decide(
   const injected: V1EnvVar[] = [
     { name: 'VAULT_ADDR', value: settings.address },
     { name: 'VAULT_AUTH_ROLE', value: settings.role },
-    { name: 'VAULT_AUTH_MOUNT_PATH', value: cfg.authMountPath },
+    { name: 'VAULT_AUTH_MOUNT_PATH', value: settings.authMountPath ?? cfg.authMountPath },
     { name: 'CLOUDTASER_SECRET_PATHS', value: settings.paths.join(',') },
     { name: 'CLOUDTASER_ENV_MAP', value: settings.envMap },
     { name: 'CLOUDTASER_SA_TOKEN_FILE', value: TOKEN_PATH },

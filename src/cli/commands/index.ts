@@ -1,5 +1,6 @@
 import type { Command } from '@commander-js/extra-typings';
 import type { Context } from '../../core/context.js';
+import { registerSourceRegister, registerTargetFingerprint } from './cluster.js';
 import { registerPlanCommands } from './plan.js';
 import { registerSourceCommands } from './source.js';
 import { registerTargetDiscover } from './target-discover.js';
@@ -26,10 +27,12 @@ export function registerCommands(program: Command, ctx: Context): void {
   registerTargetReports(target, ctx);
   registerTargetVerifyPod(target, ctx);
   registerTargetInstall(target, ctx);
+  registerTargetFingerprint(target, ctx);
   const source = program
     .command('source')
     .description('commands that talk to the OpenBao/Vault server');
   registerSourceCommands(source, ctx);
+  registerSourceRegister(source, ctx);
   const plan = program.command('plan').description('work with MigrationPlan files');
   registerPlanCommands(plan, ctx);
   const webhook = program

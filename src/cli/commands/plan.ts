@@ -2,6 +2,7 @@ import type { Command } from '@commander-js/extra-typings';
 import { say, type Context } from '../../core/context.js';
 import { readPlan } from '../../plan/load.js';
 import { resolve } from 'node:path';
+import { registerPlanSigning } from './plan-sign.js';
 
 export function registerPlanCommands(plan: Command, ctx: Context): void {
   plan
@@ -21,4 +22,5 @@ export function registerPlanCommands(plan: Command, ctx: Context): void {
       const workloads = p.tenants.reduce((n, t) => n + t.workloads.length, 0);
       say(ctx.stdout, `${file}: valid (${p.tenants.length} tenant(s), ${workloads} workload(s))`);
     });
+  registerPlanSigning(plan, ctx);
 }

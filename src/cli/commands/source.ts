@@ -7,6 +7,7 @@ import { planCache, type PlanCache } from '../../plan/cache.js';
 import { readPlan } from '../../plan/load.js';
 import { runApplyPlan, vaultClient } from '../../vault/apply.js';
 import { printVerifyReport, verifyPlan } from '../../vault/verify.js';
+import { checkSignature, withRequireSignature } from './plan-sign.js';
 
 /** Re-runs on an unchanged plan skip its validation (see plan/cache.ts). */
 function cacheFor(ctx: Context): PlanCache | undefined {
@@ -21,13 +22,15 @@ function cacheFor(ctx: Context): PlanCache | undefined {
 }
 
 export function registerSourceCommands(source: Command, ctx: Context): void {
-  withVaultOptions(
-    source
-      .command('apply-plan')
-      .description(
-        'provision OpenBao/Vault from a plan: KV v2 mount, Kubernetes auth, one read policy and one role per tenant (never secret values)',
-      )
-      .argument('<plan>', 'MigrationPlan file'),
+  withRequireSignature(
+    withVaultOptions(
+      source
+        .command('apply-plan')
+        .description(
+          'provision OpenBao/Vault from a plan: KV v2 mount, Kubernetes auth, one read policy and one role per tenant (never secret values)',
+        )
+        .argument('<plan>', 'MigrationPlan file'),
+    ),
   )
     .option('--dry-run', 'print what would change without changing anything', false)
     .option('--auth-path <path>', 'Kubernetes auth mount path', 'kubernetes')
@@ -38,6 +41,7 @@ export function registerSourceCommands(source: Command, ctx: Context): void {
     )
     .action(async (file, o) => {
       const loaded = await readPlan(resolve(ctx.cwd, file), file, { cache: cacheFor(ctx) });
+      await checkSignature(loaded, file, o.requireSignature, ctx);
       await runApplyPlan(
         loaded,
         {

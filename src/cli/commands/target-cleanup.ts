@@ -19,6 +19,10 @@ export function registerTargetCleanup(target: Command, ctx: Context): void {
     .option('-n, --namespace <namespace>', 'only Secrets in this namespace')
     .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)')
     .option('--context <name>', 'kubeconfig context to use')
+    .option(
+      '--repo <dir>',
+      'a git checkout to search for the manifests of the SealedSecrets deleted (sealed-secret/<name> sources)',
+    )
     .addOption(
       new Option('--concurrency <n>', 'parallel requests while checking')
         .default(8)
@@ -37,6 +41,7 @@ export function registerTargetCleanup(target: Command, ctx: Context): void {
           kube: { kubeconfig: o.kubeconfig, context: o.context },
           vault: vaultFlags(o),
           concurrency: o.concurrency,
+          repo: o.repo,
         },
         ctx,
       );

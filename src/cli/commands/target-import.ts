@@ -3,20 +3,32 @@ import { resolve } from 'node:path';
 import type { Context } from '../../core/context.js';
 import { concurrency, vaultFlags, withVaultOptions } from '../options.js';
 import { readPlan } from '../../plan/load.js';
+import { checkSignature, withRequireSignature } from './plan-sign.js';
 
 export function registerTargetImport(target: Command, ctx: Context): void {
-  withVaultOptions(
-    target
-      .command('import')
-      .description(
-        "write the plan's vault paths from where the values are today (KV v2 check-and-set; values are never printed), then verify the plan",
-      )
-      .requiredOption('--plan <file>', 'MigrationPlan file'),
+  withRequireSignature(
+    withVaultOptions(
+      target
+        .command('import')
+        .description(
+          "write the plan's vault paths from where the values are today (KV v2 check-and-set; values are never printed), then verify the plan",
+        )
+        .requiredOption('--plan <file>', 'MigrationPlan file'),
+    ),
   )
     .requiredOption(
       '--from <source>',
-      'where the values are: kubernetes (the Secrets the plan names, in the current kubeconfig context), aws, gcp or azure (the cloud secret manager)',
+      "where the values are: kubernetes (the Secrets the plan names, in the current kubeconfig context), sealed-secrets (the Secrets the Sealed Secrets controller unsealed, or with --sealing-key the SealedSecrets themselves), sops (the plan's sops/<file>#<doc> sources, decrypted with your sops keys), aws, gcp or azure (the cloud secret manager)",
     )
+    .option(
+      '--sealing-key <file>',
+      "with --from sealed-secrets: unseal the SealedSecrets offline with the controller's private key(s) (PEM, or its key Secrets as YAML)",
+    )
+    .option(
+      '--path <dir>',
+      '--from sops: the directory discover scanned (default: the current one)',
+    )
+    .option('--sops-binary <file>', '--from sops: the sops program to run (default: sops on PATH)')
     .option('--overwrite', 'write a new version of paths that already have a value', false)
     .option(
       '--merge',
@@ -59,9 +71,13 @@ export function registerTargetImport(target: Command, ctx: Context): void {
         endpoint: o.endpoint,
         region: o.region,
         project: o.project,
+        sealingKey: o.sealingKey,
+        sops:
+          o.from === 'sops' ? { path: o.path ?? '.', binary: o.sopsBinary ?? 'sops' } : undefined,
       };
       checkSource(o.from, source);
       const loaded = await readPlan(resolve(ctx.cwd, o.plan), o.plan);
+      await checkSignature(loaded, o.plan, o.requireSignature, ctx);
       await runImport(
         loaded,
         o.plan,

@@ -4,6 +4,9 @@ import type { Context } from '../../core/context.js';
 import { UserError } from '../../core/errors.js';
 import { readPlan } from '../../plan/load.js';
 import { isPlainHttp } from '../../contract/annotations.js';
+import { checkSignature, withRequireSignature } from './plan-sign.js';
+import { checkPlanCluster, MISMATCH_FLAG, MISMATCH_HELP } from '../../cluster/check.js';
+import { normalizeMount } from '../../vault/apply.js';
 
 export function positiveInt(flag: string, max: number) {
   return (value: string): number => {
@@ -16,8 +19,7 @@ export function positiveInt(flag: string, max: number) {
 }
 
 export function registerTargetProtect(target: Command, ctx: Context): void {
-  target
-    .command('protect')
+  withRequireSignature(target.command('protect'))
     .description(
       'annotate the pod templates of pending workloads in the plan and roll them; resumable',
     )
@@ -33,6 +35,11 @@ export function registerTargetProtect(target: Command, ctx: Context): void {
       "keep the pod templates' references to the migrated Secrets (env secretKeyRef, envFrom secretRef) instead of removing them in the same patch",
       false,
     )
+    .option(
+      '--auth-path <path>',
+      "vault's Kubernetes auth mount for this cluster, written on each template (cloudtaser.io/vault-auth-path); default: the webhook's (kubernetes)",
+    )
+    .option(MISMATCH_FLAG, MISMATCH_HELP, false)
     .option('--interactive', 'prompt for each workload')
     .option('--yes', 'approve every workload (CI mode)')
     .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)')
@@ -80,12 +87,17 @@ export function registerTargetProtect(target: Command, ctx: Context): void {
       }
       const { resolveMode, runProtect } = await import('../../protect/run.js');
       const mode = resolveMode(o, ctx);
+      const authPath =
+        o.authPath === undefined ? undefined : normalizeMount(o.authPath, '--auth-path');
       const loaded = await readPlan(resolve(ctx.cwd, o.plan), o.plan);
+      const kube = { kubeconfig: o.kubeconfig, context: o.context };
+      await checkPlanCluster(loaded.plan, o.plan, kube, o.clusterMismatchOk, ctx);
       await runProtect(
         loaded,
         {
           display: o.plan,
           vaultAddress,
+          ...(authPath === undefined ? {} : { authPath }),
           allowInsecureVault: o.allowInsecureVault,
           keepNativeRefs: o.keepNativeRefs,
           mode,
@@ -96,6 +108,8 @@ export function registerTargetProtect(target: Command, ctx: Context): void {
           wait: o.wait,
           timeoutMs: o.timeout * 1000,
           restartOnDelete: o.restartOndelete,
+          // Checked on the plan the run uses: the one read again under its lock.
+          checkPlan: (current) => checkSignature(current, o.plan, o.requireSignature, ctx),
         },
         ctx,
       );

@@ -2,6 +2,7 @@ import { Option, type Command } from '@commander-js/extra-typings';
 import { isAbsolute, resolve } from 'node:path';
 import type { Context } from '../../core/context.js';
 import { UserError } from '../../core/errors.js';
+import { checkPlanCluster, MISMATCH_FLAG, MISMATCH_HELP } from '../../cluster/check.js';
 import { readPlan } from '../../plan/load.js';
 import type { VaultReportOptions } from '../../report/reports.js';
 import { normalizeMount } from '../../vault/apply.js';
@@ -40,6 +41,30 @@ function reportOptions(o: ReportFlags): VaultReportOptions {
   };
 }
 
+const PLAN_CHECK_HELP =
+  "refuse (exit 2) unless the current context's cluster is the one this plan was made from";
+
+/** validate and audit read no plan; given one, they check they run against its cluster. */
+async function checkCluster(
+  o: {
+    plan?: string | undefined;
+    clusterMismatchOk: boolean;
+    kubeconfig?: string | undefined;
+    context?: string | undefined;
+  },
+  ctx: Context,
+): Promise<void> {
+  if (o.plan === undefined) return;
+  const loaded = await readPlan(resolve(ctx.cwd, o.plan), o.plan);
+  await checkPlanCluster(
+    loaded.plan,
+    o.plan,
+    { kubeconfig: o.kubeconfig, context: o.context },
+    o.clusterMismatchOk,
+    ctx,
+  );
+}
+
 export function registerTargetReports(target: Command, ctx: Context): void {
   target
     .command('status')
@@ -48,6 +73,7 @@ export function registerTargetReports(target: Command, ctx: Context): void {
     )
     .option('-n, --namespace <namespace>', 'only this namespace')
     .option('--plan <file>', "show the plan's status beside the cluster's and flag mismatches")
+    .option(MISMATCH_FLAG, MISMATCH_HELP, false)
     .option('--kubeconfig <file>', KUBECONFIG_HELP)
     .option('--context <name>', 'kubeconfig context to use')
     .addOption(
@@ -57,6 +83,15 @@ export function registerTargetReports(target: Command, ctx: Context): void {
     )
     .action(async (o) => {
       const plan = o.plan ? await readPlan(resolve(ctx.cwd, o.plan), o.plan) : undefined;
+      if (plan && o.plan) {
+        await checkPlanCluster(
+          plan.plan,
+          o.plan,
+          { kubeconfig: o.kubeconfig, context: o.context },
+          o.clusterMismatchOk,
+          ctx,
+        );
+      }
       const { runStatus } = await import('../../report/reports.js');
       await runStatus(
         {
@@ -84,7 +119,10 @@ export function registerTargetReports(target: Command, ctx: Context): void {
     .option('-n, --namespace <namespace>', 'only this namespace')
     .option('--kubeconfig <file>', KUBECONFIG_HELP)
     .option('--context <name>', 'kubeconfig context to use')
+    .option('--plan <file>', PLAN_CHECK_HELP)
+    .option(MISMATCH_FLAG, MISMATCH_HELP, false)
     .action(async (o) => {
+      await checkCluster(o, ctx);
       const { runValidate } = await import('../../report/reports.js');
       await runValidate(reportOptions(o), ctx);
     });
@@ -110,8 +148,11 @@ export function registerTargetReports(target: Command, ctx: Context): void {
         .default('markdown'),
     )
     .option('--output-file <file>', 'write the report to a file instead of stdout')
+    .option('--plan <file>', PLAN_CHECK_HELP)
+    .option(MISMATCH_FLAG, MISMATCH_HELP, false)
     .action(async (o) => {
       if (o.outputFile === '') throw new UserError('--output-file needs a path');
+      await checkCluster(o, ctx);
       const { buildAudit } = await import('../../report/reports.js');
       const { renderHtml, renderMarkdown } = await import('../../report/audit-schema.js');
       const report = await buildAudit(reportOptions(o), ctx);

@@ -90,6 +90,34 @@ function seconds(flag: string, max: number) {
 
 export function registerWebhookCommands(webhook: Command, ctx: Context): void {
   webhook
+    .command('unregister')
+    .description(
+      "remove the webhook's MutatingWebhookConfiguration, then its guard policy (the Helm chart's pre-delete hook)",
+    )
+    .option('--name <name>', 'MutatingWebhookConfiguration', 'cloudtaser')
+    .option('--guard <name>', 'ValidatingAdmissionPolicy and binding', 'cloudtaser-injected')
+    .option(
+      '--kubeconfig <file>',
+      'kubeconfig (default: in-cluster service account, then KUBECONFIG)',
+    )
+    .action(async (o) => {
+      const { KubeConfig } = await import('@kubernetes/client-node');
+      const { unregisterWebhook } = await import('../../webhook/unregister.js');
+      let kc = new KubeConfig();
+      if (!o.kubeconfig && ctx.env.KUBERNETES_SERVICE_HOST) {
+        // In a pod (the chart's hook): its own service account.
+        kc.loadFromCluster();
+      } else {
+        const { loadKubeFor } = await import('../../kube/config.js');
+        kc = loadKubeFor({ kubeconfig: o.kubeconfig }, ctx).kc;
+      }
+      for (const line of await unregisterWebhook(kc, {
+        webhookConfiguration: o.name,
+        guard: o.guard,
+      }))
+        say(ctx.stdout, line);
+    });
+  webhook
     .command('serve')
     .description('run the mutating admission webhook that injects cloudtaser-init and the wrapper')
     .requiredOption('--tls-cert <file>', 'serving certificate (PEM)')

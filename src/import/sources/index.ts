@@ -5,13 +5,27 @@ import { UserError } from '../../core/errors.js';
 import { checkTemplate, readNameMap, type CloudOptions } from './cloud.js';
 import type { DebugLine, ImportSource } from './source.js';
 
-export const IMPORT_SOURCES = ['kubernetes', 'aws', 'gcp', 'azure'] as const;
+export const IMPORT_SOURCES = [
+  'kubernetes',
+  'sealed-secrets',
+  'sops',
+  'aws',
+  'gcp',
+  'azure',
+] as const;
 export type SourceName = (typeof IMPORT_SOURCES)[number];
 
 export interface SourceOptions extends CloudOptions {
   kubeconfig?: string | undefined;
   context?: string | undefined;
+  /** `--from sealed-secrets`: unseal offline with the controller's private key(s) in this file. */
+  sealingKey?: string | undefined;
+  /** `--from sops`: the directory the plan's sops/<file> names are relative to, and the binary. */
+  sops?: { path: string; binary: string } | undefined;
 }
+
+/** The sources that read a cluster: the kubeconfig flags apply to them. */
+const IN_CLUSTER: readonly SourceName[] = ['kubernetes', 'sealed-secrets'];
 
 const CLOUD_ONLY: (keyof CloudOptions)[] = ['nameTemplate', 'nameMap', 'stringField', 'endpoint'];
 const FLAG: Record<keyof CloudOptions, string> = {
@@ -31,7 +45,7 @@ export function checkSource(from: string, o: SourceOptions): SourceName {
   const source = from as SourceName;
   const wrong = (k: keyof CloudOptions): boolean => o[k] !== undefined;
   const misplaced =
-    source === 'kubernetes'
+    IN_CLUSTER.includes(source) || source === 'sops'
       ? [...CLOUD_ONLY, 'region', 'project'].filter((k) => wrong(k as keyof CloudOptions))
       : [source !== 'aws' ? 'region' : '', source !== 'gcp' ? 'project' : ''].filter(
           (k) => k !== '' && wrong(k as keyof CloudOptions),
@@ -41,8 +55,13 @@ export function checkSource(from: string, o: SourceOptions): SourceName {
       `${misplaced.map((k) => FLAG[k as keyof CloudOptions]).join(', ')} ${misplaced.length > 1 ? 'do' : 'does'} not apply to --from ${source}`,
     );
   }
-  if (source !== 'kubernetes' && (o.kubeconfig !== undefined || o.context !== undefined)) {
-    throw new UserError(`--kubeconfig and --context apply to --from kubernetes only`);
+  if (!IN_CLUSTER.includes(source) && (o.kubeconfig !== undefined || o.context !== undefined)) {
+    throw new UserError(
+      `--kubeconfig and --context apply to --from kubernetes and sealed-secrets only`,
+    );
+  }
+  if (o.sealingKey !== undefined && source !== 'sealed-secrets') {
+    throw new UserError('--sealing-key goes with --from sealed-secrets');
   }
   if (o.nameTemplate !== undefined) checkTemplate(o.nameTemplate);
   if (o.stringField !== undefined && o.stringField === '') {
@@ -64,6 +83,14 @@ export async function openSource(
   if (source === 'kubernetes') {
     const { kubernetesSource } = await import('./kubernetes.js');
     return kubernetesSource(o, ctx);
+  }
+  if (source === 'sealed-secrets') {
+    const { sealedSecretsSource } = await import('./kubernetes.js');
+    return sealedSecretsSource(o, ctx);
+  }
+  if (source === 'sops') {
+    const { sopsSource } = await import('./sops.js');
+    return sopsSource(o.sops ?? { path: '.', binary: 'sops' }, ctx);
   }
   const names = o.nameMap ? await readNameMap(o.nameMap, ctx.cwd) : new Map<string, string>();
   switch (source) {

@@ -4,6 +4,7 @@ import { CoreV1Api } from '@kubernetes/client-node';
 import type { Context } from '../../core/context.js';
 import { loadKube } from '../../kube/config.js';
 import { kubeError, statusOf } from '../../kube/errors.js';
+import { offlineUnsealer } from '../../sources/sealed-secrets-kube.js';
 import { secretKey, type FieldOrigin, type SourceSecret } from '../plan.js';
 import { backoff } from './retry.js';
 import type { ImportSource } from './source.js';
@@ -18,6 +19,40 @@ export function kubernetesSource(
     description: `Kubernetes (context ${kube.context})`,
     nameOf: secretKey,
     read: (_name, origin) => readSecret(core, kube.server, origin, ctx.signal),
+    close: () => undefined,
+  };
+}
+
+/**
+ * `--from sealed-secrets`: the Secrets the controller unsealed, read as
+ * `--from kubernetes` reads them; with `--sealing-key`, the SealedSecrets
+ * themselves, unsealed here with the controller's private key(s).
+ */
+export async function sealedSecretsSource(
+  o: {
+    kubeconfig?: string | undefined;
+    context?: string | undefined;
+    sealingKey?: string | undefined;
+  },
+  ctx: Context,
+): Promise<ImportSource> {
+  const unsealer =
+    o.sealingKey === undefined
+      ? undefined
+      : await offlineUnsealer(o.sealingKey, 'sealed-secrets', ctx);
+  const kube = loadKube({ kubeconfig: o.kubeconfig, context: o.context }, ctx.env, ctx.cwd);
+  const core = kube.api(CoreV1Api);
+  const how = unsealer
+    ? 'SealedSecrets unsealed offline with --sealing-key'
+    : 'the Secrets the controller unsealed';
+  return {
+    description: `Sealed Secrets (${how}) (context ${kube.context})`,
+    nameOf: secretKey,
+    // Offline: a SealedSecret's values come from the SealedSecret, not its Secret.
+    read: (_name, origin) =>
+      unsealer && origin.sealed
+        ? unsealer(kube, origin.namespace, origin.secret)
+        : readSecret(core, kube.server, origin, ctx.signal),
     close: () => undefined,
   };
 }

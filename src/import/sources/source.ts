@@ -3,7 +3,8 @@
 // holds its values, and reads that secret's fields. Kubernetes names it
 // `namespace/secret`; the cloud secret managers by a name template or a
 // per-path mapping file.
-import type { FieldOrigin, SourceNaming, SourceSecret } from '../plan.js';
+import type { MigrationPlan } from '../../plan/schema.js';
+import type { FieldOrigin, SourceNaming, SourceSecret, WantedPath } from '../plan.js';
 
 export interface ImportSource {
   /** For the header line: `Kubernetes (context kind-dev)`, `AWS Secrets Manager (eu-west-1)`. */
@@ -17,6 +18,13 @@ export interface ImportSource {
    * message.
    */
   read(name: string, origin: FieldOrigin): Promise<SourceSecret>;
+  /**
+   * A source that reads many secrets at once (SOPS: one decryption per file
+   * for all its documents) reads them here instead of one `read` each.
+   */
+  readAll?(origins: readonly [string, FieldOrigin][]): Promise<Map<string, SourceSecret>>;
+  /** A source whose plan sources are not Secrets (SOPS files) finds the paths it fills itself. */
+  wanted?(plan: MigrationPlan): WantedPath[];
   close(): void;
 }
 
