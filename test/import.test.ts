@@ -376,15 +376,22 @@ describe('target import --from kubernetes', () => {
   it('refuses an unknown source and flags that do not go with the source (exit 2)', async () => {
     const { dir } = await writePlan(main());
     const cases: [string[], string][] = [
-      [['--from', 'vault'], '--from must be one of kubernetes, aws, gcp, azure, not "vault"'],
+      [
+        ['--from', 'vault'],
+        '--from must be one of kubernetes, sealed-secrets, sops, aws, gcp, azure, not "vault"',
+      ],
       [
         ['--from', 'kubernetes', '--region', 'eu-west-1'],
         '--region does not apply to --from kubernetes',
       ],
       [['--from', 'gcp', '--region', 'eu-west-1'], '--region does not apply to --from gcp'],
       [
+        ['--from', 'kubernetes', '--sealing-key', 'k.pem'],
+        '--sealing-key goes with --from sealed-secrets',
+      ],
+      [
         ['--from', 'aws', '--context', 'x'],
-        '--kubeconfig and --context apply to --from kubernetes only',
+        '--kubeconfig and --context apply to --from kubernetes and sealed-secrets only',
       ],
       [
         ['--from', 'aws', '--name-template', '{ns}/{secret}'],
