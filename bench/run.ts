@@ -19,6 +19,7 @@ import { ANNOTATION } from '../src/contract/annotations.js';
 import { protectAnnotations } from '../src/protect/annotations.js';
 import { POD_STEPS, runPodSteps, type PodRows, type PodStep } from './pods.js';
 import { startRaftOpenBao } from './raft-openbao.js';
+import { benchImportAws } from './import-aws.js';
 import { personalSandboxDir, projectRoot } from '../testenv/paths.js';
 import { runningSandbox, startSandbox, type SandboxInfo } from '../testenv/sandbox.js';
 
@@ -463,6 +464,19 @@ async function main(): Promise<void> {
         '≥ 20× faster, ≤ 200 MB',
       ]);
       memory.push(['target import', `${imp.rssMb} MB`]);
+      const aws = await benchImportAws({
+        planText,
+        work,
+        env,
+        cli,
+        bao,
+        concurrency: CONCURRENCY,
+        baoHttp,
+        timed,
+        log,
+      });
+      rows.push(aws.row);
+      memory.push(aws.memory);
     }
 
     // --- protect vs bare PATCH requests at the same concurrency

@@ -373,14 +373,39 @@ describe('target import --from kubernetes', () => {
     }
   });
 
-  it('--from aws|gcp|azure say they are not available yet (exit 2)', async () => {
+  it('refuses an unknown source and flags that do not go with the source (exit 2)', async () => {
     const { dir } = await writePlan(main());
-    for (const from of ['aws', 'gcp', 'azure']) {
-      const r = await cli(['target', 'import', '--plan', 'plan.yaml', '--from', from], {
-        cwd: dir,
-      });
+    const cases: [string[], string][] = [
+      [
+        ['--from', 'vault'],
+        '--from must be one of kubernetes, sealed-secrets, sops, aws, gcp, azure, not "vault"',
+      ],
+      [
+        ['--from', 'kubernetes', '--region', 'eu-west-1'],
+        '--region does not apply to --from kubernetes',
+      ],
+      [['--from', 'gcp', '--region', 'eu-west-1'], '--region does not apply to --from gcp'],
+      [
+        ['--from', 'kubernetes', '--sealing-key', 'k.pem'],
+        '--sealing-key goes with --from sealed-secrets',
+      ],
+      [
+        ['--from', 'aws', '--context', 'x'],
+        '--kubeconfig and --context apply to --from kubernetes and sealed-secrets only',
+      ],
+      [
+        ['--from', 'aws', '--name-template', '{ns}/{secret}'],
+        '--name-template has unknown placeholder(s) {ns}',
+      ],
+      [
+        ['--from', 'azure'],
+        '--from azure needs the vault: --endpoint https://NAME.vault.azure.net',
+      ],
+    ];
+    for (const [args, message] of cases) {
+      const r = await cli(['target', 'import', '--plan', 'plan.yaml', ...args], { cwd: dir });
+      expect(r.stderr).toContain(`error: ${message}`);
       expect(r.code).toBe(2);
-      expect(r.stderr).toContain(`error: --from ${from} is not available yet`);
     }
   });
 

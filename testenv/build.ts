@@ -54,7 +54,7 @@ interface RunResult {
   stdout: string;
 }
 
-function run(
+export function run(
   cmd: string,
   args: readonly string[],
   opts: { cwd?: string; env?: NodeJS.ProcessEnv; logFile?: string } = {},
@@ -80,7 +80,7 @@ function run(
   });
 }
 
-async function which(cmd: string): Promise<boolean> {
+export async function which(cmd: string): Promise<boolean> {
   try {
     const r = await run('sh', ['-c', `command -v ${cmd}`]);
     return r.code === 0;
@@ -89,7 +89,7 @@ async function which(cmd: string): Promise<boolean> {
   }
 }
 
-async function tail(file: string, lines = 15): Promise<string> {
+export async function tail(file: string, lines = 15): Promise<string> {
   try {
     const text = await readFile(file, 'utf8');
     return text.trimEnd().split('\n').slice(-lines).join('\n');
@@ -102,7 +102,7 @@ async function tail(file: string, lines = 15): Promise<string> {
  * One builder at a time per cache entry: parallel test runs on one machine
  * would otherwise both spend 20 minutes compiling the same thing.
  */
-async function withBuildLock<T>(dir: string, log: Log, fn: () => Promise<T>): Promise<T> {
+export async function withBuildLock<T>(dir: string, log: Log, fn: () => Promise<T>): Promise<T> {
   return withLock(
     `${dir}.lock`,
     {
@@ -117,7 +117,7 @@ async function withBuildLock<T>(dir: string, log: Log, fn: () => Promise<T>): Pr
   );
 }
 
-function hashFiles(parts: readonly (string | Buffer)[]): string {
+export function hashFiles(parts: readonly (string | Buffer)[]): string {
   const h = createHash('sha256');
   for (const p of parts) h.update(p).update('\0');
   return h.digest('hex').slice(0, 16);

@@ -82,9 +82,22 @@ export function wantedPaths(plan: MigrationPlan): WantedPath[] {
   );
 }
 
-/** One Secret as the source holds it: key → decoded bytes, or why it could not be read. */
+/**
+ * One source secret as the source holds it: key → decoded bytes, or why it
+ * could not be read. `label` names it in messages (`Secret ns/name`, `AWS
+ * secret prod/db`); without it, the Kubernetes Secret of the origin.
+ */
 export type SourceSecret =
-  { kind: 'found'; data: ReadonlyMap<string, Buffer> } | { kind: 'missing'; reason: string };
+  | { kind: 'found'; data: ReadonlyMap<string, Buffer>; label?: string }
+  | { kind: 'missing'; reason: string };
+
+/**
+ * How a source names the secret a plan field comes from: the key of the
+ * `secrets` map handed to planPath. Kubernetes uses `namespace/secret`; the
+ * cloud sources a name template or a per-path mapping (so the vault path is
+ * passed too).
+ */
+export type SourceNaming = (origin: FieldOrigin, vaultPath: string) => string;
 
 /** The state of one KV v2 path, read without its values (subkeys + metadata). */
 export type VaultPathState =
@@ -129,21 +142,24 @@ const secretKey = (o: FieldOrigin): string => `${o.namespace}/${o.secret}`;
 function sourceValues(
   want: WantedPath,
   secrets: ReadonlyMap<string, SourceSecret>,
+  nameOf: SourceNaming,
 ): { data: Map<string, string> } | { reason: string } {
   const data = new Map<string, string>();
   for (const [field, origin] of [...want.fields].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
-    const secret = secrets.get(secretKey(origin));
-    if (!secret) return { reason: `Secret ${secretKey(origin)} was not read` };
+    const name = nameOf(origin, want.vaultPath);
+    const secret = secrets.get(name);
+    if (!secret) return { reason: `source secret ${name} was not read` };
     if (secret.kind === 'missing') return { reason: secret.reason };
+    const label = secret.label ?? `Secret ${secretKey(origin)}`;
     const bytes = secret.data.get(origin.key);
     if (bytes === undefined) {
-      return { reason: `Secret ${secretKey(origin)} has no key ${origin.key} (field ${field})` };
+      return { reason: `${label} has no key ${origin.key} (field ${field})` };
     }
     try {
       data.set(field, utf8.decode(bytes));
     } catch {
       return {
-        reason: `field ${field} (Secret ${secretKey(origin)} key ${origin.key}) is binary, not UTF-8 text; KV v2 stores text, so write it by hand (for example base64-encoded) and adapt the app`,
+        reason: `field ${field} (${label} key ${origin.key}) is binary, not UTF-8 text; KV v2 stores text, so write it by hand (for example base64-encoded) and adapt the app`,
       };
     }
   }
@@ -156,6 +172,7 @@ export function planPath(
   secrets: ReadonlyMap<string, SourceSecret>,
   state: VaultPathState,
   flags: ImportFlags,
+  nameOf: SourceNaming = secretKey,
 ): PathPlan {
   const fields = [...want.fields.keys()].sort();
   const base = { vaultPath: want.vaultPath, fields, cas: 0, keepExisting: false };
@@ -191,7 +208,7 @@ export function planPath(
       };
     }
   }
-  const values = sourceValues(want, secrets);
+  const values = sourceValues(want, secrets, nameOf);
   if ('reason' in values) return { ...base, action: 'fail', reason: values.reason };
   switch (state.kind) {
     case 'missing':
@@ -241,16 +258,19 @@ export function needsSource(want: WantedPath, state: VaultPathState, flags: Impo
   return !complete && flags.merge;
 }
 
-/** The Secrets a set of paths needs, each once. */
-export function neededSecrets(wanted: readonly WantedPath[]): FieldOrigin[] {
+/** The source secrets a set of paths needs, each once, by the source's name for it. */
+export function neededSecrets(
+  wanted: readonly WantedPath[],
+  nameOf: SourceNaming = secretKey,
+): Map<string, FieldOrigin> {
   const seen = new Map<string, FieldOrigin>();
   for (const w of wanted) {
     for (const o of w.fields.values()) {
-      const k = secretKey(o);
+      const k = nameOf(o, w.vaultPath);
       if (!seen.has(k)) seen.set(k, o);
     }
   }
-  return [...seen.values()];
+  return seen;
 }
 
 export { secretKey };

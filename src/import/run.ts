@@ -5,82 +5,36 @@
 // Values live only in memory between the read and the write: they are never
 // printed, logged (the vault client's debug lines carry method, path and
 // status only), put in an error, written to a file or into the plan.
-import { CoreV1Api } from '@kubernetes/client-node';
-import { resolve } from 'node:path';
+import { setMaxListeners } from 'node:events';
 import { say, type Context } from '../core/context.js';
 import { mapLimit } from '../core/concurrency.js';
 import { CheckFailed, ServerError, UserError } from '../core/errors.js';
-import { loadKube } from '../kube/config.js';
-import { offlineUnsealer } from '../sources/sealed-secrets-kube.js';
-import { kubeError, statusOf } from '../kube/errors.js';
 import type { LoadedPlan } from '../plan/read.js';
 import { vaultClient } from '../vault/apply.js';
 import { VaultError, type VaultClient, type VaultFlags } from '../vault/client.js';
 import { mountOf } from '../vault/provision.js';
 import { printVerifyReport, verifyPlan } from '../vault/verify.js';
-import { readSopsSecrets, sopsWantedPaths } from '../sources/sops-import.js';
 import {
   needsSource,
   neededSecrets,
   planPath,
-  secretKey,
   wantedPaths,
-  type FieldOrigin,
   type ImportFlags,
   type PathPlan,
   type SourceSecret,
   type VaultPathState,
   type WantedPath,
 } from './plan.js';
+import { checkSource, openSource, type SourceOptions } from './sources/index.js';
 
-export const IMPORT_SOURCES = [
-  'kubernetes',
-  'sealed-secrets',
-  'sops',
-  'aws',
-  'gcp',
-  'azure',
-] as const;
-
-/** The cloud ones are named so a user learns they are planned, not misspelt. */
-export function checkSource(from: string): void {
-  if (from === 'kubernetes' || from === 'sealed-secrets' || from === 'sops') return;
-  if ((IMPORT_SOURCES as readonly string[]).includes(from)) {
-    throw new UserError(
-      `--from ${from} is not available yet: this version imports from kubernetes only`,
-      'read the values by hand and write them with bao kv put, or use --from kubernetes',
-    );
-  }
-  throw new UserError(`--from must be kubernetes or sealed-secrets, not "${from}"`);
-}
-
-/** Where the header line says the values come from. */
-function importOrigin(
-  o: ImportOptions,
-  kube: { context: string } | undefined,
-  offline: boolean,
-): string {
-  if (!kube) return `SOPS files under ${o.sops?.path ?? '.'}`;
-  if (o.from === 'sealed-secrets') {
-    const how = offline
-      ? 'SealedSecrets unsealed offline with --sealing-key'
-      : 'the Secrets the controller unsealed';
-    return `Sealed Secrets (${how}) (context ${kube.context})`;
-  }
-  return `Kubernetes (context ${kube.context})`;
-}
+export { checkSource };
 
 export interface ImportOptions extends ImportFlags {
   from: string;
   dryRun: boolean;
   concurrency: number;
-  kubeconfig?: string | undefined;
-  context?: string | undefined;
+  source: SourceOptions;
   vault: VaultFlags;
-  /** `--from sealed-secrets`: unseal offline with the controller's private key(s) in this file. */
-  sealingKey?: string | undefined;
-  /** --from sops: the directory the plan's sops/<file> names are relative to, and the binary. */
-  sops?: { path: string; binary: string } | undefined;
 }
 
 interface KvMetadata {
@@ -122,46 +76,6 @@ async function vaultState(client: VaultClient, vaultPath: string): Promise<Vault
   if (meta?.deletion_time) return { kind: 'gone', version, how: 'deleted' };
   if (res.status === 404) return { kind: 'missing' };
   return { kind: 'found', version, keys: Object.keys(res.body?.data?.subkeys ?? {}) };
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/**
- * Reads one Secret and keeps its keys as bytes. A Secret that does not exist
- * (or may not be read) fails the paths that need it, by name; an API server
- * that cannot be reached fails the run. Throttling (429) is retried with
- * backoff, bounded.
- */
-async function readSecret(
-  core: CoreV1Api,
-  server: string,
-  o: FieldOrigin,
-  retries = 6,
-): Promise<SourceSecret> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const s = await core.readNamespacedSecret({ name: o.secret, namespace: o.namespace });
-      const data = new Map<string, Buffer>();
-      for (const [k, v] of Object.entries(s.data ?? {})) data.set(k, Buffer.from(v, 'base64'));
-      return { kind: 'found', data };
-    } catch (e) {
-      const status = statusOf(e);
-      if ((status === 429 || status === 503) && attempt < retries) {
-        await sleep(Math.min(2000, 100 * 2 ** attempt) * (0.5 + Math.random() * 0.5));
-        continue;
-      }
-      if (status === 404) {
-        return { kind: 'missing', reason: `Secret ${secretKey(o)} not found` };
-      }
-      const err = kubeError(
-        e,
-        { verb: 'get', resource: 'secrets', namespace: o.namespace, name: o.secret },
-        server,
-      );
-      if (status === undefined) throw err;
-      return { kind: 'missing', reason: err.message };
-    }
-  }
 }
 
 /** The failure of one path's write, or the run's when the server cannot be reached. */
@@ -212,7 +126,11 @@ function line(p: PathPlan, dryRun: boolean): string {
 }
 
 /** A one-line counter on stderr, only when a person is watching. */
-function progress(ctx: Context, total: number): { tick: () => void; done: () => void } {
+function progress(
+  ctx: Context,
+  total: number,
+  verb: string,
+): { tick: () => void; done: () => void } {
   const tty = (ctx.stderr as { isTTY?: boolean }).isTTY === true;
   let n = 0;
   let last = 0;
@@ -221,7 +139,7 @@ function progress(ctx: Context, total: number): { tick: () => void; done: () => 
       n++;
       if (!tty || (Date.now() - last < 100 && n < total)) return;
       last = Date.now();
-      ctx.stderr.write(`\rimporting ${n}/${total}`);
+      ctx.stderr.write(`\r${verb} ${n}/${total}`);
     },
     done: () => {
       if (tty) ctx.stderr.write('\r\x1b[K');
@@ -235,16 +153,18 @@ export async function runImport(
   o: ImportOptions,
   ctx: Context,
 ): Promise<void> {
-  checkSource(o.from);
-  const unsealer =
-    o.sealingKey === undefined ? undefined : await offlineUnsealer(o.sealingKey, o.from, ctx);
+  const from = checkSource(o.from, o.source);
+  // Every request in flight listens on the interrupt signal (to stop when
+  // Ctrl-C comes): up to two per concurrent path, more than Node's default
+  // warning threshold of 10, which is not a leak here.
+  if (ctx.signal) setMaxListeners(Math.max(10, o.concurrency * 2 + 4), ctx.signal);
   const client = vaultClient(o.vault, ctx, '--openbao-addr');
+  const source = await openSource(from, o.source, ctx).catch((e: unknown) => {
+    client.close();
+    throw e;
+  });
   try {
-    // --from sops reads files, not the cluster: no kubeconfig is needed.
-    const kube = o.sops
-      ? undefined
-      : loadKube({ kubeconfig: o.kubeconfig, context: o.context }, ctx.env, ctx.cwd);
-    const wanted = o.sops ? sopsWantedPaths(loaded.plan) : wantedPaths(loaded.plan);
+    const wanted = source.wanted ? source.wanted(loaded.plan) : wantedPaths(loaded.plan);
     const flags: ImportFlags = { overwrite: o.overwrite, merge: o.merge };
 
     // Read: vault's state first, so paths already complete need no Secret.
@@ -252,41 +172,40 @@ export async function runImport(
     const needing: WantedPath[] = wanted.filter((w, i) =>
       needsSource(w, states[i] as VaultPathState, flags),
     );
-    const origins = neededSecrets(needing);
+    const origins = [...neededSecrets(needing, source.nameOf)];
     const secrets = new Map<string, SourceSecret>();
-    if (o.sops) {
-      const opts = { root: resolve(ctx.cwd, o.sops.path), display: o.sops.path };
-      const read = await readSopsSecrets(origins, {
-        ...opts,
-        runner: { binary: o.sops.binary, ctx },
-      });
-      for (const [k, v] of read) secrets.set(k, v);
-    } else if (kube) {
-      const core = kube.api(CoreV1Api);
-      await mapLimit(origins, o.concurrency, async (origin) => {
-        // Offline: a SealedSecret's values come from the SealedSecret, not its Secret.
-        const read =
-          unsealer && origin.sealed
-            ? unsealer(kube, origin.namespace, origin.secret)
-            : readSecret(core, kube.server, origin);
-        secrets.set(secretKey(origin), await read);
-      });
+    const reading = progress(ctx, origins.length, 'reading');
+    try {
+      if (source.readAll) {
+        for (const [name, secret] of await source.readAll(origins)) secrets.set(name, secret);
+      } else {
+        await mapLimit(origins, o.concurrency, async ([name, origin]) => {
+          // Interrupted: stop reading; the paths left unread are reported as such.
+          if (ctx.signal?.aborted) return;
+          secrets.set(name, await source.read(name, origin));
+          reading.tick();
+        });
+      }
+    } finally {
+      reading.done();
     }
 
     // Plan (pure).
-    const plans = wanted.map((w, i) => planPath(w, secrets, states[i] as VaultPathState, flags));
+    const plans = wanted.map((w, i) =>
+      planPath(w, secrets, states[i] as VaultPathState, flags, source.nameOf),
+    );
     secrets.clear();
 
     say(
       ctx.stdout,
-      `Importing plan "${loaded.plan.metadata.name}" from ${importOrigin(o, kube, unsealer !== undefined)} into ${client.address}`,
+      `Importing plan "${loaded.plan.metadata.name}" from ${source.description} into ${client.address}`,
     );
     if (o.dryRun) say(ctx.stdout, '(dry-run mode -- no changes will be made)');
 
     // Apply.
     const writes = plans.filter((p) => p.data !== undefined);
     if (!o.dryRun) {
-      const bar = progress(ctx, writes.length);
+      const bar = progress(ctx, writes.length, 'importing');
       try {
         await mapLimit(writes, o.concurrency, async (p) => {
           try {
@@ -342,6 +261,7 @@ export async function runImport(
       throw new CheckFailed(`${report.needAttention} of ${report.total} secret(s) not ready`);
     }
   } finally {
+    source.close();
     client.close();
   }
 }
