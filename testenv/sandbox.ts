@@ -181,7 +181,7 @@ async function portIsFree(port: number): Promise<boolean> {
   });
 }
 
-interface Proc {
+export interface Proc {
   name: string;
   child: ChildProcess;
   logFile: string;
@@ -194,7 +194,7 @@ interface Proc {
  * no moment in which a server runs unrecorded; it gives up instead if the
  * owner died in between, because the watchdog may already have read the file.
  */
-function startProc(
+export function startProc(
   name: string,
   bin: string,
   args: string[],
@@ -533,7 +533,7 @@ export async function stopSandboxDir(
  * records itself there before it starts, so a kill during start-up is
  * covered too), waits for them to go, and removes `dir`.
  */
-function startWatchdog(ownerPid: number, pidsFile: string, dir: string): ChildProcess {
+export function startWatchdog(ownerPid: number, pidsFile: string, dir: string): ChildProcess {
   const script = [
     `while kill -0 ${ownerPid} 2>/dev/null; do sleep 0.5; done`,
     // A node's lock first, so no new node starts while this one is cleaned.
@@ -953,13 +953,15 @@ async function startIn(
   }
 }
 
-async function configureKubernetesAuth(a: {
+export async function configureKubernetesAuth(a: {
   apiServer: string;
   ca: string;
   auth: Record<string, string>;
   baoAddr: string;
   baoToken: string;
   baoKubeAuthPath: string;
+  /** CA of an https baoAddr (the HA cluster). */
+  baoCa?: string;
 }): Promise<void> {
   const kube = async (method: string, path: string, body: unknown): Promise<string> => {
     const r = await httpCall(`${a.apiServer}${path}`, { method, ca: a.ca, headers: a.auth, body });
@@ -993,6 +995,7 @@ async function configureKubernetesAuth(a: {
       method: 'POST',
       headers: { 'x-vault-token': a.baoToken },
       body,
+      ...(a.baoCa ? { ca: a.baoCa } : {}),
     });
     if (r.status >= 300) throw new Error(`testenv: OpenBao ${path} → ${r.status}: ${r.body}`);
   };
