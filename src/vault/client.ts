@@ -330,6 +330,8 @@ export class VaultClient {
   /** Every node BAO_ADDR names; requests go to `current` until it fails. */
   private readonly targets: Target[];
   private current = 0;
+  /** The first address: what `current` indexes when the list has one entry. */
+  private readonly primary: Target;
   /** Newest X-Vault-Index a write of this run returned (read-your-writes on standbys). */
   private lastIndex: { header: string; value: number | undefined } | undefined;
 
@@ -348,8 +350,9 @@ export class VaultClient {
       debug: opts.debug,
       signal: opts.signal,
     };
+    this.primary = targetOf(splitAddresses(config.address)[0] ?? config.address);
     this.targets = splitAddresses(config.address).map(targetOf);
-    if (this.targets.length === 0) this.targets.push(targetOf(config.address));
+    if (this.targets.length === 0) this.targets.push(this.primary);
     this.readHeaders = {
       'x-vault-token': config.token,
       ...(config.namespace ? { 'x-vault-namespace': config.namespace } : {}),
@@ -535,7 +538,7 @@ export class VaultClient {
       !this.opts.signal?.aborted &&
       (round.pauses < this.opts.retries || Date.now() - first < this.opts.retryWindowMs);
     for (;;) {
-      const target = this.targets[this.current] ?? (this.targets[0]);
+      const target = this.targets[this.current] ?? this.primary;
       const started = Date.now();
       let got: { res: Answer; at: Target };
       // Not AbortSignal.timeout: see core/deadline.ts.
