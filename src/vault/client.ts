@@ -607,7 +607,14 @@ export class VaultClient {
         }
         throw this.giveUp(trouble, method, path, first);
       }
-      if (RETRYABLE_STATUS.has(res.status) || res.status === 307 || res.status === 308) {
+      if (
+        RETRYABLE_STATUS.has(res.status) ||
+        res.status === 307 ||
+        res.status === 308 ||
+        // A standby's KV v2 engine just after the mount was created: it
+        // answers 400 until the active node has set the mount up.
+        (res.status === 400 && /waiting for the primary to upgrade/i.test(said))
+      ) {
         trouble = { kind: 'status', status: res.status, said, target: at };
         if (res.status !== 429 && res.status !== 307 && res.status !== 308) this.rotate(target);
         if (mayRetry()) {
@@ -665,7 +672,8 @@ export class VaultClient {
           several
             ? `no unsealed OpenBao/Vault node among ${this.address} (${where} is sealed; ${method} ${path})`
             : `OpenBao/Vault node ${where} is sealed (${method} ${path})`,
-          503,
+          // No status: the whole run's failure, not a finding about one path.
+          undefined,
           several
             ? 'unseal the nodes (bao operator unseal), then re-run'
             : 'unseal it (bao operator unseal) or point BAO_ADDR at an unsealed node of the cluster, then re-run',
