@@ -195,7 +195,7 @@ describe('apply-plan and verify-plan while the active node is killed', () => {
     const verify = ['source', 'verify-plan', 'plan.yaml', '-o', 'json'];
     const clean = await cli(verify, { cwd: dir });
     expect(clean.code, clean.stderr).toBe(0);
-    const { r } = await underFailover(verify, dir, 1500);
+    const { r } = await underFailover(verify, dir, 600);
     let out = r;
     if (r.code !== 0) {
       expectClearServerError(r);
