@@ -24,6 +24,8 @@ export async function haBenchRows(o: {
   env: NodeJS.ProcessEnv;
   timed: (cmd: string, args: string[], env: NodeJS.ProcessEnv, cwd: string) => Promise<Timed>;
   log: (line: string) => void;
+  /** Runs before each first apply-plan, so both start from the same state. */
+  before: () => Promise<void>;
 }): Promise<string[][]> {
   const paths = [
     ...new Set([...o.planText.matchAll(/vaultPath: (secret\/data\/\S+)/g)].map((m) => m[1] ?? '')),
@@ -33,6 +35,7 @@ export async function haBenchRows(o: {
     env: NodeJS.ProcessEnv,
     write: (path: string) => Promise<void>,
   ): Promise<{ apply: Timed; verify: Timed }> => {
+    await o.before();
     const apply = await o.timed(
       process.execPath,
       [o.cli, 'source', 'apply-plan', 'plan.yaml'],

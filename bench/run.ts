@@ -369,7 +369,20 @@ async function main(): Promise<void> {
 
     // --- three Raft nodes (TLS, one active, standbys) beside one Raft node
     if (run('ha')) {
-      haRows = await haBenchRows({ sandbox: sb.info, work, planText, cli, env, timed, log });
+      haRows = await haBenchRows({
+        sandbox: sb.info,
+        work,
+        planText,
+        cli,
+        env,
+        timed,
+        log,
+        // Each first run validates the plan afresh, with the controllers idle.
+        before: async () => {
+          await settle();
+          await coldCache();
+        },
+      });
     }
 
     // --- verify-plan vs a bao kv get loop and a raw concurrent GET load
