@@ -5,16 +5,24 @@
 import { CoreV1Api } from '@kubernetes/client-node';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MigrationPlan } from '../src/plan/schema.js';
 import { renderPlan } from '../src/plan/write.js';
 import type { HaVault } from '../testenv/ha-vault.js';
+import { httpCall } from '../testenv/http.js';
 import { projectRoot } from '../testenv/paths.js';
 import { cli, sandboxEnv, tempDir, type CliResult } from './helpers/cli.js';
 import { haBao, startHaVaultForTest } from './helpers/ha-vault.js';
-import { bao, createSecretExact, kubeConfig, sandbox, uniqueName } from './helpers/sandbox.js';
+import {
+  bao,
+  createSecretExact,
+  eventually,
+  kubeConfig,
+  sandbox,
+  uniqueName,
+} from './helpers/sandbox.js';
 
 let ha: HaVault;
 const core = (): CoreV1Api => kubeConfig().makeApiClient(CoreV1Api);
@@ -121,32 +129,54 @@ async function provisioned(call: Caller, prefix: string, mount: string): Promise
 }
 
 /**
- * Runs the CLI while the active node is SIGKILLed after a random delay
- * within `withinMs`; then restarts that node on its data dir (unsealed).
+ * Runs the CLI while the active node is SIGKILLed at a random moment: once
+ * `progress()` (how many of `total` writes the cluster holds) reaches a
+ * random count, or, for a run that writes nothing, after a random delay
+ * within `withinMs`. Then restarts that node on its data dir (unsealed).
+ * The kill must land while the run is still going, or the run proved
+ * nothing: that is asserted.
  */
 async function underFailover(
   argv: string[],
   dir: string,
-  withinMs: number,
+  when: { withinMs: number } | { total: number; progress: () => Promise<number> },
   env = haEnv(),
 ): Promise<{ r: CliResult; killedAfterMs: number; ranMs: number }> {
   const active = await ha.active();
-  const delay = Math.floor(Math.random() * withinMs);
   const started = Date.now();
   let killedAfterMs = -1;
-  const killer = sleep(delay).then(async () => {
+  const run = { done: false };
+  let at = '';
+  const killer = (async () => {
+    if ('withinMs' in when) {
+      await sleep(Math.floor(Math.random() * when.withinMs));
+    } else {
+      const target = 1 + Math.floor(Math.random() * (when.total - 1));
+      at = ` at ${target}/${when.total} writes`;
+      while (!run.done && (await when.progress().catch(() => 0)) < target) await sleep(20);
+    }
     killedAfterMs = Date.now() - started;
     await ha.kill(active);
-  });
+  })();
   const r = await cli(argv, { cwd: dir, env });
   const ranMs = Date.now() - started;
+  run.done = true;
   await killer;
   await ha.start(active);
   await ha.active();
   console.error(
-    `failover: ${argv.slice(0, 2).join(' ')} ran ${ranMs} ms, node${active} killed after ${killedAfterMs} ms, exit ${r.code}`,
+    `failover: ${argv.slice(0, 2).join(' ')} ran ${ranMs} ms, node${active} killed after ${killedAfterMs} ms${at}, exit ${r.code}`,
   );
+  expect(killedAfterMs, 'the kill landed after the run had ended').toBeLessThan(ranMs);
   return { r, killedAfterMs, ranMs };
+}
+
+/** How many of the names under `path` start with `prefix-`, read from the active node. */
+async function countListed(path: string, prefix: string): Promise<number> {
+  const r = await haBao(ha, 'GET', `${path}?list=true`);
+  return ((r.json as { data?: { keys?: string[] } } | undefined)?.data?.keys ?? []).filter((k) =>
+    k.startsWith(`${prefix}-`),
+  ).length;
 }
 
 /** A run that exits 3 must say why in a line a person can act on, then complete when re-run. */
@@ -171,7 +201,13 @@ describe('apply-plan and verify-plan while the active node is killed', () => {
     const clean = await cli(apply, { cwd: dir });
     expect(clean.code, clean.stderr).toBe(0);
 
-    const { r } = await underFailover(apply, dir, 1000);
+    const { r } = await underFailover(apply, dir, {
+      // 40 policies, then 40 roles: killed after a random number of them.
+      total: 80,
+      progress: async () =>
+        (await countListed('sys/policies/acl', prefix)) +
+        (await countListed('auth/kubernetes/role', prefix)),
+    });
     if (r.code !== 0) {
       expectClearServerError(r);
       const again = await cli(apply, { cwd: dir, env: haEnv() });
@@ -195,7 +231,10 @@ describe('apply-plan and verify-plan while the active node is killed', () => {
     const verify = ['source', 'verify-plan', 'plan.yaml', '-o', 'json'];
     const clean = await cli(verify, { cwd: dir });
     expect(clean.code, clean.stderr).toBe(0);
-    const { r } = await underFailover(verify, dir, 600);
+    // verify-plan only reads: killed within the time a clean run on the cluster takes.
+    const t = Date.now();
+    expect((await cli(verify, { cwd: dir, env: haEnv() })).code).toBe(0);
+    const { r } = await underFailover(verify, dir, { withinMs: (Date.now() - t) * 0.7 });
     let out = r;
     if (r.code !== 0) {
       expectClearServerError(r);
@@ -263,7 +302,10 @@ describe('target import while the active node is killed', () => {
     });
     expect(apply.code, apply.stderr).toBe(0);
     const imp = ['target', 'import', '--plan', 'plan.yaml', '--from', 'kubernetes'];
-    const { r } = await underFailover(imp, dir, 2000);
+    const { r } = await underFailover(imp, dir, {
+      total: tenants,
+      progress: () => countListed(`${mount}/metadata`, prefix),
+    });
     if (r.code !== 0) {
       expectClearServerError(r);
       const again = await cli(imp, { cwd: dir, env: haEnv() });
@@ -308,6 +350,16 @@ describe('a standby or a sealed node as the address', () => {
         data: { username: 'u', password: 'p' },
       });
     }
+    // Written by another client: a standby serves reads from its replica,
+    // which applies them a moment later (eventual consistency across clients).
+    const ca = await readFile(ha.info.caFile, 'utf8');
+    await eventually('the standby to replicate the values', async () => {
+      const r = await httpCall(`${addr}/v1/${mount}/data/${prefix}-4/db`, {
+        ca,
+        headers: { 'x-vault-token': ha.info.token },
+      });
+      return r.status === 200 ? true : undefined;
+    });
     const verify = await cli(['source', 'verify-plan', 'plan.yaml'], { cwd: dir, env });
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);
     expect(await provisioned(haCaller, prefix, mount)).toContain(`${prefix}-4-role`);

@@ -513,7 +513,55 @@ export class VaultClient {
   private rotate(failed: Target): void {
     if (this.targets.length > 1 && this.targets[this.current] === failed) {
       this.current = (this.current + 1) % this.targets.length;
+      // The active node may have changed: ask again before the next request.
+      this.leaderFound = undefined;
     }
+  }
+
+  /** Set while (or once) the active node among the addresses has been looked up. */
+  private leaderFound: Promise<void> | undefined;
+
+  /**
+   * With several addresses, requests go to the active node when it is one
+   * of them: a standby answers reads from its own replica, which lags (a
+   * node restarted a moment ago can miss whole minutes of writes), and a
+   * run that decides what to write from stale reads would write again what
+   * is already there. `sys/leader` needs no token; any failure leaves the
+   * choice as it is.
+   */
+  private findLeader(): Promise<void> {
+    this.leaderFound ??= (async () => {
+      const target = this.targets[this.current] ?? this.primary;
+      const limit = deadline(Math.min(5000, this.opts.timeoutMs || 5000), this.opts.signal);
+      try {
+        const res = await this.once(
+          target,
+          'GET',
+          requestPath(target.prefix, 'GET', 'sys/leader'),
+          undefined,
+          limit.signal,
+        );
+        const leader = (res.body as { leader_address?: unknown } | undefined)?.leader_address;
+        if (res.status !== 200 || typeof leader !== 'string' || !leader) return;
+        const origin = new URL(leader).origin;
+        const at = this.targets.findIndex((t) => {
+          try {
+            return new URL(t.address).origin === origin;
+          } catch {
+            return false;
+          }
+        });
+        if (at >= 0 && at !== this.current) {
+          this.opts.debug?.(`vault: active node is ${this.targets[at]?.address ?? origin}`);
+          this.current = at;
+        }
+      } catch {
+        // No answer: the request itself will find out and move on.
+      } finally {
+        limit.dispose();
+      }
+    })();
+    return this.leaderFound;
   }
 
   /**
@@ -528,6 +576,7 @@ export class VaultClient {
    * several. A request that ran into --request-timeout is not retried.
    */
   async request<T>(method: Method, path: string, body?: unknown): Promise<VaultResponse<T>> {
+    if (this.targets.length > 1) await this.findLeader();
     const first = Date.now();
     let trouble: NodeTrouble | undefined;
     /** Nodes tried since the last pause: a pause comes once every node failed. */
