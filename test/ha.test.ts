@@ -151,7 +151,8 @@ async function underFailover(
     if ('withinMs' in when) {
       await sleep(Math.floor(Math.random() * when.withinMs));
     } else {
-      const target = 1 + Math.floor(Math.random() * (when.total - 1));
+      // Within the first 60% of the writes, so the kill lands while the run still has work to do.
+      const target = 1 + Math.floor(Math.random() * Math.floor(when.total * 0.6));
       at = ` at ${target}/${when.total} writes`;
       while (!run.done && (await when.progress().catch(() => 0)) < target) await sleep(20);
     }

@@ -250,6 +250,13 @@ func (v *Vault) Login(ctx context.Context) error {
 	return nil
 }
 
+// notFoundGrace bounds how long a 404 is re-read (replication lag on a
+// standby is milliseconds to a few seconds); notFoundPause is the pause between.
+const (
+	notFoundGrace = 3 * time.Second
+	notFoundPause = 250 * time.Millisecond
+)
+
 // Read returns the latest data of a KV v2 path (the API path, with /data/).
 func (v *Vault) Read(ctx context.Context, path string) (map[string]any, error) {
 	var res struct {
@@ -257,7 +264,27 @@ func (v *Vault) Read(ctx context.Context, path string) (map[string]any, error) {
 			Data map[string]any `json:"data"`
 		} `json:"data"`
 	}
-	if err := v.call(ctx, "GET", path, nil, &res); err != nil {
+	// A standby answers reads from its replica, which right after a leader
+	// change may not yet hold the newest writes: a 404 is asked again for a
+	// short while before it counts as missing.
+	missingFor := min(v.cfg.RetryWindow, notFoundGrace)
+	start := time.Now()
+	var err error
+	for {
+		err = v.call(ctx, "GET", path, nil, &res)
+		var ae *apiError
+		if err == nil || !errors.As(err, &ae) || ae.status != 404 || time.Since(start)+notFoundPause > missingFor {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(notFoundPause):
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if err != nil {
 		var ae *apiError
 		if errors.As(err, &ae) && ae.status == 404 {
 			return nil, fmt.Errorf("%s does not exist in vault (or its latest version is deleted)", path)

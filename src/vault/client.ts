@@ -530,33 +530,27 @@ export class VaultClient {
    * choice as it is.
    */
   private findLeader(): Promise<void> {
+    // Every node is asked, and only the active node's own word counts
+    // (`is_self`): a node restarted a moment ago may not know the leader yet.
     this.leaderFound ??= (async () => {
-      const target = this.targets[this.current] ?? this.primary;
       const limit = deadline(Math.min(5000, this.opts.timeoutMs || 5000), this.opts.signal);
       try {
-        const res = await this.once(
-          target,
-          'GET',
-          requestPath(target.prefix, 'GET', 'sys/leader'),
-          undefined,
-          limit.signal,
+        const answers = await Promise.all(
+          this.targets.map((t) =>
+            this.once(t, 'GET', requestPath(t.prefix, 'GET', 'sys/leader'), undefined, limit.signal)
+              .then(
+                (res) =>
+                  res.status === 200 &&
+                  (res.body as { is_self?: unknown } | undefined)?.is_self === true,
+              )
+              .catch(() => false),
+          ),
         );
-        const leader = (res.body as { leader_address?: unknown } | undefined)?.leader_address;
-        if (res.status !== 200 || typeof leader !== 'string' || !leader) return;
-        const origin = new URL(leader).origin;
-        const at = this.targets.findIndex((t) => {
-          try {
-            return new URL(t.address).origin === origin;
-          } catch {
-            return false;
-          }
-        });
+        const at = answers.indexOf(true);
         if (at >= 0 && at !== this.current) {
-          this.opts.debug?.(`vault: active node is ${this.targets[at]?.address ?? origin}`);
+          this.opts.debug?.(`vault: active node is ${this.targets[at]?.address ?? '?'}`);
           this.current = at;
         }
-      } catch {
-        // No answer: the request itself will find out and move on.
       } finally {
         limit.dispose();
       }
