@@ -20,6 +20,7 @@ import { protectAnnotations } from '../src/protect/annotations.js';
 import { POD_STEPS, runPodSteps, type PodRows, type PodStep } from './pods.js';
 import { startRaftOpenBao } from './raft-openbao.js';
 import { benchImportAws } from './import-aws.js';
+import { haBenchRows } from './ha.js';
 import { personalSandboxDir, projectRoot } from '../testenv/paths.js';
 import { runningSandbox, startSandbox, type SandboxInfo } from '../testenv/sandbox.js';
 
@@ -30,7 +31,9 @@ const arg = (name: string, dflt: number): number => {
 const N = arg('namespaces', 200);
 const M = arg('workloads', 10);
 const CLI_STEPS = ['discover', 'apply', 'raft', 'verify', 'import', 'protect', 'growth'] as const;
-const STEPS = [...CLI_STEPS, ...POD_STEPS] as const;
+/** The three-node Raft cluster beside one Raft node: a table of its own. */
+const HA_STEPS = ['ha'] as const;
+const STEPS = [...CLI_STEPS, ...HA_STEPS, ...POD_STEPS] as const;
 type Step = (typeof STEPS)[number];
 const HELP = `usage: npm run bench -- [options]
   --namespaces N   synthetic cluster size: namespaces (default 200)
@@ -38,6 +41,7 @@ const HELP = `usage: npm run bench -- [options]
   --only a,b       run only these steps: ${STEPS.join(', ')}
                    (apply = first run vs the bao CLI loop and the re-run on the dev server;
                     raft = first run and re-run against OpenBao with Raft storage;
+                    ha = apply-plan and verify-plan on a three-node Raft cluster vs one node;
                     pods = start of injected vs uninjected pods on the sandbox node;
                     admission = 200 annotated pods at once through the API server)
                    RESULTS.md has one table for ${CLI_STEPS.length} CLI steps and one for the 2
@@ -62,7 +66,7 @@ for (const o of only) {
   }
 }
 const run = (step: Step): boolean => only.has(step);
-const cliWanted = CLI_STEPS.some(run);
+const cliWanted = CLI_STEPS.some(run) || HA_STEPS.some(run);
 const podsWanted = POD_STEPS.some(run);
 const useRunning = process.argv.includes('--running');
 const REPEAT = arg('repeat', 1);
@@ -191,6 +195,7 @@ async function main(): Promise<void> {
   const rows: string[][] = [];
   const memory: string[][] = [];
   let pods: PodRows = { rows: [], notes: [] };
+  let haRows: string[][] = [];
   try {
     if (podsWanted) {
       pods = await runPodSteps(sb.info, work, new Set<PodStep>(POD_STEPS.filter(run)), log);
@@ -361,6 +366,24 @@ async function main(): Promise<void> {
         agains.map((a, i) => `${(a.seconds / (firsts[i]?.seconds ?? NaN)).toFixed(2)}×`).join(', '),
         '≤ 0.3×',
       ]);
+    }
+
+    // --- three Raft nodes (TLS, one active, standbys) beside one Raft node
+    if (run('ha')) {
+      haRows = await haBenchRows({
+        sandbox: sb.info,
+        work,
+        planText,
+        cli,
+        env,
+        timed,
+        log,
+        // Each first run validates the plan afresh, with the controllers idle.
+        before: async () => {
+          await settle();
+          await coldCache();
+        },
+      });
     }
 
     // --- verify-plan vs a bao kv get loop and a raw concurrent GET load
@@ -597,7 +620,7 @@ async function main(): Promise<void> {
     ...r.map((x) => `| ${x.join(' | ')} |`),
   ];
   // Each table is a section of its own, rewritten only by a run of all its steps.
-  const sections: Record<'cli' | 'pods', { steps: readonly Step[]; text: string }> = {
+  const sections: Record<'cli' | 'ha' | 'pods', { steps: readonly Step[]; text: string }> = {
     cli: {
       steps: CLI_STEPS,
       text: [
@@ -610,6 +633,18 @@ async function main(): Promise<void> {
         '| command (at the full size) | peak RSS |',
         '|---|---|',
         ...memory.map((r) => `| ${r.join(' | ')} |`),
+      ].join('\n'),
+    },
+    ha: {
+      steps: HA_STEPS,
+      text: [
+        '## Three-node Raft cluster',
+        '',
+        machine,
+        `The plan of the CLI table (${N} namespaces × ${M} Deployments). One Raft node over http beside three Raft nodes over TLS (retry_join, Shamir-unsealed; BAO_ADDR names all three), each started fresh for the step; a first apply-plan, then values written and verify-plan.`,
+        `Reproduce: \`npm run build && npm run bench -- --namespaces ${N} --workloads ${M} --only ha\``,
+        '',
+        ...table(haRows, 'three nodes / one'),
       ].join('\n'),
     },
     pods: {

@@ -6,6 +6,7 @@ import { BuildError, ensureBinaries, KUBE_VERSION } from './build.js';
 import { ensureNodeBinaries, NodeError } from './node.js';
 import { personalSandboxDir, projectRoot } from './paths.js';
 import { sandboxStatus, startSandbox, stopSandboxDir } from './sandbox.js';
+import { haVaultFlag, upHaVault } from './ha-cli.js';
 
 const log = (line: string): void => {
   console.error(line);
@@ -33,8 +34,11 @@ async function main(cmd: string | undefined, flags: readonly string[]): Promise<
       return 0;
     }
     case 'up': {
+      const vault = haVaultFlag(flags);
       // A healthy sandbox already up is the one asked for; a broken one is replaced.
       const sb = await startSandbox({ log, dir, ownerPid: null, ifUp: 'reuse', node });
+      // `--vault ha`: a three-node Raft OpenBao beside the dev server.
+      if (vault === 'ha') await upHaVault(sb.info, log);
       if (sb.reused) {
         log(`sandbox already up; source ${relative(process.cwd(), sb.info.envFile)}`);
         return 0;
@@ -79,7 +83,7 @@ async function main(cmd: string | undefined, flags: readonly string[]): Promise<
     }
     default:
       console.error(
-        'usage: npm run sandbox -- <up [--no-node|--node]|down|status|build [--no-node|--node]>',
+        'usage: npm run sandbox -- <up [--no-node|--node] [--vault dev|ha]|down|status|build [--no-node|--node]>',
       );
       return 2;
   }

@@ -181,7 +181,7 @@ async function portIsFree(port: number): Promise<boolean> {
   });
 }
 
-interface Proc {
+export interface Proc {
   name: string;
   child: ChildProcess;
   logFile: string;
@@ -953,13 +953,15 @@ async function startIn(
   }
 }
 
-async function configureKubernetesAuth(a: {
+export async function configureKubernetesAuth(a: {
   apiServer: string;
   ca: string;
   auth: Record<string, string>;
   baoAddr: string;
   baoToken: string;
   baoKubeAuthPath: string;
+  /** CA of an https baoAddr (the HA cluster). */
+  baoCa?: string;
 }): Promise<void> {
   const kube = async (method: string, path: string, body: unknown): Promise<string> => {
     const r = await httpCall(`${a.apiServer}${path}`, { method, ca: a.ca, headers: a.auth, body });
@@ -993,6 +995,7 @@ async function configureKubernetesAuth(a: {
       method: 'POST',
       headers: { 'x-vault-token': a.baoToken },
       body,
+      ...(a.baoCa ? { ca: a.baoCa } : {}),
     });
     if (r.status >= 300) throw new Error(`testenv: OpenBao ${path} → ${r.status}: ${r.body}`);
   };

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // Config is everything the wrapper reads from its environment. None of it is
@@ -26,7 +27,20 @@ type Config struct {
 	// StartedFile is where to note that the app has started (the startup
 	// probe's marker, CLOUDTASER_STARTED_FILE); empty for none.
 	StartedFile string
+	// RetryWindow is how long the login and each read keep retrying what
+	// may pass (an election, a restarting node, a standby catching up)
+	// before the wrapper fails closed (CLOUDTASER_VAULT_RETRY).
+	RetryWindow time.Duration
 }
+
+// DefaultRetryWindow covers a Raft leader election (a few seconds) with room
+// to spare, yet ends a pod whose vault is really gone quickly enough for the
+// kubelet's own restart back-off to take over.
+const DefaultRetryWindow = 10 * time.Second
+
+// MaxRetryWindow keeps a typo ("10m" for "10s") from holding a pod in
+// start-up for long.
+const MaxRetryWindow = 5 * time.Minute
 
 // DefaultSATokenFile is where the webhook mounts the projected token whose
 // audience is vault's (see the webhook's TOKEN_PATH).
@@ -99,6 +113,14 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 		SATokenFile:   getenv("CLOUDTASER_SA_TOKEN_FILE"),
 		AllowInsecure: truthy(getenv("CLOUDTASER_ALLOW_INSECURE_VAULT")),
 		StartedFile:   getenv("CLOUDTASER_STARTED_FILE"),
+	}
+	c.RetryWindow = DefaultRetryWindow
+	if v := strings.TrimSpace(getenv("CLOUDTASER_VAULT_RETRY")); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > MaxRetryWindow {
+			return nil, fmt.Errorf("CLOUDTASER_VAULT_RETRY must be a duration between 0s and %s, such as 10s, not %q", MaxRetryWindow, v)
+		}
+		c.RetryWindow = d
 	}
 	if c.AuthMethod == "" {
 		c.AuthMethod = "kubernetes"

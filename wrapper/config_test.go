@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestPlainHTTPVaultNeedsExplicitOptIn(t *testing.T) {
@@ -53,5 +54,34 @@ func TestDefaultTokenIsTheProjectedVaultToken(t *testing.T) {
 	// Never the pod's Kubernetes-API token: that one is valid against the API server.
 	if c.SATokenFile != "/var/run/secrets/cloudtaser.io/serviceaccount/token" {
 		t.Fatalf("default token file %q", c.SATokenFile)
+	}
+}
+
+func TestRetryWindowDefaultsToTenSecondsAndIsBounded(t *testing.T) {
+	base := map[string]string{
+		"VAULT_ADDR":         "https://vault:8200",
+		"VAULT_AUTH_ROLE":    "r",
+		"CLOUDTASER_ENV_MAP": "secret/data/a:b=B",
+	}
+	get := func(extra map[string]string) func(string) string {
+		return func(k string) string {
+			if v, ok := extra[k]; ok {
+				return v
+			}
+			return base[k]
+		}
+	}
+	c, err := LoadConfig(get(nil))
+	if err != nil || c.RetryWindow != 10*time.Second {
+		t.Fatalf("default: %v %v", c, err)
+	}
+	c, err = LoadConfig(get(map[string]string{"CLOUDTASER_VAULT_RETRY": "2500ms"}))
+	if err != nil || c.RetryWindow != 2500*time.Millisecond {
+		t.Fatalf("2500ms: %v %v", c, err)
+	}
+	for _, bad := range []string{"ten", "-1s", "10m"} {
+		if _, err := LoadConfig(get(map[string]string{"CLOUDTASER_VAULT_RETRY": bad})); err == nil || !strings.Contains(err.Error(), "CLOUDTASER_VAULT_RETRY") {
+			t.Errorf("%q: want a CLOUDTASER_VAULT_RETRY error, got %v", bad, err)
+		}
 	}
 }

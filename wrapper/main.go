@@ -115,7 +115,8 @@ func main() {
 	if err != nil {
 		fail("%v", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	// Room for the login's and every read's retry window, never less than a minute.
+	ctx, cancel := context.WithTimeout(context.Background(), max(60*time.Second, 3*cfg.RetryWindow+30*time.Second))
 	secrets, files, err := Fetch(ctx, vault)
 	cancel()
 	if err != nil {

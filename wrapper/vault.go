@@ -21,8 +21,13 @@ type Vault struct {
 	cfg     *Config
 	http    *http.Client
 	token   string
-	tries   int
 	backoff time.Duration
+	// index is the X-Vault-Index of the login's answer: sent with the reads,
+	// a standby that has not yet replicated the new token answers 429
+	// (retried) instead of refusing a token it does not know yet.
+	index string
+	// maxBackoff caps the pause between attempts.
+	maxBackoff time.Duration
 }
 
 func NewVault(cfg *Config) (*Vault, error) {
@@ -39,11 +44,11 @@ func NewVault(cfg *Config) (*Vault, error) {
 		tlsCfg.RootCAs = pool
 	}
 	return &Vault{
-		cfg:     cfg,
-		http:    &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg}},
-		token:   cfg.Token,
-		tries:   5,
-		backoff: 300 * time.Millisecond,
+		cfg:        cfg,
+		http:       &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg}},
+		token:      cfg.Token,
+		backoff:    200 * time.Millisecond,
+		maxBackoff: 2 * time.Second,
 	}, nil
 }
 
@@ -55,16 +60,32 @@ type apiError struct {
 
 func (e *apiError) Error() string { return e.msg }
 
-// call retries connection failures, 429 and 5xx a bounded number of times.
+// call retries connection failures, 429, 5xx and a redirect to an active node
+// that is gone, until cfg.RetryWindow has passed since its first attempt
+// (a leader election takes seconds); then it returns the last failure, with
+// how long it tried.
 func (v *Vault) call(ctx context.Context, method, path string, body any, out any) error {
 	var payload []byte
 	if body != nil {
 		payload, _ = json.Marshal(body)
 	}
+	start := time.Now()
+	deadline := start.Add(v.cfg.RetryWindow)
 	var last error
-	for attempt := 0; attempt < v.tries; attempt++ {
+	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
-			time.Sleep(v.backoff << (attempt - 1))
+			pause := v.backoff << (attempt - 1)
+			if pause > v.maxBackoff || pause <= 0 {
+				pause = v.maxBackoff
+			}
+			if time.Now().Add(pause).After(deadline) {
+				return retried(last, time.Since(start))
+			}
+			select {
+			case <-ctx.Done():
+				return last
+			case <-time.After(pause):
+			}
 		}
 		req, err := http.NewRequestWithContext(ctx, method, v.cfg.Addr+"/v1/"+path, bytes.NewReader(payload))
 		if err != nil {
@@ -76,17 +97,26 @@ func (v *Vault) call(ctx context.Context, method, path string, body any, out any
 		if v.cfg.Namespace != "" {
 			req.Header.Set("X-Vault-Namespace", v.cfg.Namespace)
 		}
+		if v.index != "" {
+			req.Header.Set("X-Vault-Index", v.index)
+		}
 		res, err := v.http.Do(req)
 		if err != nil {
+			if ctx.Err() != nil && last != nil {
+				return last
+			}
 			// Never include the URL's query or any header: just what failed.
-			cause := rootCause(err)
-			last = fmt.Errorf("cannot reach vault at %s (%s)%s", v.cfg.Addr, cause, reachHint(cause))
+			last = &reachError{addr: v.cfg.Addr, cause: rootCause(err)}
 			continue
 		}
 		data, _ := io.ReadAll(io.LimitReader(res.Body, 4<<20))
 		res.Body.Close()
-		if res.StatusCode == 429 || res.StatusCode >= 500 {
-			last = &apiError{status: res.StatusCode, msg: fmt.Sprintf("vault %s %s: %d", method, path, res.StatusCode)}
+		if res.StatusCode == 429 || res.StatusCode >= 500 || res.StatusCode == 307 || res.StatusCode == 308 {
+			msg := fmt.Sprintf("vault %s %s: %d", method, path, res.StatusCode)
+			if reason := sanitizeReason(vaultErrors(data), v.token); reason != "" {
+				msg += " " + reason
+			}
+			last = &apiError{status: res.StatusCode, msg: msg}
 			continue
 		}
 		if res.StatusCode >= 300 {
@@ -97,12 +127,44 @@ func (v *Vault) call(ctx context.Context, method, path string, body any, out any
 			}
 			return &apiError{res.StatusCode, msg, raw}
 		}
+		if idx := res.Header.Get("X-Vault-Index"); idx != "" && method != "GET" {
+			v.index = idx
+		}
 		if out != nil && len(data) > 0 {
 			if err := json.Unmarshal(data, out); err != nil {
 				return fmt.Errorf("vault %s %s: unreadable response", method, path)
 			}
 		}
 		return nil
+	}
+}
+
+// reachError is a vault that could not be reached at all.
+type reachError struct {
+	addr, cause string
+	tried       time.Duration
+}
+
+func (e *reachError) Error() string {
+	tried := ""
+	if e.tried > 0 {
+		tried = fmt.Sprintf(", retried for %s", e.tried.Round(100*time.Millisecond))
+	}
+	return fmt.Sprintf("cannot reach vault at %s (%s%s)%s", e.addr, e.cause, tried, reachHint(e.cause))
+}
+
+// retried says how long the last failure was retried, in the one line the
+// wrapper logs when it gives up.
+func retried(last error, tried time.Duration) error {
+	var re *reachError
+	if errors.As(last, &re) {
+		re.tried = tried
+		return re
+	}
+	var ae *apiError
+	if errors.As(last, &ae) {
+		ae.msg = fmt.Sprintf("%s (retried for %s: no active vault node answered)", ae.msg, tried.Round(100*time.Millisecond))
+		return ae
 	}
 	return last
 }
@@ -188,6 +250,13 @@ func (v *Vault) Login(ctx context.Context) error {
 	return nil
 }
 
+// notFoundGrace bounds how long a 404 is re-read (replication lag on a
+// standby is milliseconds to a few seconds); notFoundPause is the pause between.
+const (
+	notFoundGrace = 3 * time.Second
+	notFoundPause = 250 * time.Millisecond
+)
+
 // Read returns the latest data of a KV v2 path (the API path, with /data/).
 func (v *Vault) Read(ctx context.Context, path string) (map[string]any, error) {
 	var res struct {
@@ -195,7 +264,27 @@ func (v *Vault) Read(ctx context.Context, path string) (map[string]any, error) {
 			Data map[string]any `json:"data"`
 		} `json:"data"`
 	}
-	if err := v.call(ctx, "GET", path, nil, &res); err != nil {
+	// A standby answers reads from its replica, which right after a leader
+	// change may not yet hold the newest writes: a 404 is asked again for a
+	// short while before it counts as missing.
+	missingFor := min(v.cfg.RetryWindow, notFoundGrace)
+	start := time.Now()
+	var err error
+	for {
+		err = v.call(ctx, "GET", path, nil, &res)
+		var ae *apiError
+		if err == nil || !errors.As(err, &ae) || ae.status != 404 || time.Since(start)+notFoundPause > missingFor {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(notFoundPause):
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if err != nil {
 		var ae *apiError
 		if errors.As(err, &ae) && ae.status == 404 {
 			return nil, fmt.Errorf("%s does not exist in vault (or its latest version is deleted)", path)

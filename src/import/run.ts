@@ -107,7 +107,48 @@ async function applyPath(client: VaultClient, p: PathPlan): Promise<void> {
     }
   }
   for (const [k, v] of p.data ?? []) data[k] = v;
-  await client.write(`${mount}/data/${rel}`, { options: { cas: p.cas }, data });
+  try {
+    await client.write(`${mount}/data/${rel}`, { options: { cas: p.cas }, data });
+  } catch (e) {
+    if (
+      e instanceof VaultError &&
+      e.status === 400 &&
+      /check-and-set/i.test(e.message) &&
+      (await ownWrite(client, mount, rel, p.cas, data))
+    ) {
+      return;
+    }
+    throw e;
+  }
+}
+
+/**
+ * A check-and-set refusal after a write whose answer was lost (the active
+ * node died after committing it, and the retry met the new version): the
+ * version right after `cas` holding exactly the values this run wrote is
+ * that write, not someone else's. Compared in memory, never printed.
+ */
+async function ownWrite(
+  client: VaultClient,
+  mount: string,
+  rel: string,
+  cas: number,
+  data: Record<string, string>,
+): Promise<boolean> {
+  const res = await client.request<DataBody & { data?: { metadata?: KvMetadata | null } | null }>(
+    'GET',
+    `${mount}/data/${rel}?version=${cas + 1}`,
+  );
+  const meta = res.body?.data?.metadata;
+  if (res.status !== 200 || meta?.version !== cas + 1 || meta.deletion_time || meta.destroyed) {
+    return false;
+  }
+  const stored = res.body?.data?.data ?? {};
+  const keys = Object.keys(stored);
+  return (
+    keys.length === Object.keys(data).length &&
+    keys.every((k) => Object.prototype.hasOwnProperty.call(data, k) && stored[k] === data[k])
+  );
 }
 
 const VERB: Record<PathPlan['action'], [done: string, dry: string]> = {

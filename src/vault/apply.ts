@@ -4,7 +4,13 @@ import { DEFAULT_REQUEST_TIMEOUT_MS, say, type Context } from '../core/context.j
 import { mapLimit } from '../core/concurrency.js';
 import { UserError } from '../core/errors.js';
 import type { LoadedPlan } from '../plan/read.js';
-import { VaultClient, VaultError, resolveVaultConfig, type VaultFlags } from './client.js';
+import {
+  VaultClient,
+  VaultError,
+  resolveVaultConfig,
+  retryWindowFromEnv,
+  type VaultFlags,
+} from './client.js';
 import {
   checkKv2,
   computeChanges,
@@ -32,7 +38,9 @@ export function normalizeMount(value: string, flag: string): string {
 
 export function vaultClient(flags: VaultFlags, ctx: Context, addressFlag: string): VaultClient {
   const config = resolveVaultConfig(flags, ctx.env, addressFlag);
+  const retryWindowMs = retryWindowFromEnv(ctx.env);
   return new VaultClient(config, {
+    ...(retryWindowMs === undefined ? {} : { retryWindowMs }),
     timeoutMs: ctx.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
     signal: ctx.signal,
     ...(ctx.debug

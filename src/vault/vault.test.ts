@@ -5,7 +5,14 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { UserError } from '../core/errors.js';
 import type { MigrationPlan } from '../plan/schema.js';
-import { requestPath, resolveVaultConfig, serverErrors, type Method } from './client.js';
+import {
+  requestPath,
+  resolveVaultConfig,
+  retryWindowFromEnv,
+  serverErrors,
+  splitAddresses,
+  type Method,
+} from './client.js';
 import { computeChanges, desiredState, policyHcl, type VaultState } from './provision.js';
 
 const plan: MigrationPlan = {
@@ -240,6 +247,36 @@ describe('request target', () => {
     );
     expect(requestPath('/p', 'GET', 'secret/subkeys/a/b?depth=1')).toBe(
       '/p/v1/secret/subkeys/a/b?depth=1',
+    );
+  });
+});
+
+describe('several vault addresses', () => {
+  it('takes BAO_ADDR as comma-separated nodes, each checked, one scheme for all', () => {
+    const env = { BAO_TOKEN: 't' };
+    const c = resolveVaultConfig(
+      { address: 'https://a:8200/, https://b:8200' },
+      env,
+      '--openbao-addr',
+      '/nonexistent',
+    );
+    expect(c.address).toBe('https://a:8200,https://b:8200');
+    expect(splitAddresses(c.address)).toEqual(['https://a:8200', 'https://b:8200']);
+    expect(() =>
+      resolveVaultConfig({ address: 'https://a,http://127.0.0.1:1' }, env, '--x', '/n'),
+    ).toThrow(/mix http and https/);
+    expect(() =>
+      resolveVaultConfig({ address: 'https://a,http://b.example' }, env, '--x', '/n'),
+    ).toThrow(/plain http/);
+  });
+
+  it('reads CLOUDTASER_VAULT_RETRY as a duration', () => {
+    expect(retryWindowFromEnv({})).toBeUndefined();
+    expect(retryWindowFromEnv({ CLOUDTASER_VAULT_RETRY: '20s' })).toBe(20_000);
+    expect(retryWindowFromEnv({ CLOUDTASER_VAULT_RETRY: '500ms' })).toBe(500);
+    expect(retryWindowFromEnv({ CLOUDTASER_VAULT_RETRY: '2m' })).toBe(120_000);
+    expect(() => retryWindowFromEnv({ CLOUDTASER_VAULT_RETRY: 'soon' })).toThrow(
+      /CLOUDTASER_VAULT_RETRY must be a duration/,
     );
   });
 });
