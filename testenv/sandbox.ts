@@ -13,7 +13,7 @@
 // lock next to it, and a second starter never starts a second set of servers
 // on top of a running one.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -21,6 +21,14 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ensureBinaries, KUBE_VERSION, type Binaries, type Log } from './build.js';
 import { httpCall, waitFor } from './http.js';
+import {
+  apiServerArgs,
+  etcdArgs,
+  waitForApiServer,
+  waitForEtcd,
+  writeAdminKubeconfig,
+  writeApiServerFiles,
+} from './kube-control.js';
 import { withLock } from './lock.js';
 import { cacheRoot, defaultSandboxDir } from './paths.js';
 import {
@@ -673,28 +681,11 @@ async function startIn(
 
     const adminToken = randomBytes(24).toString('hex');
     const baoToken = `root-${randomBytes(16).toString('hex')}`;
-    const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-    const saKey = join(dir, 'pki', 'sa.key');
-    const saPub = join(dir, 'pki', 'sa.pub');
-    await writeFile(saKey, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
-    await writeFile(saPub, publicKey.export({ type: 'spki', format: 'pem' }));
-    const tokensFile = join(dir, 'pki', 'tokens.csv');
-    await writeFile(tokensFile, `${adminToken},cloudtaser-admin,1000,"system:masters"\n`, {
-      mode: 0o600,
-    });
+    const files = await writeApiServerFiles(dir, adminToken);
+    const { saKey } = files;
 
     // --- etcd
-    const etcd = start('etcd', binaries.etcd, [
-      '--name=sandbox',
-      `--data-dir=${join(dir, 'etcd')}`,
-      `--listen-client-urls=http://127.0.0.1:${etcdPort}`,
-      `--advertise-client-urls=http://127.0.0.1:${etcdPort}`,
-      `--listen-peer-urls=http://127.0.0.1:${etcdPeer}`,
-      `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeer}`,
-      `--initial-cluster=sandbox=http://127.0.0.1:${etcdPeer}`,
-      '--unsafe-no-fsync',
-      '--log-level=warn',
-    ]);
+    const etcd = start('etcd', binaries.etcd, etcdArgs('sandbox', dir, etcdPort, etcdPeer));
 
     // --- OpenBao (independent of Kubernetes, so it boots in parallel)
     const baoAddr = `http://127.0.0.1:${baoPort}`;
@@ -738,15 +729,7 @@ async function startIn(
     );
     const registryProc = start('registry', binaries.registry, ['serve', registryYml]);
 
-    await waitFor(
-      'etcd',
-      async () => {
-        const r = await httpCall(`http://127.0.0.1:${etcdPort}/health`);
-        return r.status === 200 && r.body.includes('true');
-      },
-      30_000,
-      () => etcd.exited,
-    );
+    await waitForEtcd(etcdPort, () => etcd.exited);
 
     // --- kube-apiserver
     const certDir = join(dir, 'pki', 'apiserver');
@@ -763,62 +746,21 @@ async function startIn(
       );
     }
     const apiServer = `https://127.0.0.1:${apiPort}`;
-    const apiserver = start('kube-apiserver', binaries.kubeApiserver, [
-      `--etcd-servers=http://127.0.0.1:${etcdPort}`,
-      '--bind-address=127.0.0.1',
-      `--secure-port=${apiPort}`,
-      `--cert-dir=${certDir}`,
-      '--service-cluster-ip-range=10.0.0.0/24',
-      `--service-account-issuer=${apiServer}`,
-      `--service-account-key-file=${saPub}`,
-      `--service-account-signing-key-file=${saKey}`,
-      `--token-auth-file=${tokensFile}`,
-      '--authorization-mode=RBAC',
-      '--allow-privileged=true',
-      ...nodeFlags,
-      '--v=0',
-    ]);
-    const caFile = join(certDir, 'apiserver.crt');
-    await waitFor(
-      'kube-apiserver certificate',
-      () => Promise.resolve(existsSync(caFile)),
-      60_000,
-      () => apiserver.exited,
-    );
-    const ca = await readFile(caFile, 'utf8');
-    const auth = { authorization: `Bearer ${adminToken}` };
-    await waitFor(
+    const apiserver = start(
       'kube-apiserver',
-      async () => (await httpCall(`${apiServer}/readyz`, { ca, headers: auth })).status === 200,
-      120_000,
+      binaries.kubeApiserver,
+      apiServerArgs({ etcdPort, apiPort, apiServer, certDir, files, extra: nodeFlags }),
+    );
+    const { caFile, ca } = await waitForApiServer(
+      apiServer,
+      certDir,
+      adminToken,
       () => apiserver.exited,
     );
+    const auth = { authorization: `Bearer ${adminToken}` };
 
     const kubeconfig = join(dir, 'kubeconfig');
-    await writeFile(
-      kubeconfig,
-      [
-        'apiVersion: v1',
-        'kind: Config',
-        'clusters:',
-        '- name: sandbox',
-        '  cluster:',
-        `    server: ${apiServer}`,
-        `    certificate-authority-data: ${Buffer.from(ca).toString('base64')}`,
-        'users:',
-        '- name: sandbox-admin',
-        '  user:',
-        `    token: ${adminToken}`,
-        'contexts:',
-        '- name: sandbox',
-        '  context:',
-        '    cluster: sandbox',
-        '    user: sandbox-admin',
-        'current-context: sandbox',
-        '',
-      ].join('\n'),
-      { mode: 0o600 },
-    );
+    await writeAdminKubeconfig(kubeconfig, 'sandbox', apiServer, ca, adminToken);
 
     // --- kube-controller-manager (Deployments → ReplicaSets → Pods, service accounts, GC)
     const kcm = start('kube-controller-manager', binaries.kubeControllerManager, [
