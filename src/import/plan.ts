@@ -6,7 +6,12 @@
 // Values are carried as `SourceValue`s only from the source to the write;
 // messages, actions and reasons hold path, field and Secret names, never a
 // value.
-import { mappedFields, nativeSecretOf, type MigrationPlan } from '../plan/schema.js';
+import {
+  mappedFields,
+  nativeSecretOf,
+  type MigrationPlan,
+  type SecretRef,
+} from '../plan/schema.js';
 
 /** Where one vault field comes from: a key of a Kubernetes Secret. */
 export interface FieldOrigin {
@@ -31,13 +36,26 @@ export interface WantedPath {
 const originLabel = (o: FieldOrigin): string => `Secret ${o.namespace}/${o.secret} key ${o.key}`;
 
 /**
- * Collects every vault path the plan maps, once. Vault field names are the
- * Secret's key names (discover maps key `k` to field `k`), so the key read
- * for a field is the field's own name. Several workloads may map the same
- * path from the same Secret (deduplicated); the same path and field from two
- * different Secrets is a conflict, reported instead of letting one win.
+ * What one source makes of one plan secret: the secret its fields come from
+ * (a field's key is the field's own name), "vault holds it already", or a
+ * conflict that keeps the path from being written.
  */
-export function wantedPaths(plan: MigrationPlan): WantedPath[] {
+export type PlanSecretOrigin =
+  | { kind: 'secret'; namespace: string; secret: string; sealed?: boolean }
+  | { kind: 'vault' }
+  | { kind: 'conflict'; message: string };
+
+/**
+ * Collects every vault path the plan maps, once, sorted by path, with each
+ * field's origin as `originOf` (one per source) decides. The same path and
+ * field from the same secret is deduplicated; from two different secrets it
+ * is a conflict, named with `label`, reported instead of letting one win.
+ */
+export function collectWantedPaths(
+  plan: MigrationPlan,
+  originOf: (s: SecretRef, tenantNamespace: string) => PlanSecretOrigin,
+  label: (o: FieldOrigin) => string,
+): WantedPath[] {
   const byPath = new Map<string, WantedPath>();
   for (const t of plan.tenants) {
     for (const w of t.workloads) {
@@ -47,30 +65,27 @@ export function wantedPaths(plan: MigrationPlan): WantedPath[] {
           want = { vaultPath: s.vaultPath, fields: new Map(), conflicts: [], vaultAgent: false };
           byPath.set(s.vaultPath, want);
         }
-        if (s.source.startsWith('sops/')) {
-          want.conflicts.push(`source ${s.source} is a SOPS file; import it with --from sops`);
+        const from = originOf(s, t.namespace);
+        if (from.kind === 'conflict') {
+          want.conflicts.push(from.message);
           continue;
         }
-        // An ExternalSecret reads vault already: like a Vault Agent file, nothing to import.
-        const native = s.source.startsWith('eso/') ? undefined : nativeSecretOf(s);
-        if (native === undefined) {
+        if (from.kind === 'vault') {
           want.vaultAgent = true;
           continue;
         }
-        const name = native.name;
-        const sealed = s.source.startsWith('sealed-secret/');
         for (const field of mappedFields(s)) {
           const origin: FieldOrigin = {
-            namespace: t.namespace,
-            secret: name,
+            namespace: from.namespace,
+            secret: from.secret,
             key: field,
-            ...(sealed ? { sealed } : {}),
+            ...(from.sealed ? { sealed: true } : {}),
           };
           const prev = want.fields.get(field);
           if (!prev) want.fields.set(field, origin);
           else if (prev.namespace !== origin.namespace || prev.secret !== origin.secret) {
             want.conflicts.push(
-              `field ${field} is mapped from ${originLabel(prev)} and from ${originLabel(origin)}`,
+              `field ${field} is mapped from ${label(prev)} and from ${label(origin)}`,
             );
           }
         }
@@ -79,6 +94,33 @@ export function wantedPaths(plan: MigrationPlan): WantedPath[] {
   }
   return [...byPath.values()].sort((a, b) =>
     a.vaultPath < b.vaultPath ? -1 : a.vaultPath > b.vaultPath ? 1 : 0,
+  );
+}
+
+/**
+ * The plan's paths for --from kubernetes. Vault field names are the
+ * Secret's key names (discover maps key `k` to field `k`), so the key read
+ * for a field is the field's own name. Several workloads may map the same
+ * path from the same Secret (deduplicated); the same path and field from two
+ * different Secrets is a conflict.
+ */
+export function wantedPaths(plan: MigrationPlan): WantedPath[] {
+  return collectWantedPaths(
+    plan,
+    (s, namespace): PlanSecretOrigin => {
+      if (s.source.startsWith('sops/')) {
+        return {
+          kind: 'conflict',
+          message: `source ${s.source} is a SOPS file; import it with --from sops`,
+        };
+      }
+      // An ExternalSecret reads vault already: like a Vault Agent file, nothing to import.
+      const native = s.source.startsWith('eso/') ? undefined : nativeSecretOf(s);
+      if (native === undefined) return { kind: 'vault' };
+      const sealed = s.source.startsWith('sealed-secret/');
+      return { kind: 'secret', namespace, secret: native.name, ...(sealed ? { sealed } : {}) };
+    },
+    originLabel,
   );
 }
 

@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { UserError } from '../core/errors.js';
 import { cachedPlan, storePlan, type PlanCache } from './cache.js';
 import { safeLine } from './display.js';
+import { readFailureReason } from './read-failure.js';
 import { decodePlanBytes } from './text.js';
 import type { LoadedPlan } from './read.js';
 
@@ -24,16 +25,7 @@ export async function readPlan(
   try {
     bytes = await readFile(file);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why =
-      code === 'ENOENT'
-        ? 'no such file'
-        : code === 'EACCES'
-          ? 'permission denied'
-          : code === 'EISDIR'
-            ? 'it is a directory'
-            : (code ?? 'unreadable');
-    throw new UserError(`cannot read plan ${safeLine(display)}: ${why}`);
+    throw new UserError(`cannot read plan ${safeLine(display)}: ${readFailureReason(e)}`);
   }
   const text = decodePlanBytes(bytes, display);
   const { cache } = opts;

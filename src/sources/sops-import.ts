@@ -5,8 +5,15 @@
 // never imported as if they had been protected.
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, relative, resolve } from 'node:path';
-import { mappedFields, type MigrationPlan } from '../plan/schema.js';
-import { secretKey, type FieldOrigin, type SourceSecret, type WantedPath } from '../import/plan.js';
+import type { MigrationPlan } from '../plan/schema.js';
+import {
+  collectWantedPaths,
+  secretKey,
+  type FieldOrigin,
+  type PlanSecretOrigin,
+  type SourceSecret,
+  type WantedPath,
+} from '../import/plan.js';
 import { SopsFailed, sopsDecrypt, type SopsRunner } from './sops-io.js';
 import {
   hasSopsMetadata,
@@ -29,41 +36,19 @@ const ORIGIN_NS = 'sops';
  * Kubernetes Secret source is not filled by this import and says so.
  */
 export function sopsWantedPaths(plan: MigrationPlan): WantedPath[] {
-  const byPath = new Map<string, WantedPath>();
-  for (const t of plan.tenants) {
-    for (const w of t.workloads) {
-      for (const s of w.secrets) {
-        let want = byPath.get(s.vaultPath);
-        if (!want) {
-          want = { vaultPath: s.vaultPath, fields: new Map(), conflicts: [], vaultAgent: false };
-          byPath.set(s.vaultPath, want);
-        }
-        if (s.source.startsWith('vault-agent/')) {
-          want.vaultAgent = true;
-          continue;
-        }
-        if (!s.source.startsWith(SOPS_PREFIX)) {
-          want.conflicts.push(
-            `source ${s.source} is not a SOPS file; import it with its own --from`,
-          );
-          continue;
-        }
-        const name = s.source.slice(SOPS_PREFIX.length);
-        for (const field of mappedFields(s)) {
-          const origin: FieldOrigin = { namespace: ORIGIN_NS, secret: name, key: field };
-          const prev = want.fields.get(field);
-          if (!prev) want.fields.set(field, origin);
-          else if (prev.secret !== origin.secret) {
-            want.conflicts.push(
-              `field ${field} is mapped from ${SOPS_PREFIX}${prev.secret} and from ${s.source}`,
-            );
-          }
-        }
+  return collectWantedPaths(
+    plan,
+    (s): PlanSecretOrigin => {
+      if (s.source.startsWith('vault-agent/')) return { kind: 'vault' };
+      if (!s.source.startsWith(SOPS_PREFIX)) {
+        return {
+          kind: 'conflict',
+          message: `source ${s.source} is not a SOPS file; import it with its own --from`,
+        };
       }
-    }
-  }
-  return [...byPath.values()].sort((a, b) =>
-    a.vaultPath < b.vaultPath ? -1 : a.vaultPath > b.vaultPath ? 1 : 0,
+      return { kind: 'secret', namespace: ORIGIN_NS, secret: s.source.slice(SOPS_PREFIX.length) };
+    },
+    (o) => `${SOPS_PREFIX}${o.secret}`,
   );
 }
 

@@ -14,6 +14,7 @@ import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { say, type Context } from '../../core/context.js';
 import { UserError } from '../../core/errors.js';
 import { safeLine } from '../display.js';
+import { readFailureReason } from '../read-failure.js';
 import type { LoadedPlan } from '../read.js';
 import {
   AllowedSignersError,
@@ -41,16 +42,7 @@ async function readText(file: string, display: string, what: string): Promise<st
   try {
     return await readFile(file, 'utf8');
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why =
-      code === 'ENOENT'
-        ? 'no such file'
-        : code === 'EACCES'
-          ? 'permission denied'
-          : code === 'EISDIR'
-            ? 'it is a directory'
-            : (code ?? 'unreadable');
-    throw new UserError(`cannot read ${what} ${safeLine(display)}: ${why}`);
+    throw new UserError(`cannot read ${what} ${safeLine(display)}: ${readFailureReason(e)}`);
   }
 }
 
