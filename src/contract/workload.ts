@@ -4,6 +4,14 @@ import type { V1PodSpec } from '@kubernetes/client-node';
 import type { WorkloadKind } from '../plan/schema.js';
 import { AGENT_PREFIXES } from './annotations.js';
 
+/**
+ * The label cloudtaser's own components carry (the webhook Deployment from
+ * the Helm chart and from `target install`): they keep their own Secrets
+ * (the webhook's serving certificate) native, since they are what fetches
+ * from vault for everyone else.
+ */
+export const PART_OF_CLOUDTASER = { key: 'app.kubernetes.io/part-of', value: 'cloudtaser' };
+
 export const SYSTEM_NAMESPACES: ReadonlySet<string> = new Set([
   'kube-system',
   'kube-public',
@@ -13,7 +21,7 @@ export const SYSTEM_NAMESPACES: ReadonlySet<string> = new Set([
 /** The parts of a Deployment/StatefulSet/DaemonSet discovery reads. */
 export interface WorkloadObject {
   kind: WorkloadKind;
-  metadata: { name: string; namespace: string };
+  metadata: { name: string; namespace: string; labels?: Record<string, string> };
   spec?: {
     replicas?: number;
     template?: {

@@ -44,6 +44,24 @@ describe('discover (pure)', () => {
     ).toEqual(['pass-word', 'user']);
   });
 
+  it("skips cloudtaser's own webhook: its serving certificate stays a native Secret", () => {
+    const volumes = [{ name: 'tls', secret: { secretName: 'cloudtaser-webhook-tls' } }];
+    const webhook = deployment('cloudtaser-webhook', { containers: [{ name: 'w' }], volumes });
+    webhook.metadata.labels = { 'app.kubernetes.io/part-of': 'cloudtaser' };
+    const app = deployment('app', { containers: [{ name: 'a' }], volumes });
+    const secrets = [{ namespace: 'ns', name: 'cloudtaser-webhook-tls', keys: ['tls.crt'] }];
+    const { plan, summary } = discover([webhook, app], secrets, opts);
+    expect(plan.tenants[0]?.workloads.map((w) => w.name)).toEqual(['app']);
+    expect(summary.skipped).toEqual([
+      {
+        namespace: 'ns',
+        kind: 'Deployment',
+        name: 'cloudtaser-webhook',
+        reason: 'cloudtaser-component',
+      },
+    ]);
+  });
+
   it('leaves an env var that containers read from different Secrets unmapped, and says so', () => {
     const w = deployment('web', {
       containers: [

@@ -3,7 +3,12 @@
 // is sorted so an unchanged cluster always yields the same plan.
 import type { V1Container } from '@kubernetes/client-node';
 import { AGENT_PREFIXES, ANNOTATION } from '../contract/annotations.js';
-import { SYSTEM_NAMESPACES, type SecretKeys, type WorkloadObject } from '../contract/workload.js';
+import {
+  PART_OF_CLOUDTASER,
+  SYSTEM_NAMESPACES,
+  type SecretKeys,
+  type WorkloadObject,
+} from '../contract/workload.js';
 import type { PlanNote } from '../plan/write.js';
 import {
   ENV_VAR_NAME,
@@ -29,7 +34,8 @@ export interface DiscoverOptions {
   createdBy: string;
 }
 
-export type SkipReason = 'system-namespace' | 'already-injected' | 'no-secret-references';
+export type SkipReason =
+  'system-namespace' | 'cloudtaser-component' | 'already-injected' | 'no-secret-references';
 
 export interface DiscoverySummary {
   namespaces: number;
@@ -429,6 +435,10 @@ export function discover(
     };
     if (SYSTEM_NAMESPACES.has(ns)) {
       skip('system-namespace');
+      continue;
+    }
+    if (w.metadata.labels?.[PART_OF_CLOUDTASER.key] === PART_OF_CLOUDTASER.value) {
+      skip('cloudtaser-component');
       continue;
     }
     summary.workloadsFound++;

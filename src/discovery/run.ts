@@ -65,6 +65,12 @@ function summaryLines(s: DiscoverySummary): string[] {
       '.',
   ];
   if (system) lines.push(`Excluded ${system} workload(s) in system namespaces.`);
+  const own = count('cloudtaser-component');
+  if (own) {
+    lines.push(
+      `Excluded ${own} cloudtaser component(s) (label app.kubernetes.io/part-of=cloudtaser): the webhook keeps its serving certificate native.`,
+    );
+  }
   for (const k of s.skipped.filter((x) => x.reason === 'already-injected')) {
     lines.push(
       `  skipped ${k.kind} ${k.namespace}/${k.name}: already annotated cloudtaser.io/inject`,

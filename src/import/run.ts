@@ -5,7 +5,6 @@
 // Values live only in memory between the read and the write: they are never
 // printed, logged (the vault client's debug lines carry method, path and
 // status only), put in an error, written to a file or into the plan.
-import { setMaxListeners } from 'node:events';
 import { say, type Context } from '../core/context.js';
 import { mapLimit } from '../core/concurrency.js';
 import { CheckFailed, ServerError, UserError } from '../core/errors.js';
@@ -195,10 +194,6 @@ export async function runImport(
   ctx: Context,
 ): Promise<void> {
   const from = checkSource(o.from, o.source);
-  // Every request in flight listens on the interrupt signal (to stop when
-  // Ctrl-C comes): up to two per concurrent path, more than Node's default
-  // warning threshold of 10, which is not a leak here.
-  if (ctx.signal) setMaxListeners(Math.max(10, o.concurrency * 2 + 4), ctx.signal);
   const client = vaultClient(o.vault, ctx, '--openbao-addr');
   const source = await openSource(from, o.source, ctx).catch((e: unknown) => {
     client.close();

@@ -17,14 +17,18 @@ export interface ClusterScan {
 }
 
 interface RawWorkload {
-  metadata?: { name?: string; namespace?: string };
+  metadata?: { name?: string; namespace?: string; labels?: Record<string, string> };
   spec?: WorkloadObject['spec'];
 }
 
 function toWorkload(kind: WorkloadKind) {
   return (o: RawWorkload): WorkloadObject => ({
     kind,
-    metadata: { name: o.metadata?.name ?? '', namespace: o.metadata?.namespace ?? '' },
+    metadata: {
+      name: o.metadata?.name ?? '',
+      namespace: o.metadata?.namespace ?? '',
+      ...(o.metadata?.labels ? { labels: o.metadata.labels } : {}),
+    },
     ...(o.spec ? { spec: o.spec } : {}),
   });
 }
