@@ -232,10 +232,13 @@ describe('apply-plan and verify-plan while the active node is killed', () => {
     const verify = ['source', 'verify-plan', 'plan.yaml', '-o', 'json'];
     const clean = await cli(verify, { cwd: dir });
     expect(clean.code, clean.stderr).toBe(0);
-    // verify-plan only reads: killed within the time a clean run on the cluster takes.
+    // verify-plan only reads: killed within the first half of the time a
+    // clean run on the cluster takes, one read at a time so that the run
+    // lasts long enough for a random moment to fall inside it.
+    const oneByOne = [...verify, '--concurrency', '1'];
     const t = Date.now();
-    expect((await cli(verify, { cwd: dir, env: haEnv() })).code).toBe(0);
-    const { r } = await underFailover(verify, dir, { withinMs: (Date.now() - t) * 0.7 });
+    expect((await cli(oneByOne, { cwd: dir, env: haEnv() })).code).toBe(0);
+    const { r } = await underFailover(oneByOne, dir, { withinMs: (Date.now() - t) * 0.5 });
     let out = r;
     if (r.code !== 0) {
       expectClearServerError(r);
@@ -303,7 +306,10 @@ describe('target import while the active node is killed', () => {
     });
     expect(apply.code, apply.stderr).toBe(0);
     const imp = ['target', 'import', '--plan', 'plan.yaml', '--from', 'kubernetes'];
-    const { r } = await underFailover(imp, dir, {
+    // One write at a time: at the default concurrency the 30 writes took
+    // 400 ms on a quiet machine, less than the progress poll needed to see
+    // its target count, and the kill landed after the run.
+    const { r } = await underFailover([...imp, '--concurrency', '1'], dir, {
       total: tenants,
       progress: () => countListed(`${mount}/metadata`, prefix),
     });
