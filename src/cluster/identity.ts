@@ -44,7 +44,7 @@ export function fingerprintOf(
   return `sha256:${h.digest('hex').slice(0, 16)}`;
 }
 
-export const FINGERPRINT_FORMAT = /^sha256:[0-9a-f]{16}$/;
+export { FINGERPRINT_FORMAT } from '../plan/schema.js';
 
 /** What a command does about a plan's cluster: pure, from the two fingerprints. */
 export type ClusterVerdict =

@@ -149,11 +149,14 @@ export const TenantSchema = z
   })
   .describe('One namespace: one vault policy <name>-read and one role <name>-role.');
 
+/** A cluster fingerprint as `target fingerprint` prints it (src/cluster/identity.ts). */
+export const FINGERPRINT_FORMAT = /^sha256:[0-9a-f]{16}$/;
+
 export const MetadataSchema = z.strictObject({
   name: text('metadata.name').min(1, { error: 'metadata.name must not be empty' }),
   cluster: text('metadata.cluster').optional(),
   clusterFingerprint: text('metadata.clusterFingerprint')
-    .regex(/^sha256:[0-9a-f]{16}$/, {
+    .regex(FINGERPRINT_FORMAT, {
       error:
         'metadata.clusterFingerprint must be "sha256:" and 16 hex digits (cloudtaser target fingerprint)',
     })

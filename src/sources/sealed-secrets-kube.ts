@@ -262,14 +262,7 @@ export type OfflineUnsealer = (
  * for teams whose controller cannot be asked (air-gapped, or gone). The key
  * file is read once; its contents never leave this process's memory.
  */
-export async function offlineUnsealer(
-  file: string,
-  from: string,
-  ctx: Context,
-): Promise<OfflineUnsealer> {
-  if (from !== 'sealed-secrets') {
-    throw new UserError('--sealing-key goes with --from sealed-secrets');
-  }
+export async function offlineUnsealer(file: string, ctx: Context): Promise<OfflineUnsealer> {
   let text: string;
   try {
     text = await readFile(resolve(ctx.cwd, file), 'utf8');

@@ -498,13 +498,8 @@ export class VaultClient {
       return { res, at: target };
     }
     if (to.protocol !== target.protocol) return { res, at: target };
-    const at: Target = {
-      address: to.origin,
-      protocol: to.protocol,
-      hostname: to.hostname.replace(/^\[(.*)\]$/, '$1'),
-      port: to.port,
-      prefix: '',
-    };
+    // An origin has no path: the redirect's target has no prefix.
+    const at = targetOf(to.origin);
     this.opts.debug?.(`vault ${method} /v1/${path} -> ${res.status} to ${to.origin}`);
     return { res: await this.once(at, method, to.pathname + to.search, body, signal), at };
   }

@@ -294,10 +294,11 @@ export function computeChanges(desired: Desired, state: VaultState): Changes {
   });
   const roles = desired.roles.map((r) => {
     const current = state.roles.get(r.name);
-    const body = jwt ? jwtRoleBody(r.body) : r.body;
+    const jwtBody = jwt ? jwtRoleBody(r.body) : undefined;
+    const body = jwtBody ?? r.body;
     const differences = current
-      ? jwt
-        ? jwtRoleDifferences(current, jwtRoleBody(r.body))
+      ? jwtBody
+        ? jwtRoleDifferences(current, jwtBody)
         : roleDifferences(current, r.body)
       : [];
     const action: Action =

@@ -10,15 +10,13 @@
 // settings (a test compares them); change both together.
 import { stringify } from 'yaml';
 import { ANNOTATION } from '../contract/annotations.js';
+import { SYSTEM_NAMESPACES } from '../contract/workload.js';
 
 /**
  * The CEL condition that keeps every pod without the inject annotation away
  * from the webhook, so failure policy Fail cannot block unrelated pods.
  */
 export const INJECT_MATCH_EXPRESSION = `has(object.metadata.annotations) && '${ANNOTATION.inject}' in object.metadata.annotations && object.metadata.annotations['${ANNOTATION.inject}'] == 'true'`;
-
-/** Namespaces never sent to the webhook, besides its own. */
-export const SYSTEM_NAMESPACES = ['kube-system', 'kube-public', 'kube-node-lease'] as const;
 
 /**
  * Name of the ValidatingAdmissionPolicy rendered with failure policy Ignore:

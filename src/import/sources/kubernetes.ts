@@ -37,9 +37,7 @@ export async function sealedSecretsSource(
   ctx: Context,
 ): Promise<ImportSource> {
   const unsealer =
-    o.sealingKey === undefined
-      ? undefined
-      : await offlineUnsealer(o.sealingKey, 'sealed-secrets', ctx);
+    o.sealingKey === undefined ? undefined : await offlineUnsealer(o.sealingKey, ctx);
   const kube = loadKube({ kubeconfig: o.kubeconfig, context: o.context }, ctx.env, ctx.cwd);
   const core = kube.api(CoreV1Api);
   const how = unsealer
