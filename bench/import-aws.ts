@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { mapLimit } from '../src/core/concurrency.js';
-import { mappedFields } from '../src/plan/schema.js';
+import { mappedFields } from '../src/plan/model.js';
 import { parsePlan } from '../src/plan/read.js';
 import { startMoto } from '../testenv/moto.js';
 import { ensureVenv } from '../testenv/venv.js';

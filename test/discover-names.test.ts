@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { statusOf } from '../src/kube/errors.js';
 import { parsePlan } from '../src/plan/read.js';
-import { ENV_VAR_NAME } from '../src/plan/schema.js';
+import { ENV_VAR_NAME } from '../src/plan/model.js';
 import { cli, tempDir } from './helpers/cli.js';
 import { createSecretExact, kubeConfig, uniqueName } from './helpers/sandbox.js';
 

@@ -2,13 +2,13 @@
 // and for each one whether it may be deleted. Nothing here does I/O or sees
 // a value: the runner compares values in memory and passes only the outcome
 // (equal, differs, not text) per key.
+import { type MigrationPlan } from '../plan/schema.js';
 import {
   mappedFields,
   nativeSecretOf,
-  type MigrationPlan,
   type WorkloadKind,
   type WorkloadStatus,
-} from '../plan/schema.js';
+} from '../plan/model.js';
 import { judge, type PathState } from '../vault/verify.js';
 import { parseSopsSource } from '../sources/sops.js';
 import type { Referrer } from './references.js';

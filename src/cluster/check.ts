@@ -7,10 +7,7 @@ import { loadKubeFor, type KubeOptions } from '../kube/config.js';
 import type { MigrationPlan } from '../plan/schema.js';
 import { judgeCluster } from './identity.js';
 import { readClusterFacts } from './read.js';
-
-export const MISMATCH_FLAG = '--cluster-mismatch-ok';
-export const MISMATCH_HELP =
-  "act even when the current context's cluster is not the one the plan was made from";
+import { MISMATCH_FLAG } from './mismatch.js';
 
 /**
  * Throws a UserError (exit 2) naming both fingerprints when the clusters

@@ -44,7 +44,7 @@ export function fingerprintOf(
   return `sha256:${h.digest('hex').slice(0, 16)}`;
 }
 
-export { FINGERPRINT_FORMAT } from '../plan/schema.js';
+export { FINGERPRINT_FORMAT } from '../plan/model.js';
 
 /** What a command does about a plan's cluster: pure, from the two fingerprints. */
 export type ClusterVerdict =

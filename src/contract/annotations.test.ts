@@ -8,7 +8,7 @@ import {
   type EnvMapEntry,
   type FileMapEntry,
 } from './annotations.js';
-import { FILE_PATH } from '../plan/schema.js';
+import { FILE_PATH } from '../plan/model.js';
 
 describe('env-map annotation', () => {
   it('round-trips any valid entries', () => {

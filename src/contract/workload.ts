@@ -1,7 +1,7 @@
 // The shapes of cluster objects that discovery, protect and the reports share,
 // and what a live pod template references. Below discovery, kube and reports.
 import type { V1PodSpec } from '@kubernetes/client-node';
-import type { WorkloadKind } from '../plan/schema.js';
+import type { WorkloadKind } from '../plan/model.js';
 import { AGENT_PREFIXES } from './annotations.js';
 
 /**

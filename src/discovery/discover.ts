@@ -11,18 +11,20 @@ import {
 } from '../contract/workload.js';
 import type { PlanNote } from '../plan/write.js';
 import {
-  ENV_VAR_NAME,
-  FILE_PATH,
   type FileTarget,
-  PLAN_API_VERSION,
-  PLAN_KIND,
-  WORKLOAD_KINDS,
   type MigrationPlan,
   type PlanWorkload,
   type SecretRef,
   type Tenant,
-  type WorkloadKind,
 } from '../plan/schema.js';
+import {
+  ENV_VAR_NAME,
+  FILE_PATH,
+  PLAN_API_VERSION,
+  PLAN_KIND,
+  WORKLOAD_KINDS,
+  type WorkloadKind,
+} from '../plan/model.js';
 
 export interface DiscoverOptions {
   kvMount: string;

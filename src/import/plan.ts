@@ -6,12 +6,8 @@
 // Values are carried as `SourceValue`s only from the source to the write;
 // messages, actions and reasons hold path, field and Secret names, never a
 // value.
-import {
-  mappedFields,
-  nativeSecretOf,
-  type MigrationPlan,
-  type SecretRef,
-} from '../plan/schema.js';
+import { type MigrationPlan, type SecretRef } from '../plan/schema.js';
+import { mappedFields, nativeSecretOf } from '../plan/model.js';
 
 /** Where one vault field comes from: a key of a Kubernetes Secret. */
 export interface FieldOrigin {

@@ -3,7 +3,7 @@
 import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { allSettledOrThrow } from '../core/concurrency.js';
 import type { SecretKeys, WorkloadObject } from '../contract/workload.js';
-import type { WorkloadKind } from '../plan/schema.js';
+import type { WorkloadKind } from '../plan/model.js';
 import type { KubeTarget } from './config.js';
 import { listAll, PAGE_SIZE, type Page } from './list.js';
 import { KubeApiError } from './errors.js';

@@ -6,7 +6,7 @@ import {
   type V1Deployment,
   type V1StatefulSet,
 } from '@kubernetes/client-node';
-import type { WorkloadKind } from '../plan/schema.js';
+import type { WorkloadKind } from '../plan/model.js';
 import type { KubeTarget } from './config.js';
 import { kubeError, statusOf } from './errors.js';
 import { listAll, PAGE_SIZE, type Page } from './list.js';

@@ -2,14 +2,21 @@
 // types, the runtime validation and the published JSON Schema all derive.
 import { z } from 'zod';
 import { quoteToken } from './display.js';
-
-export const PLAN_API_VERSION = 'cloudtaser.io/v1';
-export const PLAN_KIND = 'MigrationPlan';
-/** Where editors find the schema; `cloudtaser plan schema` prints the same document. */
-export const PLAN_SCHEMA_URL = 'https://cloudtaser.io/schemas/migration-plan-v1.json';
-
-export const WORKLOAD_KINDS = ['Deployment', 'StatefulSet', 'DaemonSet'] as const;
-export const WORKLOAD_STATUSES = ['pending', 'migrated', 'skipped'] as const;
+import {
+  DEFAULT_FILE_MODE,
+  ENV_VAR_NAME,
+  FIELD_NAME,
+  FILE_MODE,
+  FILE_PATH,
+  FINGERPRINT_FORMAT,
+  KV2_DATA_PATH,
+  PLAN_API_VERSION,
+  PLAN_KIND,
+  PLAN_SCHEMA_URL,
+  RESERVED_PATHS,
+  WORKLOAD_KINDS,
+  WORKLOAD_STATUSES,
+} from './model.js';
 
 // Names end up in Kubernetes objects, vault policy and role names, and in the
 // comma/colon/equals separated annotation formats, so they are held to the
@@ -17,32 +24,10 @@ export const WORKLOAD_STATUSES = ['pending', 'migrated', 'skipped'] as const;
 const dnsLabel = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const dnsSubdomain = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 const tenantName = /^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$/;
-const pathSegment = '(?!\\.{1,2}(?:/|$))[A-Za-z0-9_.-]+';
-/** `<mount>/data/<path>`: the KV v2 API path the wrapper reads and the policy grants. */
-export const KV2_DATA_PATH = new RegExp(
-  `^${pathSegment}(?:/${pathSegment})*?/data/${pathSegment}(?:/${pathSegment})*$`,
-);
-/** Secret keys as Kubernetes allows them; also safe inside the env-map annotation. */
-export const FIELD_NAME = /^[-._a-zA-Z0-9]+$/;
-/** A POSIX-portable environment variable name. */
-export const ENV_VAR_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const SOURCE =
   /^(?:(k8s-secret|sealed-secret|vault-agent|eso)\/[-._a-zA-Z0-9]+|sops(?:\/(?!\.{1,2}[/#])[A-Za-z0-9_.+@-]+)+#(?:0|[1-9][0-9]{0,5}))$/;
 
 const text = (what: string) => z.string({ error: `${what} must be a string` });
-
-/**
- * An absolute, normalised file path: no "." or ".." segment, no empty
- * segment, no trailing "/". Segments keep to the characters the file-map
- * annotation can carry (no ",", ";", ":", "=" or spaces).
- */
-export const FILE_PATH = /^(?:\/(?!\.{1,2}(?:\/|$))[A-Za-z0-9_.+@-]+)+$/;
-/** Octal permission bits, as a string ("0400"): YAML readers disagree on unquoted octal. */
-export const FILE_MODE = /^0?[0-7]{3}$/;
-/** The mode a file gets when the plan names none: readable by its owner only. */
-export const DEFAULT_FILE_MODE = '0400';
-/** Paths the webhook mounts its own volumes at; no plan file may land there. */
-export const RESERVED_PATHS = ['/cloudtaser', '/var/run/secrets/cloudtaser.io'] as const;
 
 const filePath = (what: string) =>
   text(what).regex(FILE_PATH, {
@@ -149,9 +134,6 @@ export const TenantSchema = z
   })
   .describe('One namespace: one vault policy <name>-read and one role <name>-role.');
 
-/** A cluster fingerprint as `target fingerprint` prints it (src/cluster/identity.ts). */
-export const FINGERPRINT_FORMAT = /^sha256:[0-9a-f]{16}$/;
-
 export const MetadataSchema = z.strictObject({
   name: text('metadata.name').min(1, { error: 'metadata.name must not be empty' }),
   cluster: text('metadata.cluster').optional(),
@@ -187,43 +169,6 @@ export type Tenant = MigrationPlan['tenants'][number];
 export type PlanWorkload = Tenant['workloads'][number];
 export type SecretRef = PlanWorkload['secrets'][number];
 export type FileTarget = z.output<typeof FileTargetSchema>;
-
-/** Every vault field a Secret reference reads, as an env var or as a file. */
-export function mappedFields(s: SecretRef): string[] {
-  return [...new Set([...Object.keys(s.fields), ...Object.keys(s.files ?? {})])];
-}
-/**
- * The native Secret a source reads today and, per vault field the entry maps,
- * the key of that Secret holding it: `k8s-secret/<name>` and
- * `sealed-secret/<name>` keys are the fields themselves; a `sops/<file>#<doc>`
- * source reads the `secret` it records (the document's metadata.name); an
- * `eso/<externalsecret>` writes `secret` (default: its own name) with
- * `secretKeys` renaming fields. Undefined for Vault Agent files.
- */
-export function nativeSecretOf(
-  s: Pick<SecretRef, 'source' | 'secret' | 'secretKeys'>,
-): { name: string; keyOf: (field: string) => string; viaExternalSecret?: string } | undefined {
-  // The Secret the Sealed Secrets controller unseals is named after its SealedSecret.
-  for (const kind of ['k8s-secret/', 'sealed-secret/']) {
-    if (s.source.startsWith(kind)) return { name: s.source.slice(kind.length), keyOf: (f) => f };
-  }
-  // A SOPS file is where the values come from; the Secret it deploys is what pods read.
-  if (s.source.startsWith('sops/')) {
-    return s.secret === undefined ? undefined : { name: s.secret, keyOf: (f) => f };
-  }
-  if (s.source.startsWith('eso/')) {
-    const es = s.source.slice('eso/'.length);
-    const keys = s.secretKeys ?? {};
-    return {
-      name: s.secret ?? es,
-      keyOf: (f) => (Object.hasOwn(keys, f) ? (keys[f] ?? f) : f),
-      viaExternalSecret: es,
-    };
-  }
-  return undefined;
-}
-export type WorkloadKind = (typeof WORKLOAD_KINDS)[number];
-export type WorkloadStatus = (typeof WORKLOAD_STATUSES)[number];
 
 /** The JSON Schema editors and CI use to check a plan file (input form: defaults optional). */
 export function planJsonSchema(): Record<string, unknown> {

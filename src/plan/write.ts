@@ -8,13 +8,8 @@ import { isDeepStrictEqual } from 'node:util';
 import { Document, isMap, isScalar, isSeq, Scalar, type Node } from 'yaml';
 import { UserError } from '../core/errors.js';
 import { loadFastRaw, parsePlan, parsePlanDocument, type LoadedPlan } from './read.js';
-import {
-  MigrationPlanSchema,
-  PLAN_SCHEMA_URL,
-  type MigrationPlan,
-  type WorkloadKind,
-  type WorkloadStatus,
-} from './schema.js';
+import { MigrationPlanSchema, type MigrationPlan } from './schema.js';
+import { PLAN_SCHEMA_URL, type WorkloadKind, type WorkloadStatus } from './model.js';
 
 /**
  * Writes `content` to `file` so that a crash at any moment leaves either the

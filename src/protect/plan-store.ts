@@ -12,7 +12,7 @@ import { hostname } from 'node:os';
 import { open, readFile, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { UserError } from '../core/errors.js';
 import { parsePlan, type LoadedPlan } from '../plan/read.js';
-import type { WorkloadStatus } from '../plan/schema.js';
+import type { WorkloadStatus } from '../plan/model.js';
 import {
   fileIdentity,
   PlanEditor,

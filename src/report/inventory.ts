@@ -14,7 +14,7 @@ import type { KubeTarget } from '../kube/config.js';
 import { KubeApiError, kubeError, statusOf } from '../kube/errors.js';
 import { listAll, PAGE_SIZE } from '../kube/list.js';
 import { scanCluster, secretKeys } from '../kube/scan.js';
-import { KV2_DATA_PATH, type WorkloadKind } from '../plan/schema.js';
+import { KV2_DATA_PATH, type WorkloadKind } from '../plan/model.js';
 import {
   ANNOTATION,
   isPlainHttp,

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { discover } from '../discovery/discover.js';
 import { plannedSecrets, decide } from '../cleanup/decide.js';
-import { MigrationPlanSchema, nativeSecretOf } from '../plan/schema.js';
+import { MigrationPlanSchema } from '../plan/schema.js';
+import { nativeSecretOf } from '../plan/model.js';
 import { migratedSecrets } from '../protect/native-refs.js';
 import type { WorkloadObject } from '../contract/workload.js';
 import {

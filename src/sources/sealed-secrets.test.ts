@@ -16,7 +16,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { plannedSecrets, decide } from '../cleanup/decide.js';
 import { wantedPaths } from '../import/plan.js';
-import { MigrationPlanSchema, nativeSecretOf, type MigrationPlan } from '../plan/schema.js';
+import { MigrationPlanSchema, type MigrationPlan } from '../plan/schema.js';
+import { nativeSecretOf } from '../plan/model.js';
 import { markSealedSources } from './sealed-secrets-kube.js';
 import {
   manifestsFor,

@@ -91,29 +91,33 @@ export async function readVaultState(
   const authMounts = unwrap(auths) ?? {};
   const authEnabled = `${desired.authPath}/` in authMounts;
 
-  const [policies, roleNames, authConfig] = await allSettledOrThrow([
+  // Each role is read as soon as the role list says it exists, while the
+  // policies are still coming: on a re-run these GETs are most of the work.
+  const readRoles = async (): Promise<Map<string, RoleState>> => {
+    const roles = new Map<string, RoleState>();
+    if (!authEnabled) return roles;
+    const names = await listNames(client, `auth/${desired.authPath}/role`);
+    await mapLimit(
+      desired.roles.filter((r) => names.has(r.name)),
+      concurrency,
+      async (r) => {
+        const body = await client.read<{ data?: RoleState }>(
+          `auth/${desired.authPath}/role/${r.name}`,
+        );
+        if (body?.data) roles.set(r.name, body.data);
+      },
+    );
+    return roles;
+  };
+  const [policies, roles, authConfig] = await allSettledOrThrow([
     readPolicies(client, desired, concurrency),
-    authEnabled
-      ? listNames(client, `auth/${desired.authPath}/role`)
-      : Promise.resolve(new Set<string>()),
+    readRoles(),
     authEnabled
       ? client.read<{
           data?: { kubernetes_host?: string; jwt_validation_pubkeys?: unknown[] | null };
         }>(`auth/${desired.authPath}/config`)
       : Promise.resolve(undefined),
   ]);
-
-  const roles = new Map<string, RoleState>();
-  await mapLimit(
-    desired.roles.filter((r) => roleNames.has(r.name)),
-    concurrency,
-    async (r) => {
-      const body = await client.read<{ data?: RoleState }>(
-        `auth/${desired.authPath}/role/${r.name}`,
-      );
-      if (body?.data) roles.set(r.name, body.data);
-    },
-  );
 
   return {
     mounts: unwrap(mounts) ?? {},

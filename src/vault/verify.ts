@@ -5,7 +5,7 @@
 import { say, type Context } from '../core/context.js';
 import { mapLimit } from '../core/concurrency.js';
 import type { LoadedPlan } from '../plan/read.js';
-import { mappedFields, type WorkloadKind } from '../plan/schema.js';
+import { mappedFields, type WorkloadKind } from '../plan/model.js';
 import { VaultError, type VaultClient } from './client.js';
 import { mountOf } from './provision.js';
 

@@ -14,7 +14,7 @@ import type {
   V1Volume,
   V1VolumeMount,
 } from '@kubernetes/client-node';
-import { KV2_DATA_PATH } from '../plan/schema.js';
+import { KV2_DATA_PATH } from '../plan/model.js';
 import {
   ANNOTATION,
   AUTH_MOUNT,

@@ -5,7 +5,7 @@ import { UserError } from '../../core/errors.js';
 import { readPlan } from '../../plan/load.js';
 import { isPlainHttp } from '../../contract/annotations.js';
 import { checkSignature, withRequireSignature } from './plan-sign.js';
-import { checkPlanCluster, MISMATCH_FLAG, MISMATCH_HELP } from '../../cluster/check.js';
+import { MISMATCH_FLAG, MISMATCH_HELP } from '../../cluster/mismatch.js';
 import { normalizeMount } from '../../vault/apply.js';
 
 export function positiveInt(flag: string, max: number) {
@@ -91,6 +91,7 @@ export function registerTargetProtect(target: Command, ctx: Context): void {
         o.authPath === undefined ? undefined : normalizeMount(o.authPath, '--auth-path');
       const loaded = await readPlan(resolve(ctx.cwd, o.plan), o.plan);
       const kube = { kubeconfig: o.kubeconfig, context: o.context };
+      const { checkPlanCluster } = await import('../../cluster/check.js');
       await checkPlanCluster(loaded.plan, o.plan, kube, o.clusterMismatchOk, ctx);
       await runProtect(
         loaded,

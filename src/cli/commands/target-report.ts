@@ -2,7 +2,7 @@ import { Option, type Command } from '@commander-js/extra-typings';
 import { isAbsolute, resolve } from 'node:path';
 import type { Context } from '../../core/context.js';
 import { UserError } from '../../core/errors.js';
-import { checkPlanCluster, MISMATCH_FLAG, MISMATCH_HELP } from '../../cluster/check.js';
+import { MISMATCH_FLAG, MISMATCH_HELP } from '../../cluster/mismatch.js';
 import { readPlan } from '../../plan/load.js';
 import type { VaultReportOptions } from '../../report/reports.js';
 import { normalizeMount } from '../../vault/apply.js';
@@ -56,6 +56,7 @@ async function checkCluster(
 ): Promise<void> {
   if (o.plan === undefined) return;
   const loaded = await readPlan(resolve(ctx.cwd, o.plan), o.plan);
+  const { checkPlanCluster } = await import('../../cluster/check.js');
   await checkPlanCluster(
     loaded.plan,
     o.plan,
@@ -84,6 +85,7 @@ export function registerTargetReports(target: Command, ctx: Context): void {
     .action(async (o) => {
       const plan = o.plan ? await readPlan(resolve(ctx.cwd, o.plan), o.plan) : undefined;
       if (plan && o.plan) {
+        const { checkPlanCluster } = await import('../../cluster/check.js');
         await checkPlanCluster(
           plan.plan,
           o.plan,
