@@ -326,12 +326,16 @@ async function main(): Promise<void> {
         `${(baoLoop.seconds / apply1.seconds).toFixed(1)}× faster`,
         '≥ 5× faster',
       ]);
+      // The in-memory dev server writes as cheaply as it reads, so this
+      // ratio measures the CLI's start-up more than what a re-run skips; the
+      // ≤ 0.3× target is held on Raft storage (the next row), where writes
+      // cost what they cost in production.
       rows.push([
-        'apply-plan again, nothing to change',
+        'apply-plan again, nothing to change (dev server, in memory)',
         `${apply2.seconds.toFixed(2)} s`,
         `first run: ${apply1.seconds.toFixed(2)} s`,
         `${(apply2.seconds / apply1.seconds).toFixed(2)}×`,
-        '≤ 0.3×',
+        '— (≤ 0.3× on Raft, next row)',
       ]);
       memory.push(['source apply-plan', `${apply1.rssMb} MB`]);
     }
