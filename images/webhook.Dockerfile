@@ -9,7 +9,8 @@ WORKDIR /app
 COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
 RUN npm ci --ignore-scripts
 COPY src/ src/
-RUN npx tsc -p tsconfig.build.json && npm prune --omit=dev
+# The cloud SDKs are optional dependencies only `target import` uses.
+RUN npx tsc -p tsconfig.build.json && npm prune --omit=dev --omit=optional
 
 FROM gcr.io/distroless/nodejs20-debian12:nonroot
 WORKDIR /app

@@ -390,6 +390,10 @@ describe('target import --from kubernetes', () => {
         '--sealing-key goes with --from sealed-secrets',
       ],
       [
+        ['--from', 'sealed-secrets', '--repo', 'gitops'],
+        '--repo goes with --from sealed-secrets --sealing-key (the controller unseals only what is in the cluster)',
+      ],
+      [
         ['--from', 'aws', '--context', 'x'],
         '--kubeconfig and --context apply to --from kubernetes and sealed-secrets only',
       ],

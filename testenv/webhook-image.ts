@@ -167,7 +167,10 @@ export async function buildWebhookImage(
   const sysKey = `system-${sysHash.digest('hex').slice(0, 16)}`;
   const pkgJson = await readFile(join(root, 'package.json'));
   const lock = await readFile(join(root, 'package-lock.json'));
-  const depsKey = `deps-${createHash('sha256').update(lock).update('\0').update(pkgJson).digest('hex').slice(0, 16)}`;
+  // The cloud SDKs are optional dependencies the webhook never loads (they
+  // serve `target import --from aws|gcp|azure`): left out of the image.
+  const npmArgs = ['ci', '--omit=dev', '--omit=optional', '--ignore-scripts'];
+  const depsKey = `deps-${createHash('sha256').update(lock).update('\0').update(pkgJson).update('\0').update(npmArgs.join(' ')).digest('hex').slice(0, 16)}`;
   // The wrapper binary `npm run build` also writes into dist/ belongs to the
   // init image; the Dockerfile's dist holds only tsc's output.
   const appFiles = (await listFiles(dist)).filter((f) => !relative(dist, f).startsWith('wrapper/'));
@@ -250,12 +253,12 @@ export async function buildWebhookImage(
           await mkdir(app, { recursive: true });
           await writeFile(join(app, 'package.json'), pkgJson);
           await writeFile(join(app, 'package-lock.json'), lock);
-          log('testenv: webhook image: npm ci --omit=dev --ignore-scripts');
-          await exec(
-            'npm',
-            ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline'],
-            { cwd: app, maxBuffer: 64 << 20, env: { ...process.env, NODE_ENV: 'production' } },
-          );
+          log(`testenv: webhook image: npm ${npmArgs.join(' ')}`);
+          await exec('npm', [...npmArgs, '--no-audit', '--no-fund', '--prefer-offline'], {
+            cwd: app,
+            maxBuffer: 64 << 20,
+            env: { ...process.env, NODE_ENV: 'production' },
+          });
           // package.json comes with the app layer; the lock file is not in the image.
           await rm(join(app, 'package.json'));
           await rm(join(app, 'package-lock.json'));

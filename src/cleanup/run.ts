@@ -19,9 +19,8 @@ import { CheckFailed, ServerError, UserError } from '../core/errors.js';
 import { Prompter } from '../core/prompt.js';
 import { loadKubeFor, type KubeOptions, type KubeTarget } from '../kube/config.js';
 import { KubeApiError, kubeError, statusOf } from '../kube/errors.js';
-import { listAll, PAGE_SIZE, type Page } from '../kube/list.js';
+import { listAll, restPages } from '../kube/list.js';
 import { KubeRest, resourcePath } from '../kube/rest.js';
-import { ESO_GROUP_VERSION } from '../sources/eso-cluster.js';
 import type { LoadedPlan } from '../plan/read.js';
 import { vaultClient } from '../vault/apply.js';
 import { VaultError, type VaultClient, type VaultFlags } from '../vault/client.js';
@@ -39,8 +38,8 @@ import {
   type Verdict,
 } from './decide.js';
 import { resolve } from 'node:path';
-import { deleteSealedSecret } from '../sources/sealed-secrets-kube.js';
 import { manifestsFor, scanManifests } from '../sources/sealed-secrets.js';
+import { retireWriter, writerId, writersOf } from './writers.js';
 import { secretReferrers, type NamespaceObjects, type Referrer } from './references.js';
 
 export type CleanupMode = 'dry-run' | 'interactive' | 'yes';
@@ -84,11 +83,6 @@ interface SecretJson {
   data?: Record<string, string> | null;
 }
 
-interface ListReply<T> {
-  items: T[];
-  metadata?: { continue?: string };
-}
-
 /** What the namespace scan lists: API group/version, plural, and where it goes. */
 const SCANNED: { gv: string; plural: string; resource: string; key: keyof NamespaceObjects }[] = [
   { gv: 'v1', plural: 'pods', resource: 'pods', key: 'pods' },
@@ -119,17 +113,9 @@ class ClusterReader {
     const out: Record<string, unknown[]> = {};
     await mapLimit(SCANNED, 4, async (s) => {
       const path = resourcePath(s.gv, s.plural, namespace);
-      const page = async (cont: string | undefined): Promise<Page<unknown>> => {
-        const l = await this.rest.call<ListReply<{ metadata?: { managedFields?: unknown } }>>({
-          method: 'GET',
-          path,
-          query: { limit: String(PAGE_SIZE), continue: cont },
-        });
-        return { items: l.items, metadata: { _continue: l.metadata?.continue } };
-      };
       try {
         out[s.key] = await listAll(
-          page,
+          restPages<unknown>(this.rest, path),
           (o) => {
             const item = o as { metadata?: { managedFields?: unknown }; status?: unknown };
             if (item.metadata) delete item.metadata.managedFields;
@@ -200,13 +186,7 @@ class ClusterReader {
         body: {
           apiVersion: 'v1',
           kind: 'DeleteOptions',
-          // Without a resourceVersion only after its ExternalSecret was
-          // deleted: the garbage collector then drops the ownerReference,
-          // which moves the resourceVersion, and nothing writes it any more.
-          preconditions: {
-            uid: facts.uid,
-            ...(facts.resourceVersion === '' ? {} : { resourceVersion: facts.resourceVersion }),
-          },
+          preconditions: { uid: facts.uid, resourceVersion: facts.resourceVersion },
         },
       });
       return 'deleted';
@@ -220,64 +200,6 @@ class ClusterReader {
         this.target.server,
       );
     }
-  }
-}
-
-/**
- * Deletes an ExternalSecret and waits until it is gone, leaving the Secret it
- * wrote (propagation Orphan): that Secret is deleted next, by the caller,
- * with its own precondition. Returns what stands in the way, if anything.
- */
-async function retireExternalSecret(
-  rest: KubeRest,
-  server: string,
-  namespace: string,
-  name: string,
-  secret: string,
-  ctx: Context,
-): Promise<string | undefined> {
-  const path = resourcePath(ESO_GROUP_VERSION, 'externalsecrets', namespace, name);
-  const action = { resource: 'externalsecrets.external-secrets.io', namespace, name };
-  let es: { metadata?: { uid?: string }; spec?: { target?: { name?: string } } };
-  try {
-    es = await rest.call({ method: 'GET', path });
-  } catch (e) {
-    if (statusOf(e) === 404) return undefined;
-    throw kubeError(e, { verb: 'get', ...action }, server);
-  }
-  const writes = es.spec?.target?.name ?? name;
-  if (writes !== secret) {
-    return `ExternalSecret ${namespace}/${name} now writes Secret ${writes}, not ${secret}; re-run discover`;
-  }
-  try {
-    await rest.call({
-      method: 'DELETE',
-      path,
-      body: {
-        apiVersion: 'v1',
-        kind: 'DeleteOptions',
-        propagationPolicy: 'Orphan',
-        preconditions: { uid: es.metadata?.uid ?? '' },
-      },
-    });
-  } catch (e) {
-    if (statusOf(e) === 404) return undefined;
-    throw kubeError(e, { verb: 'delete', ...action }, server);
-  }
-  // The garbage collector removes the Secret's ownerReference, then the
-  // ExternalSecret itself; until then its controller may still write.
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    try {
-      await rest.call({ method: 'GET', path });
-    } catch (e) {
-      if (statusOf(e) === 404) return undefined;
-      throw kubeError(e, { verb: 'get', ...action }, server);
-    }
-    if (Date.now() > deadline || ctx.signal?.aborted) {
-      return `ExternalSecret ${namespace}/${name} was deleted but is still there after 60 s (a finalizer?)`;
-    }
-    await new Promise((r) => setTimeout(r, 250));
   }
 }
 
@@ -486,17 +408,13 @@ export async function runCleanup(
         sealedLine();
         sopsLines(c.planned, ctx);
       };
-      const first = c.planned.externalSecrets.map(
-        (e) => `ExternalSecret ${c.planned.namespace}/${e}`,
-      );
+      const writers = writersOf(c.planned);
+      const first = writers.map(writerId);
       // The order matters: deleted first, the Secret would be written again.
       const order = first.length > 0 ? `${first.join(', ')} first, then the Secret; ` : '';
       if (o.mode === 'dry-run') {
         counts.wouldDelete++;
-        say(
-          ctx.stdout,
-          `${label(c.planned)}: would delete -- ${order}${v.summary}${c.planned.sealed ? `; ${sealedId} first` : ''}`,
-        );
+        say(ctx.stdout, `${label(c.planned)}: would delete -- ${order}${v.summary}`);
         gitLine();
         continue;
       }
@@ -530,21 +448,34 @@ export async function runCleanup(
       let facts = c.facts as SecretFacts;
       let result: 'deleted' | 'gone' | 'changed';
       try {
-        if (c.planned.sealed) {
-          // Its controller would write the Secret back: the SealedSecret goes
-          // first, orphaning the Secret, which is then checked again (the
-          // garbage collector changed it when it dropped the ownerReference).
-          const ss = await deleteSealedSecret(
-            reader.target,
-            c.planned.namespace,
+        let blocked: string | undefined;
+        for (const w of writers) {
+          const r = await retireWriter(
+            reader.rest,
+            reader.target.server,
+            w,
             c.planned.name,
-            undefined,
             ctx.signal,
           );
+          if (r.outcome === 'blocked') {
+            blocked = r.reason;
+            break;
+          }
           say(
             ctx.stdout,
-            `${label(c.planned)}: ${ss === 'deleted' ? `deleted ${sealedId} first (the Secret orphaned)` : `${sealedId} already gone`}`,
+            `${writerId(w)}: ${r.outcome === 'deleted' ? `deleted first, orphaning ${label(c.planned)}` : 'already gone'}`,
           );
+        }
+        if (blocked !== undefined) {
+          counts.refused++;
+          say(ctx.stdout, `${label(c.planned)}: not deleted -- ${blocked}`);
+          continue;
+        }
+        if (writers.length > 0) {
+          // Orphaning changed the Secret (the garbage collector dropped its
+          // ownerReference) and its writer may have synced it just before it
+          // went: it is checked again, and deleted with that check's
+          // resourceVersion like any other.
           const again = await checkSecret(
             reader,
             client,
@@ -566,28 +497,6 @@ export async function runCleanup(
           }
           facts = again.facts as SecretFacts;
         }
-        let blocked: string | undefined;
-        for (const es of c.planned.externalSecrets) {
-          blocked = await retireExternalSecret(
-            reader.rest,
-            reader.target.server,
-            c.planned.namespace,
-            es,
-            c.planned.name,
-            ctx,
-          );
-          if (blocked !== undefined) break;
-          say(
-            ctx.stdout,
-            `ExternalSecret ${c.planned.namespace}/${es}: deleted (its Secret kept for the next step)`,
-          );
-        }
-        if (blocked !== undefined) {
-          counts.refused++;
-          say(ctx.stdout, `${label(c.planned)}: not deleted -- ${blocked}`);
-          continue;
-        }
-        if (c.planned.externalSecrets.length > 0) facts = { ...facts, resourceVersion: '' };
         result = await reader.deleteSecret(c.planned.namespace, c.planned.name, facts);
       } catch (e) {
         if (!(e instanceof ServerError)) throw e;

@@ -42,9 +42,8 @@ describe('cluster fingerprint', () => {
     expect(certificates(facts.caBundle)).toHaveLength(2);
   });
 
-  it('judges a plan: match, unrecorded, mismatch (overridable)', () => {
+  it('judges a plan: match, mismatch (overridable)', () => {
     expect(judgeCluster('sha256:a', 'sha256:a', false)).toEqual({ kind: 'match' });
-    expect(judgeCluster(undefined, 'sha256:a', false)).toEqual({ kind: 'unrecorded' });
     expect(judgeCluster('sha256:a', 'sha256:b', false)).toEqual({
       kind: 'mismatch',
       plan: 'sha256:a',

@@ -48,16 +48,13 @@ export { FINGERPRINT_FORMAT } from '../plan/model.js';
 
 /** What a command does about a plan's cluster: pure, from the two fingerprints. */
 export type ClusterVerdict =
-  | { kind: 'match' }
-  | { kind: 'unrecorded' }
-  | { kind: 'mismatch'; plan: string; current: string; overridden: boolean };
+  { kind: 'match' } | { kind: 'mismatch'; plan: string; current: string; overridden: boolean };
 
 export function judgeCluster(
-  planFingerprint: string | undefined,
+  planFingerprint: string,
   current: string,
   mismatchOk: boolean,
 ): ClusterVerdict {
-  if (planFingerprint === undefined) return { kind: 'unrecorded' };
   if (planFingerprint === current) return { kind: 'match' };
   return { kind: 'mismatch', plan: planFingerprint, current, overridden: mismatchOk };
 }

@@ -4,6 +4,7 @@
 import { CoreV1Api, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import { createPublicKey, type JsonWebKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { allSettledOrThrow } from '../core/concurrency.js';
 import { ServerError, UserError } from '../core/errors.js';
 import { kubeError, statusOf } from '../kube/errors.js';
 import type { KubeTarget } from '../kube/config.js';
@@ -75,42 +76,49 @@ export async function readClusterFacts(
   target: KubeTarget,
 ): Promise<ClusterFacts & { fingerprint: string }> {
   const rest = new KubeRest(target);
-  const ns = await rest
-    .call<{ metadata?: { uid?: string } }>({
-      method: 'GET',
-      path: resourcePath('v1', 'namespaces', undefined, 'kube-system'),
-    })
-    .catch((e: unknown) => {
+  // Three independent reads: sent together (a command pays this before it acts).
+  const readUid = async (): Promise<string | undefined> => {
+    try {
+      const ns = await rest.call<{ metadata?: { uid?: string } }>({
+        method: 'GET',
+        path: resourcePath('v1', 'namespaces', undefined, 'kube-system'),
+      });
+      return ns.metadata?.uid;
+    } catch (e) {
       throw kubeError(
         e,
         { verb: 'get', resource: 'namespaces', name: 'kube-system' },
         target.server,
       );
-    });
-  const kubeSystemUid = ns.metadata?.uid;
-  if (!kubeSystemUid)
-    throw new ServerError('the API server returned namespace kube-system without a uid');
-  const issuer = await readIssuer(target, rest);
-
+    }
+  };
   // The cluster's own CA (what its pods trust, the same for every user of
   // the cluster); the kubeconfig's only where the cluster publishes none.
-  let caBundle: string | undefined;
-  let caSource: ClusterFacts['caSource'] = 'kube-root-ca.crt';
-  try {
-    const cm = await rest.call<{ data?: Record<string, string> }>({
-      method: 'GET',
-      path: resourcePath('v1', 'configmaps', 'kube-system', 'kube-root-ca.crt'),
-    });
-    caBundle = cm.data?.['ca.crt'];
-  } catch (e) {
-    if (statusOf(e) !== 404) {
+  const readRootCa = async (): Promise<string | undefined> => {
+    try {
+      const cm = await rest.call<{ data?: Record<string, string> }>({
+        method: 'GET',
+        path: resourcePath('v1', 'configmaps', 'kube-system', 'kube-root-ca.crt'),
+      });
+      return cm.data?.['ca.crt'];
+    } catch (e) {
+      if (statusOf(e) === 404) return undefined;
       throw kubeError(
         e,
         { verb: 'get', resource: 'configmaps', namespace: 'kube-system', name: 'kube-root-ca.crt' },
         target.server,
       );
     }
-  }
+  };
+  const [kubeSystemUid, issuer, rootCa] = await allSettledOrThrow([
+    readUid(),
+    readIssuer(target, rest),
+    readRootCa(),
+  ]);
+  if (!kubeSystemUid)
+    throw new ServerError('the API server returned namespace kube-system without a uid');
+  let caBundle = rootCa;
+  let caSource: ClusterFacts['caSource'] = 'kube-root-ca.crt';
   if (!caBundle) {
     caSource = 'kubeconfig';
     caBundle = await kubeconfigCa(target);

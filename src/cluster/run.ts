@@ -1,10 +1,9 @@
 // `target fingerprint`: read the cluster's identity → write the file the
 // vault team registers the cluster from.
-import { randomBytes } from 'node:crypto';
-import { open, rename, rm } from 'node:fs/promises';
-import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import { basename, isAbsolute, resolve } from 'node:path';
 import { rfc3339, say, type Context } from '../core/context.js';
 import { UserError } from '../core/errors.js';
+import { writeFileAtomic } from '../core/files.js';
 import { loadKubeFor, type KubeOptions } from '../kube/config.js';
 import { renderFingerprintFile, FINGERPRINT_KIND, type FingerprintFile } from './file.js';
 import { createReviewerToken, readClusterFacts, readSigningKeys, REVIEWER } from './read.js';
@@ -14,29 +13,6 @@ export interface FingerprintOptions {
   reviewerToken: boolean;
   reviewerTtlSeconds: number;
   kube: KubeOptions;
-}
-
-/**
- * Writes through a temporary file created with the final mode, so a file
- * holding a token is never readable by others, not even for a moment, and a
- * reader never sees half a file.
- */
-async function writePrivate(file: string, text: string, mode: number): Promise<void> {
-  const tmp = join(dirname(file), `.${basename(file)}.${randomBytes(4).toString('hex')}.tmp`);
-  try {
-    const fh = await open(tmp, 'wx', mode);
-    try {
-      await fh.writeFile(text);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, file);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError(`cannot write ${file}: ${code ?? (e instanceof Error ? e.message : '')}`);
-  }
 }
 
 export async function runFingerprint(o: FingerprintOptions, ctx: Context): Promise<void> {
@@ -80,7 +56,7 @@ export async function runFingerprint(o: FingerprintOptions, ctx: Context): Promi
   }
   const output = o.output ?? '';
   const path = isAbsolute(output) ? output : resolve(ctx.cwd, output);
-  await writePrivate(path, text, reviewer ? 0o600 : 0o644);
+  await writeFileAtomic(path, text, { mode: reviewer ? 0o600 : 0o644 });
   say(ctx.stdout, `cluster ${facts.fingerprint}`);
   say(ctx.stdout, `  API server      ${facts.apiServer}`);
   say(ctx.stdout, `  issuer          ${facts.issuer}`);

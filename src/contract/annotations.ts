@@ -1,6 +1,7 @@
 // The annotation contract: the keys `target protect` writes on a pod template
 // and the env-map format. Protect writes them, the webhook acts on them and the
 // reports read them back, so they live here, below all three.
+import { UserError } from '../core/errors.js';
 
 export const ANNOTATION = {
   inject: 'cloudtaser.io/inject',
@@ -39,8 +40,15 @@ export const ANNOTATION = {
  */
 export const VAULT_TOKEN_AUDIENCE = 'cloudtaser';
 
-/** A vault mount path as the auth-path annotation carries it: no leading or trailing "/". */
-export const AUTH_MOUNT = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;
+/** A vault mount path (KV or auth) as flags and the auth-path annotation carry it: no leading or trailing "/". */
+export const MOUNT = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;
+
+/** A mount path flag (`--kv-mount`, `--auth-path`) without its surrounding slashes, or a UserError naming the flag. */
+export function normalizeMount(value: string, flag: string): string {
+  const v = value.replace(/^\/+|\/+$/g, '');
+  if (!MOUNT.test(v)) throw new UserError(`${flag} "${value}" is not a valid mount path`);
+  return v;
+}
 
 /** True for an http:// URL: the token and the secrets would cross the network in clear. */
 export const isPlainHttp = (address: string): boolean => /^http:\/\//i.test(address);

@@ -37,6 +37,8 @@ export interface SecretKeys {
   name: string;
   type?: string;
   keys: readonly string[];
+  /** Its ownerReferences (kind and name): a SealedSecret or ExternalSecret that writes it. */
+  owners?: readonly { kind: string; name: string }[];
 }
 
 /** How a pod spec names a Secret. */

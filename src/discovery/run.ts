@@ -5,10 +5,12 @@ import { userInfo } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { rfc3339, say, type Context } from '../core/context.js';
 import { UserError } from '../core/errors.js';
+import { normalizeMount } from '../contract/annotations.js';
 import { readClusterFacts } from '../cluster/read.js';
 import { loadKubeFor, type KubeTarget } from '../kube/config.js';
 import { scanCluster } from '../kube/scan.js';
-import { renderPlan, writeFileAtomic } from '../plan/write.js';
+import { writeFileAtomic } from '../core/files.js';
+import { renderPlan } from '../plan/write.js';
 import { markSealedSources, sealedScan } from '../sources/sealed-secrets-kube.js';
 import { discover, type DiscoveryResult, type DiscoverySummary } from './discover.js';
 import { renderSecretMappings, secretMappings } from './secret-mapping.js';
@@ -35,7 +37,6 @@ export interface DiscoverCommandOptions {
 /** Legacy sources discover can plan from (`--from`); without it, plain Secrets. */
 const DISCOVER_FROM: readonly string[] = ['sealed-secrets', 'sops', 'eso'];
 
-const KV_MOUNT = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;
 const NAMESPACE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 function osUser(env: NodeJS.ProcessEnv): string {
@@ -115,10 +116,7 @@ async function fromEso(
 }
 
 export async function runDiscover(o: DiscoverCommandOptions, ctx: Context): Promise<void> {
-  const kvMount = o.kvMount.replace(/^\/+|\/+$/g, '');
-  if (!KV_MOUNT.test(kvMount)) {
-    throw new UserError(`--kv-mount "${o.kvMount}" is not a valid mount path`);
-  }
+  const kvMount = normalizeMount(o.kvMount, '--kv-mount');
   if (o.namespace !== undefined && !NAMESPACE.test(o.namespace)) {
     throw new UserError(`--namespace "${o.namespace}" is not a valid namespace name`);
   }

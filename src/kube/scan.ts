@@ -5,7 +5,7 @@ import { allSettledOrThrow } from '../core/concurrency.js';
 import type { SecretKeys, WorkloadObject } from '../contract/workload.js';
 import type { WorkloadKind } from '../plan/model.js';
 import type { KubeTarget } from './config.js';
-import { listAll, PAGE_SIZE, type Page } from './list.js';
+import { listAll, PAGE_SIZE, restPages, type Page } from './list.js';
 import { KubeApiError } from './errors.js';
 import { KubeRest, resourcePath } from './rest.js';
 
@@ -35,15 +35,13 @@ function toWorkload(kind: WorkloadKind) {
 
 /** A Secret as the API server's JSON has it; only what discovery reads. */
 export interface RawSecret {
-  metadata?: { name?: string; namespace?: string };
+  metadata?: {
+    name?: string;
+    namespace?: string;
+    ownerReferences?: { kind?: string; name?: string }[] | null;
+  };
   type?: string;
   data?: Record<string, string> | null;
-}
-
-/** A list reply as JSON has it (`continue`, which the models call `_continue`). */
-interface SecretList {
-  items: RawSecret[];
-  metadata?: { continue?: string };
 }
 
 /** Key names only: the values in `data` are dropped here and never copied. */
@@ -53,30 +51,14 @@ export function secretKeys(s: RawSecret): SecretKeys {
     name: s.metadata?.name ?? '',
     ...(s.type ? { type: s.type } : {}),
     keys: Object.keys(s.data ?? {}).sort(),
-  };
-}
-
-/**
- * Secrets are read as plain JSON, not through the generated client: its
- * deserializer copies `data` into a `{}` by assignment, so a key named
- * `__proto__` (valid in Kubernetes) sets that object's prototype instead and
- * vanishes, and discover would not know an envFrom delivers that name.
- * JSON.parse keeps every key as an own property.
- */
-function secretPages(
-  target: KubeTarget,
-  namespace: string | undefined,
-  pageSize: number,
-): (cont: string | undefined) => Promise<Page<RawSecret>> {
-  const rest = new KubeRest(target);
-  const path = resourcePath('v1', 'secrets', namespace);
-  return async (cont) => {
-    const l = await rest.call<SecretList>({
-      method: 'GET',
-      path,
-      query: { limit: String(pageSize), continue: cont },
-    });
-    return { items: l.items, metadata: { _continue: l.metadata?.continue } };
+    ...(s.metadata?.ownerReferences?.length
+      ? {
+          owners: s.metadata.ownerReferences.map((o) => ({
+            kind: o.kind ?? '',
+            name: o.name ?? '',
+          })),
+        }
+      : {}),
   };
 }
 
@@ -132,10 +114,15 @@ export async function scanCluster(
       { verb: 'list', resource: 'daemonsets.apps', namespace: ns },
       server,
     ),
+    // Secrets are read as plain JSON, not through the generated client: its
+    // deserializer copies `data` into a `{}` by assignment, so a key named
+    // `__proto__` (valid in Kubernetes) sets that object's prototype instead and
+    // vanishes, and discover would not know an envFrom delivers that name.
+    // JSON.parse keeps every key as an own property.
     opts.secrets === false
       ? Promise.resolve<SecretKeys[]>([])
       : listAll(
-          secretPages(target, ns, pageSize),
+          restPages<RawSecret>(new KubeRest(target), resourcePath('v1', 'secrets', ns), pageSize),
           secretKeys,
           { verb: 'list', resource: 'secrets', namespace: ns },
           server,

@@ -9,7 +9,7 @@ import {
 import type { WorkloadKind } from '../plan/model.js';
 import type { KubeTarget } from './config.js';
 import { kubeError, statusOf } from './errors.js';
-import { listAll, PAGE_SIZE, type Page } from './list.js';
+import { listAll, restPages } from './list.js';
 import { KubeRest, resourcePath } from './rest.js';
 
 export type LiveWorkload = (V1Deployment | V1StatefulSet | V1DaemonSet) & { kind: WorkloadKind };
@@ -32,11 +32,6 @@ const PLURAL: Record<WorkloadKind, string> = {
 };
 
 /** A list reply as JSON has it (`continue`, which the models call `_continue`). */
-interface ListReply {
-  items: LiveWorkload[];
-  metadata?: { continue?: string };
-}
-
 /** Tags an object with its kind (list and get responses leave `kind` unset). */
 function withKind<T extends object>(o: T, kind: WorkloadKind): T & { kind: WorkloadKind } {
   return Object.assign(o, { kind });
@@ -74,21 +69,10 @@ export class Workloads {
     namespace: string | undefined,
     keep: (w: LiveWorkload) => boolean,
   ): Promise<LiveWorkload[]> {
-    const path = resourcePath('apps/v1', PLURAL[kind], namespace);
-    const page = async (cont: string | undefined): Promise<Page<LiveWorkload>> => {
-      const l = await this.rest.call<ListReply>({
-        method: 'GET',
-        path,
-        query: { limit: String(PAGE_SIZE), continue: cont },
-      });
-      return {
-        items: l.items.map((o) => withKind(o, kind)),
-        metadata: { _continue: l.metadata?.continue },
-      };
-    };
     const kept = await listAll(
-      page,
-      (w) => {
+      restPages<LiveWorkload>(this.rest, resourcePath('apps/v1', PLURAL[kind], namespace)),
+      (o) => {
+        const w = withKind(o, kind);
         if (!keep(w)) return undefined;
         if (w.metadata) delete w.metadata.managedFields;
         return w;

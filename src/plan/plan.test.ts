@@ -7,7 +7,8 @@ import { stringify } from 'yaml';
 import { UserError } from '../core/errors.js';
 import { parseAuthoritative, parsePlan, PlanError } from './read.js';
 import { planJsonSchema, type MigrationPlan } from './schema.js';
-import { PlanEditor, provenSpans, renderPlan, writeFileAtomic } from './write.js';
+import { writeFileAtomic } from '../core/files.js';
+import { PlanEditor, provenSpans, renderPlan } from './write.js';
 
 const GUIDE_PLAN = `apiVersion: cloudtaser.io/v1
 kind: MigrationPlan

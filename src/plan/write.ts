@@ -1,80 +1,11 @@
 // Writing plans: new plans rendered with reviewer comments, and status
 // updates spliced into the human's text so every comment, blank line, quote
 // style and key order they chose survives. All writes are atomic.
-import { randomBytes } from 'node:crypto';
-import { open, rename, stat, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { Document, isMap, isScalar, isSeq, Scalar, type Node } from 'yaml';
-import { UserError } from '../core/errors.js';
 import { loadFastRaw, parsePlan, parsePlanDocument, type LoadedPlan } from './read.js';
 import { MigrationPlanSchema, type MigrationPlan } from './schema.js';
 import { PLAN_SCHEMA_URL, type WorkloadKind, type WorkloadStatus } from './model.js';
-
-/**
- * Writes `content` to `file` so that a crash at any moment leaves either the
- * old file or the new one, never a mix: temp file in the same directory,
- * fsync, rename over the target, fsync the directory. Returns the identity
- * (see fileIdentity) of what it wrote, taken before the rename, so a caller
- * can tell later whether someone changed the file since.
- */
-export async function writeFileAtomic(file: string, content: string): Promise<string> {
-  const dir = dirname(file);
-  const tmp = join(dir, `.${basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  let mode = 0o644;
-  try {
-    mode = (await stat(file)).mode & 0o777;
-  } catch {
-    // new file
-  }
-  let written: string;
-  try {
-    const fh = await open(tmp, 'wx', mode);
-    try {
-      await fh.writeFile(content, 'utf8');
-      await fh.sync();
-      written = fileIdentity(await fh.stat({ bigint: true }));
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, file);
-  } catch (e) {
-    await unlink(tmp).catch(() => undefined);
-    const err = e as NodeJS.ErrnoException;
-    const why =
-      err.code === 'ENOENT'
-        ? 'its directory does not exist'
-        : err.code === 'EACCES' || err.code === 'EPERM'
-          ? 'permission denied'
-          : err.code === 'EROFS'
-            ? 'read-only file system'
-            : err.code === 'ENOSPC'
-              ? 'no space left on device'
-              : (err.code ?? err.message);
-    throw new UserError(`cannot write ${file}: ${why}`);
-  }
-  // The rename is durable only once the directory entry is on disk.
-  try {
-    const dh = await open(dir, 'r');
-    try {
-      await dh.sync();
-    } finally {
-      await dh.close();
-    }
-  } catch {
-    // Some file systems refuse fsync on a directory; the rename still happened.
-  }
-  return written;
-}
-
-/**
- * What identifies one version of a file without reading it: inode, size and
- * modification time (a rename keeps all three; an edit in place or an
- * editor's own rename changes at least one).
- */
-export function fileIdentity(st: { ino: bigint; size: bigint; mtimeNs: bigint }): string {
-  return `${st.ino}:${st.size}:${st.mtimeNs}`;
-}
 
 /** A comment for reviewers, attached before the node at `path`. */
 export interface PlanNote {

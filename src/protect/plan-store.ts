@@ -13,13 +13,8 @@ import { open, readFile, rm, stat, unlink, type FileHandle } from 'node:fs/promi
 import { UserError } from '../core/errors.js';
 import { parsePlan, type LoadedPlan } from '../plan/read.js';
 import type { WorkloadStatus } from '../plan/model.js';
-import {
-  fileIdentity,
-  PlanEditor,
-  workloadKey,
-  writeFileAtomic,
-  type WorkloadRef,
-} from '../plan/write.js';
+import { fileIdentity, writeFileAtomic } from '../core/files.js';
+import { PlanEditor, workloadKey, type WorkloadRef } from '../plan/write.js';
 
 interface JournalEntry extends WorkloadRef {
   status: WorkloadStatus;

@@ -3,17 +3,12 @@
 import { UserError } from '../core/errors.js';
 import type { KubeTarget } from '../kube/config.js';
 import { KubeApiError } from '../kube/errors.js';
-import { listAll, PAGE_SIZE, type Page } from '../kube/list.js';
+import { listAll, restPages } from '../kube/list.js';
 import { KubeRest, resourcePath } from '../kube/rest.js';
 import type { EsoInventory, ExternalSecretObject, SecretStoreObject } from './eso.js';
 
 /** ESO v0.16 serves v1 and v1beta1; v1 is the stored one. */
 export const ESO_GROUP_VERSION = 'external-secrets.io/v1';
-
-interface ListReply<T> {
-  items: T[];
-  metadata?: { continue?: string };
-}
 
 interface Raw {
   metadata?: { name?: string; namespace?: string };
@@ -27,17 +22,8 @@ async function listKind<T>(
   namespace: string | undefined,
   map: (o: Raw) => T,
 ): Promise<T[]> {
-  const path = resourcePath(ESO_GROUP_VERSION, plural, namespace);
-  const page = async (cont: string | undefined): Promise<Page<Raw>> => {
-    const l = await rest.call<ListReply<Raw>>({
-      method: 'GET',
-      path,
-      query: { limit: String(PAGE_SIZE), continue: cont },
-    });
-    return { items: l.items, metadata: { _continue: l.metadata?.continue } };
-  };
   return listAll(
-    page,
+    restPages<Raw>(rest, resourcePath(ESO_GROUP_VERSION, plural, namespace)),
     map,
     { verb: 'list', resource: `${plural}.external-secrets.io`, namespace },
     target.server,

@@ -1,15 +1,15 @@
 // Bitnami Sealed Secrets as a source of values, the cluster part: listing and
-// reading SealedSecrets, which Secrets they own, and deleting one before its
-// Secret during cleanup. Plus the glue `discover --from sealed-secrets` and
+// reading SealedSecrets and which Secrets they own (cleanup retires them:
+// cleanup/writers.ts). Plus the glue `discover --from sealed-secrets` and
 // `import --from sealed-secrets` use.
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { pause, type Context } from '../core/context.js';
+import type { Context } from '../core/context.js';
 import { UserError } from '../core/errors.js';
 import { referencedSources, type SecretKeys, type WorkloadObject } from '../contract/workload.js';
 import type { KubeTarget } from '../kube/config.js';
 import { KubeApiError, kubeError, statusOf } from '../kube/errors.js';
-import { listAll, PAGE_SIZE, type Page } from '../kube/list.js';
+import { listAll, restPages } from '../kube/list.js';
 import { KubeRest, resourcePath } from '../kube/rest.js';
 import type { MigrationPlan } from '../plan/schema.js';
 import type { PlanNote } from '../plan/write.js';
@@ -20,16 +20,12 @@ import {
   parseSealingKeys,
   sealedKeys,
   unseal,
+  type SealedFound,
   type SealedSecretObject,
   type Unsealed,
 } from './sealed-secrets.js';
 
 const RESOURCE = 'sealedsecrets.bitnami.com';
-
-interface ListReply<T> {
-  items: T[];
-  metadata?: { continue?: string };
-}
 
 /** Every SealedSecret (in `namespace` only, when given). */
 export async function listSealedSecrets(
@@ -37,18 +33,12 @@ export async function listSealedSecrets(
   namespace: string | undefined,
 ): Promise<SealedSecretObject[]> {
   const rest = new KubeRest(target);
-  const path = resourcePath(SEALED_GROUP_VERSION, SEALED_PLURAL, namespace);
-  const page = async (cont: string | undefined): Promise<Page<SealedSecretObject>> => {
-    const l = await rest.call<ListReply<SealedSecretObject>>({
-      method: 'GET',
-      path,
-      query: { limit: String(PAGE_SIZE), continue: cont },
-    });
-    return { items: l.items, metadata: { _continue: l.metadata?.continue } };
-  };
   try {
     return await listAll(
-      page,
+      restPages<SealedSecretObject>(
+        rest,
+        resourcePath(SEALED_GROUP_VERSION, SEALED_PLURAL, namespace),
+      ),
       (s) => s,
       { verb: 'list', resource: RESOURCE, namespace },
       target.server,
@@ -81,36 +71,6 @@ export async function getSealedSecret(
   }
 }
 
-interface SecretMeta {
-  metadata?: { ownerReferences?: { kind?: string; name?: string; apiVersion?: string }[] };
-}
-
-/**
- * Whether Secret `namespace/name` is owned by the SealedSecret of that name
- * (the controller sets that ownerReference on what it unseals): 'missing'
- * when the Secret does not exist. The reply carries the values too (the API
- * has no metadata-only get for a typed client here); only the owners are kept.
- */
-async function ownedBySealed(
-  rest: KubeRest,
-  target: KubeTarget,
-  namespace: string,
-  name: string,
-): Promise<'owned' | 'not-owned' | 'missing'> {
-  let s: SecretMeta;
-  try {
-    s = await rest.call<SecretMeta>({
-      method: 'GET',
-      path: resourcePath('v1', 'secrets', namespace, name),
-    });
-  } catch (e) {
-    if (statusOf(e) === 404) return 'missing';
-    throw kubeError(e, { verb: 'get', resource: 'secrets', namespace, name }, target.server);
-  }
-  const owners = s.metadata?.ownerReferences ?? [];
-  return owners.some((o) => o.kind === SEALED_KIND && o.name === name) ? 'owned' : 'not-owned';
-}
-
 /** A Secret discover plans as `sealed-secret/<name>`. */
 export interface SealedSource {
   namespace: string;
@@ -131,7 +91,9 @@ export interface SealedScan {
  * Narrows a cluster scan to what `discover --from sealed-secrets` plans:
  * the workloads that read at least one Secret a SealedSecret owns, with the
  * key names of those Secrets taken from `spec.encryptedData` (cleartext in
- * the SealedSecret) rather than from the unsealed Secret.
+ * the SealedSecret) rather than from the unsealed Secret. Ownership comes
+ * from the scan's Secret list (its ownerReferences), not one GET per
+ * SealedSecret.
  */
 export async function sealedScan(
   target: KubeTarget,
@@ -139,7 +101,6 @@ export async function sealedScan(
   scan: { workloads: readonly WorkloadObject[]; secrets: readonly SecretKeys[] },
 ): Promise<SealedScan> {
   const list = await listSealedSecrets(target, namespace);
-  const rest = new KubeRest(target);
   const secrets = new Map(scan.secrets.map((s) => [`${s.namespace}/${s.name}`, s]));
   const sealed = new Map<string, SealedSource>();
   const notOwned: string[] = [];
@@ -147,19 +108,15 @@ export async function sealedScan(
     const ns = ss.metadata?.namespace ?? '';
     const name = ss.metadata?.name ?? '';
     const id = `${ns}/${name}`;
-    const owned = await ownedBySealed(rest, target, ns, name);
-    if (owned === 'not-owned') {
+    // The controller sets that ownerReference on the Secret it unseals; a
+    // Secret of the same name without it is left alone by the controller.
+    const prev = secrets.get(id);
+    if (prev && !(prev.owners ?? []).some((o) => o.kind === SEALED_KIND && o.name === name)) {
       notOwned.push(id);
       continue;
     }
-    sealed.set(id, { namespace: ns, name, notUnsealed: owned === 'missing' });
-    const prev = secrets.get(id);
-    secrets.set(id, {
-      namespace: ns,
-      name,
-      ...(prev?.type ? { type: prev.type } : {}),
-      keys: sealedKeys(ss),
-    });
+    sealed.set(id, { namespace: ns, name, notUnsealed: prev === undefined });
+    secrets.set(id, { ...prev, namespace: ns, name, keys: sealedKeys(ss) });
   }
   const workloads = scan.workloads.filter((w) =>
     [...referencedSources(w)].some(
@@ -205,64 +162,32 @@ export function markSealedSources(
   return n;
 }
 
-/**
- * Deletes a SealedSecret so its controller stops writing the Secret back,
- * orphaning the Secret (cleanup deletes that itself, checked against vault),
- * and waits until the API server has removed it: only then has the garbage
- * collector dropped the Secret's ownerReference. `uid` guards against
- * deleting a SealedSecret recreated since the check.
- */
-export async function deleteSealedSecret(
-  target: KubeTarget,
-  namespace: string,
-  name: string,
-  uid: string | undefined,
-  signal?: AbortSignal,
-  timeoutMs = 60_000,
-): Promise<'deleted' | 'gone'> {
-  const rest = new KubeRest(target);
-  const path = resourcePath(SEALED_GROUP_VERSION, SEALED_PLURAL, namespace, name);
-  try {
-    await rest.call({
-      method: 'DELETE',
-      path,
-      body: {
-        apiVersion: 'v1',
-        kind: 'DeleteOptions',
-        propagationPolicy: 'Orphan',
-        ...(uid ? { preconditions: { uid } } : {}),
-      },
-    });
-  } catch (e) {
-    if (statusOf(e) === 404) return 'gone';
-    throw kubeError(e, { verb: 'delete', resource: RESOURCE, namespace, name }, target.server);
-  }
-  const deadline = Date.now() + timeoutMs;
-  for (let wait = 100; ; wait = Math.min(wait * 2, 1000)) {
-    if ((await getSealedSecret(target, namespace, name)) === undefined) return 'deleted';
-    if (Date.now() > deadline) {
-      throw new UserError(
-        `SealedSecret ${namespace}/${name} is still being deleted after ${Math.round(timeoutMs / 1000)} s (its orphan finalizer has not run: is the garbage collector of kube-controller-manager running?)`,
-      );
-    }
-    await pause(wait, signal);
-  }
-}
+/** Unseals one SealedSecret in memory. */
+export type OfflineUnsealer = (namespace: string, name: string) => Promise<Unsealed>;
 
-/** Reads one SealedSecret from the cluster and unseals it in memory. */
-export type OfflineUnsealer = (
-  target: KubeTarget,
-  namespace: string,
-  name: string,
-) => Promise<Unsealed>;
+/** Where an offline unseal finds a SealedSecret: the cluster, or a git checkout. */
+export type SealedLookup = (namespace: string, name: string) => Promise<SealedFound>;
+
+/** The SealedSecret objects of the cluster; a missing one is reported by name. */
+export function clusterLookup(target: KubeTarget): SealedLookup {
+  return async (namespace, name) => {
+    const sealed = await getSealedSecret(target, namespace, name);
+    return sealed ? { sealed } : { missing: `SealedSecret ${namespace}/${name} not found` };
+  };
+}
 
 /**
  * `import --from sealed-secrets --sealing-key FILE`: the values come from the
- * SealedSecret objects, unsealed here with the controller's private key(s),
- * for teams whose controller cannot be asked (air-gapped, or gone). The key
- * file is read once; its contents never leave this process's memory.
+ * SealedSecret objects (in the cluster, or with `--repo` in git), unsealed
+ * here with the controller's private key(s), for teams whose controller
+ * cannot be asked (air-gapped, or gone). The key file is read once; its
+ * contents never leave this process's memory.
  */
-export async function offlineUnsealer(file: string, ctx: Context): Promise<OfflineUnsealer> {
+export async function offlineUnsealer(
+  file: string,
+  lookup: SealedLookup,
+  ctx: Context,
+): Promise<OfflineUnsealer> {
   let text: string;
   try {
     text = await readFile(resolve(ctx.cwd, file), 'utf8');
@@ -273,9 +198,10 @@ export async function offlineUnsealer(file: string, ctx: Context): Promise<Offli
     );
   }
   const keys = parseSealingKeys(text, `--sealing-key ${file}`);
-  return async (target, namespace, name) => {
-    const ss = await getSealedSecret(target, namespace, name);
-    if (!ss) return { kind: 'missing', reason: `SealedSecret ${namespace}/${name} not found` };
-    return unseal(ss, keys);
+  return async (namespace, name) => {
+    const found = await lookup(namespace, name);
+    return 'missing' in found
+      ? { kind: 'missing', reason: found.missing }
+      : unseal(found.sealed, keys);
   };
 }

@@ -24,6 +24,7 @@ import {
   parseSealingKeys,
   scanManifests,
   sealedDocuments,
+  sealedFromManifests,
   sealingLabel,
   unseal,
   type SealedSecretObject,
@@ -213,6 +214,46 @@ describe('manifests in a git checkout', () => {
     expect(manifestsFor(index, 'any', 'api')).toEqual(['list.json']);
     expect(manifestsFor(index, 'pay', 'nope')).toEqual([]);
     await expect(scanManifests(join(repo, 'missing'))).rejects.toThrow(/no such directory/);
+  });
+
+  it('gives the SealedSecret itself for an offline unseal, and does not guess between copies', async () => {
+    const repo = await mkdtemp(join(tmpdir(), 'ct-sealed-repo-'));
+    const yamlOf = (o: SealedSecretObject): string =>
+      JSON.stringify({ apiVersion: 'bitnami.com/v1alpha1', kind: 'SealedSecret', ...o });
+    const db = sealed('pay', 'db', { password: 'pw-git' });
+    // Sealed for namespace pay, kept in git without one (kustomize sets it).
+    const api = sealed('pay', 'api', { token: 'tok-git' });
+    const apiNoNs = { ...api, metadata: { ...api.metadata, namespace: undefined } };
+    await mkdir(join(repo, 'base'), { recursive: true });
+    await mkdir(join(repo, 'overlays', 'a'), { recursive: true });
+    await mkdir(join(repo, 'overlays', 'b'), { recursive: true });
+    await writeFile(join(repo, 'base', 'db.json'), yamlOf(db));
+    await writeFile(join(repo, 'overlays', 'a', 'db.json'), yamlOf(db)); // the same copy
+    await writeFile(join(repo, 'base', 'api.json'), yamlOf(apiNoNs));
+    const other = sealed('pay', 'cache', { pw: 'one' });
+    await writeFile(join(repo, 'overlays', 'a', 'cache.json'), yamlOf(other));
+    await writeFile(
+      join(repo, 'overlays', 'b', 'cache.json'),
+      yamlOf(sealed('pay', 'cache', { pw: 'two' })),
+    );
+    const index = await scanManifests(repo);
+    const open = (ns: string, name: string): Record<string, string> | string => {
+      const found = sealedFromManifests(index, ns, name, 'repo');
+      return 'missing' in found ? found.missing : text(unseal(found.sealed, [privateKey]));
+    };
+    expect(open('pay', 'db')).toEqual({ password: 'pw-git' });
+    expect(manifestsFor(index, 'pay', 'db')).toEqual([
+      join('base', 'db.json'),
+      join('overlays', 'a', 'db.json'),
+    ]);
+    // The namespace the plan names is the one it was sealed for: it opens.
+    expect(open('pay', 'api')).toEqual({ token: 'tok-git' });
+    // Another namespace: the strict scope refuses, naming the key only.
+    expect(open('shop', 'api')).toEqual({});
+    expect(open('pay', 'cache')).toBe(
+      `SealedSecret pay/cache is defined differently in ${join('overlays', 'a', 'cache.json')}, ${join('overlays', 'b', 'cache.json')} under repo; pass --repo the directory of one environment`,
+    );
+    expect(open('pay', 'nope')).toBe('SealedSecret pay/nope not found under repo');
   });
 
   it('ignores documents that are not SealedSecrets', () => {

@@ -188,12 +188,21 @@ export function parseSealingKeys(text: string, display: string): KeyObject[] {
   });
 }
 
-/** Where a SealedSecret is kept in git: the files under `--repo` that define it. */
+/** A SealedSecret looked up by name, or why there is none to unseal. */
+export type SealedFound = { sealed: SealedSecretObject } | { missing: string };
+
+/** One SealedSecret document in git: the file (relative to the repo) and its content. */
+export interface Manifest {
+  file: string;
+  sealed: SealedSecretObject;
+}
+
+/** Where a SealedSecret is kept in git: the documents under `--repo` that define it. */
 export interface ManifestIndex {
-  /** `namespace/name` → files (relative to the repo) defining it with that namespace. */
-  exact: Map<string, string[]>;
-  /** `name` → files defining it without a namespace (set by kustomize or `kubectl -n`). */
-  unnamespaced: Map<string, string[]>;
+  /** `namespace/name` → documents defining it with that namespace. */
+  exact: Map<string, Manifest[]>;
+  /** `name` → documents defining it without a namespace (set by kustomize or `kubectl -n`). */
+  unnamespaced: Map<string, Manifest[]>;
 }
 
 const SKIPPED_DIRS = new Set(['.git', 'node_modules', 'vendor']);
@@ -208,9 +217,9 @@ const MAX_MANIFEST_BYTES = 4 << 20;
  */
 export async function scanManifests(dir: string): Promise<ManifestIndex> {
   const index: ManifestIndex = { exact: new Map(), unnamespaced: new Map() };
-  const add = (m: Map<string, string[]>, key: string, file: string): void => {
+  const add = (m: Map<string, Manifest[]>, key: string, doc: Manifest): void => {
     const list = m.get(key) ?? [];
-    if (!list.includes(file)) list.push(file);
+    list.push(doc);
     m.set(key, list);
   };
   const walk = async (d: string): Promise<void> => {
@@ -246,9 +255,9 @@ export async function scanManifests(dir: string): Promise<ManifestIndex> {
       for (const s of sealedDocuments(text)) {
         const name = s.metadata?.name;
         if (!name) continue;
-        const rel = relative(dir, p);
-        if (s.metadata?.namespace) add(index.exact, `${s.metadata.namespace}/${name}`, rel);
-        else add(index.unnamespaced, name, rel);
+        const doc = { file: relative(dir, p), sealed: s };
+        if (s.metadata?.namespace) add(index.exact, `${s.metadata.namespace}/${name}`, doc);
+        else add(index.unnamespaced, name, doc);
       }
     }
   };
@@ -283,7 +292,40 @@ export function sealedDocuments(text: string): SealedSecretObject[] {
   return out;
 }
 
-/** The files defining SealedSecret `namespace/name`, best match first. */
-export function manifestsFor(index: ManifestIndex, namespace: string, name: string): string[] {
+/** The documents defining SealedSecret `namespace/name`: those naming the namespace, else those naming none. */
+export function manifestDocs(index: ManifestIndex, namespace: string, name: string): Manifest[] {
   return index.exact.get(`${namespace}/${name}`) ?? index.unnamespaced.get(name) ?? [];
+}
+
+/** The files defining SealedSecret `namespace/name`, each once. */
+export function manifestsFor(index: ManifestIndex, namespace: string, name: string): string[] {
+  return [...new Set(manifestDocs(index, namespace, name).map((d) => d.file))];
+}
+
+/**
+ * The SealedSecret `namespace/name` as git holds it, for an offline unseal
+ * without the cluster. A document that names no namespace gets the one asked
+ * for (kustomize or `kubectl -n` would set it): the strict and namespace-wide
+ * scopes seal to it. Copies with the same sealed data (an overlay repeating
+ * the base) count once; different ones are not guessed between.
+ */
+export function sealedFromManifests(
+  index: ManifestIndex,
+  namespace: string,
+  name: string,
+  repo: string,
+): SealedFound {
+  const docs = manifestDocs(index, namespace, name);
+  const distinct = new Map<string, Manifest>();
+  for (const d of docs) distinct.set(JSON.stringify(d.sealed.spec ?? {}), d);
+  const [only, ...more] = [...distinct.values()];
+  if (only === undefined) {
+    return { missing: `SealedSecret ${namespace}/${name} not found under ${repo}` };
+  }
+  if (more.length > 0) {
+    return {
+      missing: `SealedSecret ${namespace}/${name} is defined differently in ${[only, ...more].map((d) => d.file).join(', ')} under ${repo}; pass --repo the directory of one environment`,
+    };
+  }
+  return { sealed: { ...only.sealed, metadata: { ...only.sealed.metadata, namespace, name } } };
 }

@@ -2,7 +2,7 @@
 // changes (pure), print them, and — unless --dry-run — write only those.
 import { DEFAULT_REQUEST_TIMEOUT_MS, say, type Context } from '../core/context.js';
 import { mapLimit } from '../core/concurrency.js';
-import { UserError } from '../core/errors.js';
+import { normalizeMount } from '../contract/annotations.js';
 import type { LoadedPlan } from '../plan/read.js';
 import {
   VaultClient,
@@ -26,14 +26,6 @@ export interface ApplyOptions extends VaultFlags {
   kvMount: string;
   verbose: boolean;
   concurrency: number;
-}
-
-const MOUNT_PATH = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;
-
-export function normalizeMount(value: string, flag: string): string {
-  const v = value.replace(/^\/+|\/+$/g, '');
-  if (!MOUNT_PATH.test(v)) throw new UserError(`${flag} "${value}" is not a valid mount path`);
-  return v;
 }
 
 export function vaultClient(flags: VaultFlags, ctx: Context, addressFlag: string): VaultClient {

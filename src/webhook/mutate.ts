@@ -17,7 +17,7 @@ import type {
 import { KV2_DATA_PATH } from '../plan/model.js';
 import {
   ANNOTATION,
-  AUTH_MOUNT,
+  MOUNT,
   formatFileMap,
   isPlainHttp,
   parseEnvMap,
@@ -166,7 +166,7 @@ function readSettings(pod: V1Pod): Settings | string {
   if (!role || !/^[A-Za-z0-9_.-]+$/.test(role))
     return `annotation ${ANNOTATION.vaultRole} must name a vault role`;
   const authPath = a[ANNOTATION.vaultAuthPath];
-  if (authPath !== undefined && !AUTH_MOUNT.test(authPath)) {
+  if (authPath !== undefined && !MOUNT.test(authPath)) {
     return `annotation ${ANNOTATION.vaultAuthPath} must be a vault mount path like kubernetes-prod (no leading "/" or "auth/")`;
   }
   const paths = (a[ANNOTATION.secretPaths] ?? '')

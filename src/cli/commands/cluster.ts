@@ -5,7 +5,8 @@ import { Option, type Command } from '@commander-js/extra-typings';
 import { resolve } from 'node:path';
 import type { Context } from '../../core/context.js';
 import { UserError } from '../../core/errors.js';
-import { normalizeMount, vaultClient } from '../../vault/apply.js';
+import { normalizeMount } from '../../contract/annotations.js';
+import { vaultClient } from '../../vault/apply.js';
 import { vaultFlags, withVaultOptions } from '../options.js';
 
 const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 };

@@ -25,6 +25,10 @@ export function registerTargetImport(target: Command, ctx: Context): void {
       "with --from sealed-secrets: unseal the SealedSecrets offline with the controller's private key(s) (PEM, or its key Secrets as YAML)",
     )
     .option(
+      '--repo <dir>',
+      'with --sealing-key: read the SealedSecrets from the manifests in this git checkout instead of the cluster',
+    )
+    .option(
       '--path <dir>',
       '--from sops: the directory discover scanned (default: the current one)',
     )
@@ -72,6 +76,7 @@ export function registerTargetImport(target: Command, ctx: Context): void {
         region: o.region,
         project: o.project,
         sealingKey: o.sealingKey,
+        repo: o.repo,
         sops:
           o.from === 'sops' ? { path: o.path ?? '.', binary: o.sopsBinary ?? 'sops' } : undefined,
       };

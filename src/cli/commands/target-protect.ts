@@ -6,7 +6,7 @@ import { readPlan } from '../../plan/load.js';
 import { isPlainHttp } from '../../contract/annotations.js';
 import { checkSignature, withRequireSignature } from './plan-sign.js';
 import { MISMATCH_FLAG, MISMATCH_HELP } from '../../cluster/mismatch.js';
-import { normalizeMount } from '../../vault/apply.js';
+import { normalizeMount } from '../../contract/annotations.js';
 
 export function positiveInt(flag: string, max: number) {
   return (value: string): number => {

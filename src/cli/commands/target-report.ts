@@ -5,7 +5,7 @@ import { UserError } from '../../core/errors.js';
 import { MISMATCH_FLAG, MISMATCH_HELP } from '../../cluster/mismatch.js';
 import { readPlan } from '../../plan/load.js';
 import type { VaultReportOptions } from '../../report/reports.js';
-import { normalizeMount } from '../../vault/apply.js';
+import { normalizeMount } from '../../contract/annotations.js';
 
 const KUBECONFIG_HELP = 'kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)';
 const ADDRESS_HELP = 'OpenBao/Vault address (default: $BAO_ADDR, $VAULT_ADDR)';
@@ -165,7 +165,7 @@ export function registerTargetReports(target: Command, ctx: Context): void {
             ? renderHtml(report)
             : renderMarkdown(report);
       if (o.outputFile) {
-        const { writeFileAtomic } = await import('../../plan/write.js');
+        const { writeFileAtomic } = await import('../../core/files.js');
         await writeFileAtomic(
           isAbsolute(o.outputFile) ? o.outputFile : resolve(ctx.cwd, o.outputFile),
           text,

@@ -20,6 +20,8 @@ export interface SourceOptions extends CloudOptions {
   context?: string | undefined;
   /** `--from sealed-secrets`: unseal offline with the controller's private key(s) in this file. */
   sealingKey?: string | undefined;
+  /** With `sealingKey`: the git checkout holding the SealedSecret manifests. */
+  repo?: string | undefined;
   /** `--from sops`: the directory the plan's sops/<file> names are relative to, and the binary. */
   sops?: { path: string; binary: string } | undefined;
 }
@@ -63,6 +65,11 @@ export function checkSource(from: string, o: SourceOptions): SourceName {
   if (o.sealingKey !== undefined && source !== 'sealed-secrets') {
     throw new UserError('--sealing-key goes with --from sealed-secrets');
   }
+  if (o.repo !== undefined && o.sealingKey === undefined) {
+    throw new UserError(
+      '--repo goes with --from sealed-secrets --sealing-key (the controller unseals only what is in the cluster)',
+    );
+  }
   if (o.nameTemplate !== undefined) checkTemplate(o.nameTemplate);
   if (o.stringField !== undefined && o.stringField === '') {
     throw new UserError('--string-field needs a field name');
@@ -95,10 +102,39 @@ export async function openSource(
   const names = o.nameMap ? await readNameMap(o.nameMap, ctx.cwd) : new Map<string, string>();
   switch (source) {
     case 'aws':
-      return (await import('./aws.js')).awsSource(o, names, ctx, debug);
+      return (await provider(source, () => import('./aws.js'))).awsSource(o, names, ctx, debug);
     case 'gcp':
-      return (await import('./gcp.js')).gcpSource(o, names, ctx, debug);
+      return (await provider(source, () => import('./gcp.js'))).gcpSource(o, names, ctx, debug);
     case 'azure':
-      return (await import('./azure.js')).azureSource(o, names, ctx, debug);
+      return (await provider(source, () => import('./azure.js'))).azureSource(o, names, ctx, debug);
+  }
+}
+
+/** The SDK packages each cloud source needs: optional dependencies of cloudtaser. */
+const SDK: Record<'aws' | 'gcp' | 'azure', string> = {
+  aws: '@aws-sdk/client-secrets-manager',
+  gcp: '@google-cloud/secret-manager google-auth-library',
+  azure: '@azure/keyvault-secrets @azure/identity',
+};
+
+/**
+ * Loads a cloud source. The provider SDKs are optional dependencies: npm
+ * installs them by default, and an install made without them (the webhook
+ * image, `npm install --omit=optional`) says what to add instead of failing
+ * with a module-resolution error.
+ */
+export async function provider<T>(
+  source: 'aws' | 'gcp' | 'azure',
+  load: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await load();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'ERR_MODULE_NOT_FOUND' && code !== 'MODULE_NOT_FOUND') throw e;
+    throw new UserError(
+      `--from ${source} needs the ${source.toUpperCase()} SDK, which this installation of cloudtaser lacks`,
+      `install it beside cloudtaser: npm install ${SDK[source]}`,
+    );
   }
 }

@@ -6,7 +6,7 @@ import { pause } from '../../core/context.js';
 
 export const RETRY_ATTEMPTS = 7;
 
-export function backoff(attempt: number, signal?: AbortSignal): Promise<void> {
+function backoff(attempt: number, signal?: AbortSignal): Promise<void> {
   const ms = Math.min(2000, 100 * 2 ** attempt) * (0.5 + Math.random() * 0.5);
   return pause(ms, signal);
 }

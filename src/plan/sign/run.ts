@@ -9,10 +9,10 @@
 // (ssh-keygen ignores what follows the END line). That copy lets `verify`
 // name what changed; it is trusted only once the signature verifies over
 // it, so editing it cannot make a changed plan pass or misreport a change.
-import { randomBytes } from 'node:crypto';
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { say, type Context } from '../../core/context.js';
 import { UserError } from '../../core/errors.js';
+import { writeFileAtomic } from '../../core/files.js';
 import { safeLine } from '../display.js';
 import { readFailureReason } from '../read-failure.js';
 import type { LoadedPlan } from '../read.js';
@@ -81,15 +81,7 @@ export async function signPlan(loaded: LoadedPlan, o: SignOptions, ctx: Context)
   const armored = signMessage(key, SIGNATURE_NAMESPACE, content);
   const text = `${armored}${COPY_HEADER}${content.toString('utf8')}`;
   // Written whole or not at all: a reader never sees half a signature.
-  const tmp = `${o.output}.${randomBytes(6).toString('hex')}.tmp`;
-  try {
-    await writeFile(tmp, text, { flag: 'wx', mode: 0o644 });
-    await rename(tmp, o.output);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    const code = (e as NodeJS.ErrnoException).code ?? 'failed';
-    throw new UserError(`cannot write ${safeLine(o.outputDisplay)}: ${code}`);
-  }
+  await writeFileAtomic(o.output, text, { display: safeLine(o.outputDisplay) });
   say(
     ctx.stdout,
     `${o.outputDisplay}: signed ${o.display} (${counts(loaded)}) with ${describeKey(key.public)}, namespace ${SIGNATURE_NAMESPACE}`,
