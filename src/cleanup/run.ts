@@ -338,7 +338,7 @@ export async function runCleanup(
   }
   const manifests =
     o.repo !== undefined && planned.some((p) => p.sealed)
-      ? await scanManifests(resolve(ctx.cwd, o.repo))
+      ? await scanManifests(resolve(ctx.cwd, o.repo), o.repo)
       : undefined;
   const reader = new ClusterReader(loadKubeFor(o.kube, ctx));
   const client = vaultClient(o.vault, ctx, '--openbao-addr');

@@ -22,10 +22,11 @@ import {
   privateDecrypt,
   type KeyObject,
 } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { UserError } from '../core/errors.js';
+import { manifestFiles } from './manifest-files.js';
 
 export const SEALED_GROUP_VERSION = 'bitnami.com/v1alpha1';
 export const SEALED_KIND = 'SealedSecret';
@@ -205,63 +206,40 @@ export interface ManifestIndex {
   unnamespaced: Map<string, Manifest[]>;
 }
 
-const SKIPPED_DIRS = new Set(['.git', 'node_modules', 'vendor']);
-const MANIFEST = /\.(ya?ml|json)$/i;
 /** Files larger than this are not manifests a person keeps in git by hand. */
 const MAX_MANIFEST_BYTES = 4 << 20;
 
 /**
- * Scans `dir` for YAML/JSON files holding SealedSecret documents (multi-document
- * files too). Files that do not parse are skipped: a repo holds Helm
- * templates and other YAML that is not plain Kubernetes.
+ * Indexes the SealedSecret documents (multi-document files and Lists too) of
+ * the manifests under `dir` (see manifest-files.ts). Files that do not parse
+ * are skipped: a repo holds Helm templates and other YAML that is not plain
+ * Kubernetes.
  */
-export async function scanManifests(dir: string): Promise<ManifestIndex> {
+export async function scanManifests(dir: string, display = dir): Promise<ManifestIndex> {
   const index: ManifestIndex = { exact: new Map(), unnamespaced: new Map() };
   const add = (m: Map<string, Manifest[]>, key: string, doc: Manifest): void => {
     const list = m.get(key) ?? [];
     list.push(doc);
     m.set(key, list);
   };
-  const walk = async (d: string): Promise<void> => {
-    let entries;
+  for (const file of await manifestFiles(dir, '--repo', display)) {
+    let text: string;
     try {
-      entries = await readdir(d, { withFileTypes: true });
-    } catch (e) {
-      if (d === dir) {
-        const code = (e as NodeJS.ErrnoException).code;
-        throw new UserError(
-          `--repo ${dir}: ${code === 'ENOENT' ? 'no such directory' : code === 'ENOTDIR' ? 'not a directory' : 'cannot be read'}`,
-        );
-      }
-      return;
+      const buf = await readFile(join(dir, file));
+      if (buf.length > MAX_MANIFEST_BYTES) continue;
+      text = buf.toString('utf8');
+    } catch {
+      continue;
     }
-    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    for (const e of entries) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) {
-        if (!SKIPPED_DIRS.has(e.name)) await walk(p);
-        continue;
-      }
-      if (!e.isFile() || !MANIFEST.test(e.name)) continue;
-      let text: string;
-      try {
-        const buf = await readFile(p);
-        if (buf.length > MAX_MANIFEST_BYTES) continue;
-        text = buf.toString('utf8');
-      } catch {
-        continue;
-      }
-      if (!text.includes(SEALED_KIND)) continue;
-      for (const s of sealedDocuments(text)) {
-        const name = s.metadata?.name;
-        if (!name) continue;
-        const doc = { file: relative(dir, p), sealed: s };
-        if (s.metadata?.namespace) add(index.exact, `${s.metadata.namespace}/${name}`, doc);
-        else add(index.unnamespaced, name, doc);
-      }
+    if (!text.includes(SEALED_KIND)) continue;
+    for (const s of sealedDocuments(text)) {
+      const name = s.metadata?.name;
+      if (!name) continue;
+      const doc = { file, sealed: s };
+      if (s.metadata?.namespace) add(index.exact, `${s.metadata.namespace}/${name}`, doc);
+      else add(index.unnamespaced, name, doc);
     }
-  };
-  await walk(dir);
+  }
   return index;
 }
 

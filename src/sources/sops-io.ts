@@ -1,12 +1,13 @@
 // The I/O half of the SOPS source: walking the directory, and running the
 // user's `sops` binary to decrypt a file into memory.
 import { spawn } from 'node:child_process';
-import { readdir, readFile } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { requestSignal, type Context } from '../core/context.js';
 import { UserError } from '../core/errors.js';
 import { safeLine } from '../plan/display.js';
-import { classifyDocument, MANIFEST_EXT, parseManifests, type SopsDoc } from './sops.js';
+import { manifestFiles } from './manifest-files.js';
+import { classifyDocument, parseManifests, type SopsDoc } from './sops.js';
 
 export interface SopsScan {
   docs: SopsDoc[];
@@ -15,33 +16,9 @@ export interface SopsScan {
   files: number;
 }
 
-/** Manifest files under `root`, relative with `/`, sorted; hidden directories (.git) skipped. */
-async function manifestFiles(root: string): Promise<string[]> {
-  const out: string[] = [];
-  const walk = async (dir: string): Promise<void> => {
-    for (const e of await readdir(dir, { withFileTypes: true })) {
-      if (e.name.startsWith('.')) continue;
-      const full = join(dir, e.name);
-      if (e.isDirectory()) await walk(full);
-      else if (e.isFile() && MANIFEST_EXT.test(e.name))
-        out.push(relative(root, full).split(sep).join('/'));
-    }
-  };
-  await walk(root);
-  return out.sort();
-}
-
 /** Every Secret document (encrypted or not) under a directory, read without keys. */
 export async function scanSopsDir(root: string, display: string): Promise<SopsScan> {
-  let files: string[];
-  try {
-    files = await manifestFiles(root);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError(
-      `cannot read --path ${display}: ${code === 'ENOENT' ? 'no such directory' : code === 'ENOTDIR' ? 'not a directory' : 'permission denied'}`,
-    );
-  }
+  const files = await manifestFiles(root, '--path', display);
   const docs: SopsDoc[] = [];
   const problems: string[] = [];
   for (const file of files) {

@@ -17,9 +17,6 @@ const SEGMENT = /^(?!\.{1,2}$)[A-Za-z0-9_.+@-]+$/;
 /** The form SOPS writes an encrypted value in. */
 const ENC = /^ENC\[[A-Z0-9_]+,data:/;
 
-/** Extensions sops reads as structured data (anything else it treats as binary). */
-export const MANIFEST_EXT = /\.(ya?ml|json)$/i;
-
 export function sopsSource(file: string, index: number): string {
   return `${SOPS_PREFIX}${file}#${index}`;
 }

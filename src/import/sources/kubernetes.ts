@@ -70,7 +70,7 @@ export async function sealedSecretsSource(
     where = `context ${cluster().context}`;
   } else {
     const repo = o.repo;
-    const index = await scanManifests(resolve(ctx.cwd, repo));
+    const index = await scanManifests(resolve(ctx.cwd, repo), repo);
     lookup = (namespace, name) =>
       Promise.resolve(sealedFromManifests(index, namespace, name, repo));
     where = `manifests under ${repo}`;
