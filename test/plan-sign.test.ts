@@ -319,7 +319,7 @@ async function discovered(
     body: { metadata: { name: 'db' }, stringData: { username: 'u', password: 'p' } },
   });
   for (let i = 0; i < count; i++) {
-    const name = `w${String(i).padStart(2, '0')}`;
+    const name = `w${String(i).padStart(3, '0')}`;
     await apps.createNamespacedDeployment({
       namespace: ns,
       body: {
@@ -408,7 +408,7 @@ describe('--require-signature', () => {
     );
     expect(changed.code).toBe(2);
     expect(changed.stderr).toContain(
-      `  tenant ${ns}, Deployment w00, secret k8s-secret/db: fields.password "DB_PASS" -> "DB_PASSWORD"`,
+      `  tenant ${ns}, Deployment w000, secret k8s-secret/db: fields.password "DB_PASS" -> "DB_PASSWORD"`,
     );
     expect(await annotated(ns)).toBe(0);
 
@@ -430,7 +430,9 @@ describe('--require-signature', () => {
   });
 
   it('keeps a signed plan valid through protect status updates and a SIGKILL-resumed run', async () => {
-    const count = 80;
+    // Enough that the run is still going when its first status fold lands
+    // (about a second in): 80 all finished within that second on a quiet machine.
+    const count = 300;
     const { ns, dir, file } = await discovered('sigkill', count);
     const { key, line } = await keyPair(dir, 'id', ['-t', 'ed25519'], 'security@example.com');
     await writeFile(join(dir, 'allowed_signers'), `${line}\n`);
