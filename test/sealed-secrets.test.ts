@@ -50,6 +50,7 @@ const PLANTED = {
   username: `user-${randomBytes(6).toString('hex')}`,
 };
 const ALL_VALUES = Object.values(PLANTED);
+const IMPORT_SEALED = ['target', 'import', '--plan', 'plan.yaml', '--from', 'sealed-secrets'];
 
 let sb: PodSandbox | undefined;
 let info: SandboxInfo;
@@ -354,10 +355,7 @@ describe('migrating off Sealed Secrets, with the real controller on a real node'
     );
 
     // Online: from the Secret the controller unsealed.
-    const online = await step(
-      ['target', 'import', '--plan', 'plan.yaml', '--from', 'sealed-secrets'],
-      'import online',
-    );
+    const online = await step(IMPORT_SEALED, 'import online');
     expect(online.stdout).toContain('the Secrets the controller unsealed');
     expect(online.stdout).toContain(`created ${VAULT_PATH} [password, username]`);
     expect(await vaultMatches()).toEqual({ password: true, username: true });
@@ -383,16 +381,7 @@ describe('migrating off Sealed Secrets, with the real controller on a real node'
     );
     expect((await bao('DELETE', `secret/metadata/${NS}/db-credentials`)).status).toBe(204);
     const refused = await step(
-      [
-        'target',
-        'import',
-        '--plan',
-        'plan.yaml',
-        '--from',
-        'sealed-secrets',
-        '--sealing-key',
-        'wrong.key',
-      ],
+      [...IMPORT_SEALED, '--sealing-key', 'wrong.key'],
       'import with a wrong key',
       1,
     );
@@ -400,19 +389,7 @@ describe('migrating off Sealed Secrets, with the real controller on a real node'
       `SealedSecret ${NS}/db-credentials key password could not be unsealed`,
     );
     expect((await bao('GET', VAULT_PATH)).status).toBe(404);
-    const offline = await step(
-      [
-        'target',
-        'import',
-        '--plan',
-        'plan.yaml',
-        '--from',
-        'sealed-secrets',
-        '--sealing-key',
-        'main.key',
-      ],
-      'import offline',
-    );
+    const offline = await step([...IMPORT_SEALED, '--sealing-key', 'main.key'], 'import offline');
     expect(offline.stdout).toContain('SealedSecrets unsealed offline with --sealing-key');
     expect(offline.stdout).toContain(`created ${VAULT_PATH} [password, username]`);
     expect(await vaultMatches()).toEqual({ password: true, username: true });
@@ -421,18 +398,7 @@ describe('migrating off Sealed Secrets, with the real controller on a real node'
     // kubeconfig names a file that does not exist).
     expect((await bao('DELETE', `secret/metadata/${NS}/db-credentials`)).status).toBe(204);
     const fromGit = await step(
-      [
-        'target',
-        'import',
-        '--plan',
-        'plan.yaml',
-        '--from',
-        'sealed-secrets',
-        '--sealing-key',
-        'main.key',
-        '--repo',
-        'repo',
-      ],
+      [...IMPORT_SEALED, '--sealing-key', 'main.key', '--repo', 'repo'],
       'import offline from git',
       0,
       sandboxEnv({ KUBECONFIG: join(dir, 'no-such-kubeconfig') }),
