@@ -448,6 +448,20 @@ describe('coming from External Secrets Operator', () => {
     ]);
     expect(p.code, p.stdout + p.stderr).toBe(0);
 
+    // Before cleanup, audit with the plan names the Secrets ESO wrote as still
+    // holding migrated values: db-credentials is named neither by the
+    // protected template nor after its vault path (…/db), only by the plan.
+    const audit = await run(['target', 'audit', '--plan', 'plan.yaml', '-n', ns, '-o', 'json']);
+    expect(audit.code, audit.stderr).toBe(0);
+    const report = JSON.parse(audit.stdout) as {
+      findings: { code: string; subject: string; message: string }[];
+    };
+    const remains = report.findings.filter((f) => f.code === 'native-secret-remains');
+    expect(remains.map((f) => f.subject)).toContain(`Secret ${ns}/db-credentials`);
+    expect(remains.find((f) => f.subject === `Secret ${ns}/db-credentials`)?.message).toContain(
+      'password, username',
+    );
+
     // Another workload still reading cache-auth keeps it, and its ExternalSecret.
     await deployment(ns, 'reporter', {
       env: [{ name: 'PW', ...secretRef('cache-auth', 'redis-password') }],

@@ -5,6 +5,8 @@ import { excessGrants, governingRule, grantsRead } from './policy.js';
 import type { Inventory, WorkloadFacts } from './inventory.js';
 import type { VaultFacts } from './vault-facts.js';
 import type { SecretKeys } from '../contract/workload.js';
+import { mappedFields, nativeSecretOf } from '../plan/model.js';
+import type { MigrationPlan, PlanWorkload } from '../plan/schema.js';
 import { VAULT_TOKEN_AUDIENCE } from '../contract/annotations.js';
 
 export type Severity = 'error' | 'warning';
@@ -210,15 +212,31 @@ export interface MigratedValueSecret {
  * Native Secrets that still hold values a protected workload reads from
  * vault: a Secret the workload still names, or the one the vault path is
  * named after (`<mount>/data/<namespace>/<secret>`, discover's suggestion),
- * with a key named like a field the env-map reads from that path. Key names
- * only: values are neither read nor compared.
+ * with a key named like a field the env-map reads from that path. With the
+ * plan, also the Secret each of the workload's plan entries came from
+ * (nativeSecretOf: an ExternalSecret's target, a SOPS document's Secret),
+ * under the key that held each field (`secretKeys` renames), files
+ * included. Key names only: values are neither read nor compared.
  */
 export function migratedValueSecrets(
   inv: Inventory,
   secrets: readonly SecretKeys[],
+  plan?: MigrationPlan,
 ): MigratedValueSecret[] {
   const byId = new Map(secrets.map((s) => [`${s.namespace}/${s.name}`, s]));
   const out = new Map<string, { keys: Set<string>; paths: Set<string> }>();
+  const hold = (namespace: string, name: string, key: string, path: string): void => {
+    const id = `${namespace}/${name}`;
+    if (!byId.get(id)?.keys.includes(key)) return;
+    const hit = out.get(id) ?? { keys: new Set<string>(), paths: new Set<string>() };
+    hit.keys.add(key);
+    hit.paths.add(path);
+    out.set(id, hit);
+  };
+  const planned = new Map<string, PlanWorkload>();
+  for (const t of plan?.tenants ?? []) {
+    for (const pw of t.workloads) planned.set(`${t.namespace}/${pw.kind}/${pw.name}`, pw);
+  }
   for (const w of inv.workloads) {
     if (w.protection.state !== 'protected' && w.protection.state !== 'partial') continue;
     const named = w.sources
@@ -227,13 +245,13 @@ export function migratedValueSecrets(
     for (const e of w.protection.envMap) {
       const tail = e.path.split('/data/').slice(1).join('/data/').split('/');
       const byPath = tail.length === 2 && tail[0] === w.namespace ? [tail[1] ?? ''] : [];
-      for (const name of new Set([...named, ...byPath])) {
-        const id = `${w.namespace}/${name}`;
-        if (!byId.get(id)?.keys.includes(e.field)) continue;
-        const hit = out.get(id) ?? { keys: new Set<string>(), paths: new Set<string>() };
-        hit.keys.add(e.field);
-        hit.paths.add(e.path);
-        out.set(id, hit);
+      for (const name of new Set([...named, ...byPath])) hold(w.namespace, name, e.field, e.path);
+    }
+    for (const ref of planned.get(`${w.namespace}/${w.kind}/${w.name}`)?.secrets ?? []) {
+      const native = nativeSecretOf(ref);
+      if (!native) continue;
+      for (const field of mappedFields(ref)) {
+        hold(w.namespace, native.name, native.keyOf(field), ref.vaultPath);
       }
     }
   }

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
-import { planJsonSchema } from '../plan/schema.js';
+import { planJsonSchema, type MigrationPlan } from '../plan/schema.js';
 import { auditJsonSchema } from './audit-schema.js';
 import { migratedValueFindings, migratedValueSecrets, validateWorkload } from './findings.js';
 import { judgeProtection, rolloutState, type WorkloadFacts } from './inventory.js';
@@ -268,6 +268,59 @@ describe('native Secrets still holding migrated values', () => {
       code: 'native-secret-remains',
       subject: 'Secret shop/db',
     });
+  });
+
+  it('with the plan, finds the Secret an ExternalSecret wrote under its renamed keys, files too', () => {
+    const esoWorkload = workload({
+      protection: {
+        state: 'protected',
+        problems: [],
+        paths: ['secret/data/legacy/payments'],
+        envMap: [{ path: 'secret/data/legacy/payments', field: 'password', env: 'DB_PASS' }],
+      },
+    });
+    const plan: MigrationPlan = {
+      apiVersion: 'cloudtaser.io/v1',
+      kind: 'MigrationPlan',
+      metadata: { name: 'eso' },
+      tenants: [
+        {
+          name: 'shop',
+          namespace: 'shop',
+          workloads: [
+            {
+              kind: 'Deployment',
+              name: 'api',
+              serviceAccount: 'default',
+              status: 'migrated',
+              secrets: [
+                {
+                  source: 'eso/payments',
+                  secret: 'db-credentials',
+                  secretKeys: { password: 'db-pass' },
+                  vaultPath: 'secret/data/legacy/payments',
+                  fields: { password: 'DB_PASS' },
+                  files: { 'ca.crt': { path: '/etc/db/ca.crt', mountPath: '/etc/db' } },
+                },
+              ],
+            },
+          ],
+        },
+      ],
+    };
+    const secrets = [
+      { namespace: 'shop', name: 'db-credentials', keys: ['ca.crt', 'db-pass', 'other'] },
+    ];
+    // Neither named by the workload nor after the vault path: found only through the plan.
+    expect(migratedValueSecrets(inv(esoWorkload), secrets)).toEqual([]);
+    expect(migratedValueSecrets(inv(esoWorkload), secrets, plan)).toEqual([
+      {
+        namespace: 'shop',
+        name: 'db-credentials',
+        keys: ['ca.crt', 'db-pass'],
+        vaultPaths: ['secret/data/legacy/payments'],
+      },
+    ]);
   });
 
   it('counts nothing once the Secrets are gone, or for unprotected workloads', () => {

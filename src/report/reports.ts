@@ -4,6 +4,7 @@ import { allSettledOrThrow } from '../core/concurrency.js';
 import { CheckFailed } from '../core/errors.js';
 import { loadKubeFor, type KubeOptions } from '../kube/config.js';
 import type { LoadedPlan } from '../plan/read.js';
+import type { MigrationPlan } from '../plan/schema.js';
 import { vaultClient } from '../vault/apply.js';
 import type { VaultFlags } from '../vault/client.js';
 import { auditReport, type AuditReport } from './audit-schema.js';
@@ -154,6 +155,8 @@ export async function runStatus(o: StatusOptions, ctx: Context): Promise<void> {
 
 export interface VaultReportOptions extends VaultFlags {
   kube: KubeOptions;
+  /** audit --plan: lets the Secrets the plan's entries came from be found by name and key. */
+  plan?: MigrationPlan | undefined;
   /** Kubernetes namespace filter (VaultFlags.namespace is the vault namespace). */
   kubeNamespace?: string | undefined;
   authPath: string;
@@ -221,7 +224,7 @@ export async function buildAudit(o: VaultReportOptions, ctx: Context): Promise<A
     gather(o, ctx),
     readSecretKeys(loadKubeFor(o.kube, ctx), o.kubeNamespace),
   ]);
-  const remaining = secrets ? migratedValueSecrets(inv, secrets) : undefined;
+  const remaining = secrets ? migratedValueSecrets(inv, secrets, o.plan) : undefined;
   const findings: Finding[] = [
     ...auditFindings(inv, facts),
     ...migratedValueFindings(remaining ?? []),

@@ -4,6 +4,7 @@ import type { Context } from '../../core/context.js';
 import { UserError } from '../../core/errors.js';
 import { MISMATCH_FLAG, MISMATCH_HELP } from '../../cluster/mismatch.js';
 import { readPlan } from '../../plan/load.js';
+import type { MigrationPlan } from '../../plan/schema.js';
 import type { VaultReportOptions } from '../../report/reports.js';
 import { normalizeMount } from '../../contract/annotations.js';
 
@@ -44,7 +45,10 @@ function reportOptions(o: ReportFlags): VaultReportOptions {
 const PLAN_CHECK_HELP =
   "refuse (exit 2) unless the current context's cluster is the one this plan was made from";
 
-/** validate and audit read no plan; given one, they check they run against its cluster. */
+/**
+ * validate and audit need no plan; given one, they check they run against its
+ * cluster, and audit reads its mapping too. Returns the plan.
+ */
 async function checkCluster(
   o: {
     plan?: string | undefined;
@@ -53,8 +57,8 @@ async function checkCluster(
     context?: string | undefined;
   },
   ctx: Context,
-): Promise<void> {
-  if (o.plan === undefined) return;
+): Promise<MigrationPlan | undefined> {
+  if (o.plan === undefined) return undefined;
   const loaded = await readPlan(resolve(ctx.cwd, o.plan), o.plan);
   const { checkPlanCluster } = await import('../../cluster/check.js');
   await checkPlanCluster(
@@ -64,6 +68,7 @@ async function checkCluster(
     o.clusterMismatchOk,
     ctx,
   );
+  return loaded.plan;
 }
 
 export function registerTargetReports(target: Command, ctx: Context): void {
@@ -154,10 +159,10 @@ export function registerTargetReports(target: Command, ctx: Context): void {
     .option(MISMATCH_FLAG, MISMATCH_HELP, false)
     .action(async (o) => {
       if (o.outputFile === '') throw new UserError('--output-file needs a path');
-      await checkCluster(o, ctx);
+      const plan = await checkCluster(o, ctx);
       const { buildAudit } = await import('../../report/reports.js');
       const { renderHtml, renderMarkdown } = await import('../../report/audit-schema.js');
-      const report = await buildAudit(reportOptions(o), ctx);
+      const report = await buildAudit({ ...reportOptions(o), plan }, ctx);
       const text =
         o.output === 'json'
           ? `${JSON.stringify(report, null, 2)}\n`
