@@ -15,6 +15,9 @@ export default tseslint.config(
       '@typescript-eslint/no-explicit-any': 'error',
       '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true }],
       '@typescript-eslint/consistent-type-imports': 'error',
+      // \`import { type X } from 'm'\` still loads m at run time (verbatimModuleSyntax
+      // keeps the empty import): a zod or Kubernetes-client import nobody asked for.
+      '@typescript-eslint/no-import-type-side-effects': 'error',
       'no-console': 'error',
       '@typescript-eslint/no-unused-vars': [
         'error',

@@ -2,7 +2,7 @@
 // and for each one whether it may be deleted. Nothing here does I/O or sees
 // a value: the runner compares values in memory and passes only the outcome
 // (equal, differs, not text) per key.
-import { type MigrationPlan } from '../plan/schema.js';
+import type { MigrationPlan } from '../plan/schema.js';
 import {
   mappedFields,
   nativeSecretOf,

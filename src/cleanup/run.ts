@@ -461,10 +461,15 @@ export async function runCleanup(
             blocked = r.reason;
             break;
           }
+          if (r.outcome === 'interrupted') break;
           say(
             ctx.stdout,
             `${writerId(w)}: ${r.outcome === 'deleted' ? `deleted first, orphaning ${label(c.planned)}` : 'already gone'}`,
           );
+        }
+        if (ctx.signal?.aborted) {
+          say(ctx.stdout, `${label(c.planned)}: not deleted -- interrupted`);
+          break;
         }
         if (blocked !== undefined) {
           counts.refused++;
@@ -485,7 +490,11 @@ export async function runCleanup(
           );
           if (again.verdict.action !== 'delete') {
             if (again.verdict.action === 'gone') counts.gone++;
-            else counts.refused++;
+            else {
+              counts.refused++;
+              // A vault or API error on the second check: exit 3, re-run to retry.
+              if (again.verdict.error) errors++;
+            }
             say(
               ctx.stdout,
               again.verdict.action === 'gone'
@@ -500,6 +509,11 @@ export async function runCleanup(
         result = await reader.deleteSecret(c.planned.namespace, c.planned.name, facts);
       } catch (e) {
         if (!(e instanceof ServerError)) throw e;
+        // A request cancelled by Ctrl-C fails like a server error; it is not one.
+        if (ctx.signal?.aborted) {
+          say(ctx.stdout, `${label(c.planned)}: not deleted -- interrupted`);
+          break;
+        }
         counts.failed++;
         say(ctx.stdout, `${label(c.planned)}: FAILED -- ${e.message}`);
         continue;

@@ -45,7 +45,8 @@ export function writersOf(p: PlannedSecret): Writer[] {
 
 export const writerId = (w: Writer): string => `${w.kind} ${w.namespace}/${w.name}`;
 
-export type Retired = { outcome: 'deleted' | 'gone' } | { outcome: 'blocked'; reason: string };
+export type Retired =
+  { outcome: 'deleted' | 'gone' | 'interrupted' } | { outcome: 'blocked'; reason: string };
 
 interface WriterJson {
   metadata?: { uid?: string };
@@ -55,8 +56,9 @@ interface WriterJson {
 /**
  * Deletes one writer of `secret`, orphaning the Secret, and waits until it
  * is gone. Anything that stands in the way (it now writes another Secret, it
- * was replaced since it was read, a finalizer that does not run, Ctrl-C) is
- * returned as a reason, for the caller to refuse that Secret and go on.
+ * was replaced since it was read or created again after, a finalizer that
+ * does not run) is returned as a reason, for the caller to refuse that Secret
+ * and go on; Ctrl-C as 'interrupted', for the caller to stop.
  */
 export async function retireWriter(
   rest: KubeRest,
@@ -77,6 +79,7 @@ export async function retireWriter(
       throw kubeError(e, { verb: 'get', ...action }, server);
     }
   };
+  if (signal?.aborted) return { outcome: 'interrupted' };
   const live = await read();
   if (live === undefined) return { outcome: 'gone' };
   // The Sealed Secrets controller names the Secret after its SealedSecret;
@@ -88,6 +91,7 @@ export async function retireWriter(
       reason: `${writerId(w)} now writes Secret ${writes}, not ${secret}; re-run discover`,
     };
   }
+  if (signal?.aborted) return { outcome: 'interrupted' };
   try {
     await rest.call({
       method: 'DELETE',
@@ -109,9 +113,18 @@ export async function retireWriter(
   }
   const deadline = Date.now() + timeoutMs;
   for (let wait = 100; ; wait = Math.min(wait * 2, 1000)) {
-    if ((await read()) === undefined) return { outcome: 'deleted' };
-    if (signal?.aborted) {
-      return { outcome: 'blocked', reason: `interrupted while ${writerId(w)} was being deleted` };
+    // Checked before the next request: every request is cancelled by the
+    // same signal, and would fail as a server error.
+    if (signal?.aborted) return { outcome: 'interrupted' };
+    const now = await read();
+    if (now === undefined) return { outcome: 'deleted' };
+    if (now.metadata?.uid !== live.metadata?.uid) {
+      // Applied again meanwhile (a GitOps tool syncing the repo): it would
+      // write the Secret back.
+      return {
+        outcome: 'blocked',
+        reason: `${writerId(w)} was created again after it was deleted (a GitOps sync?); remove it from git, then re-run`,
+      };
     }
     if (Date.now() > deadline) {
       return {

@@ -76,7 +76,7 @@ export async function readClusterFacts(
   target: KubeTarget,
 ): Promise<ClusterFacts & { fingerprint: string }> {
   const rest = new KubeRest(target);
-  // Three independent reads: sent together (a command pays this before it acts).
+  // Independent reads, sent together (a command pays for them before it acts).
   const readUid = async (): Promise<string | undefined> => {
     try {
       const ns = await rest.call<{ metadata?: { uid?: string } }>({
@@ -110,13 +110,13 @@ export async function readClusterFacts(
       );
     }
   };
-  const [kubeSystemUid, issuer, rootCa] = await allSettledOrThrow([
-    readUid(),
-    readIssuer(target, rest),
-    readRootCa(),
-  ]);
+  const [kubeSystemUid, rootCa] = await allSettledOrThrow([readUid(), readRootCa()]);
   if (!kubeSystemUid)
     throw new ServerError('the API server returned namespace kube-system without a uid');
+  // After the reads above, not beside them: where discovery is off, the
+  // issuer comes from a TokenRequest, a write not worth making for a user
+  // who may not read kube-system and is refused anyway.
+  const issuer = await readIssuer(target, rest);
   let caBundle = rootCa;
   let caSource: ClusterFacts['caSource'] = 'kube-root-ca.crt';
   if (!caBundle) {

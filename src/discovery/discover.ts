@@ -10,13 +10,7 @@ import {
   type WorkloadObject,
 } from '../contract/workload.js';
 import type { PlanNote } from '../plan/write.js';
-import {
-  type FileTarget,
-  type MigrationPlan,
-  type PlanWorkload,
-  type SecretRef,
-  type Tenant,
-} from '../plan/schema.js';
+import type { FileTarget, MigrationPlan, PlanWorkload, SecretRef, Tenant } from '../plan/schema.js';
 import {
   ENV_VAR_NAME,
   FILE_PATH,

@@ -6,7 +6,7 @@
 // Values are carried as `SourceValue`s only from the source to the write;
 // messages, actions and reasons hold path, field and Secret names, never a
 // value.
-import { type MigrationPlan, type SecretRef } from '../plan/schema.js';
+import type { MigrationPlan, SecretRef } from '../plan/schema.js';
 import { mappedFields, nativeSecretOf } from '../plan/model.js';
 
 /** Where one vault field comes from: a key of a Kubernetes Secret. */

@@ -31,7 +31,6 @@ const PLURAL: Record<WorkloadKind, string> = {
   DaemonSet: 'daemonsets',
 };
 
-/** A list reply as JSON has it (`continue`, which the models call `_continue`). */
 /** Tags an object with its kind (list and get responses leave `kind` unset). */
 function withKind<T extends object>(o: T, kind: WorkloadKind): T & { kind: WorkloadKind } {
   return Object.assign(o, { kind });

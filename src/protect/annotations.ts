@@ -7,7 +7,7 @@ import {
   type EnvMapEntry,
   type FileMapEntry,
 } from '../contract/annotations.js';
-import { type PlanWorkload, type Tenant } from '../plan/schema.js';
+import type { PlanWorkload, Tenant } from '../plan/schema.js';
 import { DEFAULT_FILE_MODE } from '../plan/model.js';
 import { roleName } from '../vault/provision.js';
 

@@ -21,7 +21,7 @@ import type {
   V1Volume,
 } from '@kubernetes/client-node';
 import { ANNOTATION, type FileMapEntry } from '../contract/annotations.js';
-import { type PlanWorkload } from '../plan/schema.js';
+import type { PlanWorkload } from '../plan/schema.js';
 import { nativeSecretOf } from '../plan/model.js';
 import { filesVolume } from '../webhook/mutate.js';
 

@@ -29,7 +29,7 @@ import { stuckPods } from '../kube/pod-problems.js';
 import { RevisionPods } from '../kube/revision.js';
 import { readPlan, type LoadedPlan } from '../plan/read.js';
 import { workloadKey } from '../plan/write.js';
-import { type PlanWorkload, type Tenant } from '../plan/schema.js';
+import type { PlanWorkload, Tenant } from '../plan/schema.js';
 import { nativeSecretOf, type WorkloadStatus } from '../plan/model.js';
 import { ANNOTATION, OWNED_ANNOTATIONS } from '../contract/annotations.js';
 import { alreadyApplied, fileMapEntries, protectAnnotations } from './annotations.js';

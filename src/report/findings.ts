@@ -248,6 +248,9 @@ export function migratedValueSecrets(
       for (const name of new Set([...named, ...byPath])) hold(w.namespace, name, e.field, e.path);
     }
     for (const ref of planned.get(`${w.namespace}/${w.kind}/${w.name}`)?.secrets ?? []) {
+      // Only what the template really reads from vault now (a partial
+      // protection may not cover every entry of the plan yet).
+      if (!w.protection.paths.includes(ref.vaultPath)) continue;
       const native = nativeSecretOf(ref);
       if (!native) continue;
       for (const field of mappedFields(ref)) {

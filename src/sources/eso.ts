@@ -5,7 +5,7 @@
 // entries. No I/O, no secret values: ExternalSecrets and SecretStores hold
 // references only, and the synced Secrets are seen by their key names.
 import type { DiscoveryResult } from '../discovery/discover.js';
-import { type FileTarget, type SecretRef } from '../plan/schema.js';
+import type { FileTarget, SecretRef } from '../plan/schema.js';
 import { FIELD_NAME, KV2_DATA_PATH } from '../plan/model.js';
 import type { PlanNote } from '../plan/write.js';
 

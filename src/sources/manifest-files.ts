@@ -14,21 +14,26 @@ const SKIPPED_DIRS = new Set(['node_modules', 'vendor']);
 /**
  * Manifest files under `root`, relative with `/`, sorted. Hidden entries
  * (.git, .github, .sops.yaml) and vendored trees are skipped; a directory
- * below the root that cannot be read is skipped too, while a root that
- * cannot be read is the user's mistake and says so, naming `flag`.
+ * below the root that cannot be read is listed in `unreadable` for the
+ * caller to report, while a root that cannot be read is the user's mistake
+ * and says so, naming `flag`.
  */
 export async function manifestFiles(
   root: string,
   flag: string,
   display: string,
-): Promise<string[]> {
+): Promise<{ files: string[]; unreadable: string[] }> {
   const out: string[] = [];
+  const unreadable: string[] = [];
   const walk = async (dir: string): Promise<void> => {
     let entries;
     try {
       entries = await readdir(dir, { withFileTypes: true });
     } catch (e) {
-      if (dir !== root) return;
+      if (dir !== root) {
+        unreadable.push(`${relative(root, dir).split(sep).join('/')}/`);
+        return;
+      }
       const code = (e as NodeJS.ErrnoException).code;
       throw new UserError(
         `${flag} ${display}: ${code === 'ENOENT' ? 'no such directory' : code === 'ENOTDIR' ? 'not a directory' : 'cannot be read'}`,
@@ -44,5 +49,5 @@ export async function manifestFiles(
     }
   };
   await walk(root);
-  return out.sort();
+  return { files: out.sort(), unreadable: unreadable.sort() };
 }

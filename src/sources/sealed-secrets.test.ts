@@ -218,9 +218,9 @@ describe('manifests in a git checkout', () => {
 
   it('gives the SealedSecret itself for an offline unseal, and does not guess between copies', async () => {
     const repo = await mkdtemp(join(tmpdir(), 'ct-sealed-repo-'));
-    const yamlOf = (o: SealedSecretObject): string =>
+    const yamlOf = (o: object): string =>
       JSON.stringify({ apiVersion: 'bitnami.com/v1alpha1', kind: 'SealedSecret', ...o });
-    const db = sealed('pay', 'db', { password: 'pw-git' });
+    const db = sealed('pay', 'db', { password: 'pw-git', user: 'u-git' });
     // Sealed for namespace pay, kept in git without one (kustomize sets it).
     const api = sealed('pay', 'api', { token: 'tok-git' });
     const apiNoNs = { ...api, metadata: { ...api.metadata, namespace: undefined } };
@@ -228,7 +228,15 @@ describe('manifests in a git checkout', () => {
     await mkdir(join(repo, 'overlays', 'a'), { recursive: true });
     await mkdir(join(repo, 'overlays', 'b'), { recursive: true });
     await writeFile(join(repo, 'base', 'db.json'), yamlOf(db));
-    await writeFile(join(repo, 'overlays', 'a', 'db.json'), yamlOf(db)); // the same copy
+    // The same sealed values, keys in another order and a label added to the template: one copy.
+    const reordered = {
+      ...db,
+      spec: {
+        encryptedData: Object.fromEntries(Object.entries(db.spec?.encryptedData ?? {}).reverse()),
+        template: { metadata: { labels: { team: 'pay' } } },
+      },
+    };
+    await writeFile(join(repo, 'overlays', 'a', 'db.json'), yamlOf(reordered));
     await writeFile(join(repo, 'base', 'api.json'), yamlOf(apiNoNs));
     const other = sealed('pay', 'cache', { pw: 'one' });
     await writeFile(join(repo, 'overlays', 'a', 'cache.json'), yamlOf(other));
@@ -241,7 +249,7 @@ describe('manifests in a git checkout', () => {
       const found = sealedFromManifests(index, ns, name, 'repo');
       return 'missing' in found ? found.missing : text(unseal(found.sealed, [privateKey]));
     };
-    expect(open('pay', 'db')).toEqual({ password: 'pw-git' });
+    expect(open('pay', 'db')).toEqual({ password: 'pw-git', user: 'u-git' });
     expect(manifestsFor(index, 'pay', 'db')).toEqual([
       join('base', 'db.json'),
       join('overlays', 'a', 'db.json'),

@@ -222,7 +222,10 @@ export async function scanManifests(dir: string, display = dir): Promise<Manifes
     list.push(doc);
     m.set(key, list);
   };
-  for (const file of await manifestFiles(dir, '--repo', display)) {
+  // A directory that cannot be read holds nothing this can name; a manifest
+  // looked for and not found says where it looked (--repo).
+  const { files } = await manifestFiles(dir, '--repo', display);
+  for (const file of files) {
     let text: string;
     try {
       const buf = await readFile(join(dir, file));
@@ -294,8 +297,17 @@ export function sealedFromManifests(
   repo: string,
 ): SealedFound {
   const docs = manifestDocs(index, namespace, name);
+  // The same sealed values under the same scope: key order, templates and
+  // labels may differ between copies without changing what they unseal to.
+  const sameness = (d: Manifest): string => {
+    const a = d.sealed.metadata?.annotations ?? {};
+    const data = Object.entries(d.sealed.spec?.encryptedData ?? {}).sort(([x], [y]) =>
+      x < y ? -1 : x > y ? 1 : 0,
+    );
+    return JSON.stringify([data, a[`${ANNO}cluster-wide`], a[`${ANNO}namespace-wide`]]);
+  };
   const distinct = new Map<string, Manifest>();
-  for (const d of docs) distinct.set(JSON.stringify(d.sealed.spec ?? {}), d);
+  for (const d of docs) distinct.set(sameness(d), d);
   const [only, ...more] = [...distinct.values()];
   if (only === undefined) {
     return { missing: `SealedSecret ${namespace}/${name} not found under ${repo}` };

@@ -18,9 +18,9 @@ export interface SopsScan {
 
 /** Every Secret document (encrypted or not) under a directory, read without keys. */
 export async function scanSopsDir(root: string, display: string): Promise<SopsScan> {
-  const files = await manifestFiles(root, '--path', display);
+  const { files, unreadable } = await manifestFiles(root, '--path', display);
   const docs: SopsDoc[] = [];
-  const problems: string[] = [];
+  const problems: string[] = unreadable.map((d) => `${d}: cannot be read; skipped`);
   for (const file of files) {
     let text: string;
     try {

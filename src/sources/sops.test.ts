@@ -6,7 +6,7 @@ import { wantedPaths } from '../import/plan.js';
 import { parsePlan } from '../plan/read.js';
 import { contentValue, diffContent, signedContent } from '../plan/sign/content.js';
 import { plannedSecrets } from '../cleanup/decide.js';
-import { type MigrationPlan } from '../plan/schema.js';
+import type { MigrationPlan } from '../plan/schema.js';
 import { nativeSecretOf } from '../plan/model.js';
 import { migratedSecrets } from '../protect/native-refs.js';
 import { renderPlan } from '../plan/write.js';

@@ -110,11 +110,11 @@ export async function openSource(
   }
 }
 
-/** The SDK packages each cloud source needs: optional dependencies of cloudtaser. */
-const SDK: Record<'aws' | 'gcp' | 'azure', string> = {
-  aws: '@aws-sdk/client-secrets-manager',
-  gcp: '@google-cloud/secret-manager google-auth-library',
-  azure: '@azure/keyvault-secrets @azure/identity',
+/** Each cloud source's name and SDK packages: optional dependencies of cloudtaser. */
+const SDK: Record<'aws' | 'gcp' | 'azure', { name: string; packages: string[] }> = {
+  aws: { name: 'AWS', packages: ['@aws-sdk/client-secrets-manager', '@aws-sdk/core'] },
+  gcp: { name: 'Google Cloud', packages: ['@google-cloud/secret-manager', 'google-auth-library'] },
+  azure: { name: 'Azure', packages: ['@azure/keyvault-secrets', '@azure/identity'] },
 };
 
 /**
@@ -130,11 +130,16 @@ export async function provider<T>(
   try {
     return await load();
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code !== 'ERR_MODULE_NOT_FOUND' && code !== 'MODULE_NOT_FOUND') throw e;
+    const err = e as NodeJS.ErrnoException;
+    const sdk = SDK[source];
+    // Only the SDK's own absence: a missing file of cloudtaser's is a broken install, not this.
+    const missing =
+      (err.code === 'ERR_MODULE_NOT_FOUND' || err.code === 'MODULE_NOT_FOUND') &&
+      sdk.packages.some((p) => err.message.includes(`'${p}'`));
+    if (!missing) throw e;
     throw new UserError(
-      `--from ${source} needs the ${source.toUpperCase()} SDK, which this installation of cloudtaser lacks`,
-      `install it beside cloudtaser: npm install ${SDK[source]}`,
+      `--from ${source} needs the ${sdk.name} SDK, which this installation of cloudtaser lacks (installed without optional dependencies)`,
+      `install it where cloudtaser is installed (with -g for a global install): npm install ${sdk.packages.join(' ')}`,
     );
   }
 }
