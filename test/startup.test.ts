@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { renderPlan } from '../src/plan/write.js';
+import { planFor } from '../src/testing/plan.js';
 import { projectRoot } from '../testenv/paths.js';
 import { sandboxEnv, tempDir } from './helpers/cli.js';
 import { sandbox, uniqueName } from './helpers/sandbox.js';
@@ -92,33 +93,28 @@ describe('start-up of the built CLI', () => {
     const plan = join(dir, 'plan.yaml');
     await writeFile(
       plan,
-      renderPlan({
-        apiVersion: 'cloudtaser.io/v1',
-        kind: 'MigrationPlan',
-        metadata: { name: 'startup', cluster: sandbox().apiServer },
-        tenants: [
-          {
-            name: tenant,
-            namespace: tenant,
-            workloads: [
-              {
-                kind: 'Deployment',
-                name: 'app',
-                replicas: 1,
-                serviceAccount: 'app',
-                status: 'pending',
-                secrets: [
-                  {
-                    source: 'k8s-secret/db',
-                    vaultPath: `secret/data/${tenant}/db`,
-                    fields: { password: 'DB_PASS' },
-                  },
-                ],
-              },
-            ],
-          },
-        ],
-      }),
+      renderPlan(
+        planFor(
+          tenant,
+          [
+            {
+              kind: 'Deployment',
+              name: 'app',
+              replicas: 1,
+              serviceAccount: 'app',
+              status: 'pending',
+              secrets: [
+                {
+                  source: 'k8s-secret/db',
+                  vaultPath: `secret/data/${tenant}/db`,
+                  fields: { password: 'DB_PASS' },
+                },
+              ],
+            },
+          ],
+          { name: 'startup', cluster: sandbox().apiServer },
+        ),
+      ),
     );
     const env = sandboxEnv({ CLOUDTASER_CACHE_DIR: join(dir, 'cache') });
     const first = await packagesLoaded(['source', 'apply-plan', plan], env);

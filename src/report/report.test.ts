@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
-import { planJsonSchema, type MigrationPlan } from '../plan/schema.js';
+import { planJsonSchema } from '../plan/schema.js';
+import { planFor } from '../testing/plan.js';
 import { auditJsonSchema } from './audit-schema.js';
 import { migratedValueFindings, migratedValueSecrets, validateWorkload } from './findings.js';
 import { judgeProtection, rolloutState, type WorkloadFacts } from './inventory.js';
@@ -279,35 +280,24 @@ describe('native Secrets still holding migrated values', () => {
         envMap: [{ path: 'secret/data/legacy/payments', field: 'password', env: 'DB_PASS' }],
       },
     });
-    const plan: MigrationPlan = {
-      apiVersion: 'cloudtaser.io/v1',
-      kind: 'MigrationPlan',
-      metadata: { name: 'eso' },
-      tenants: [
-        {
-          name: 'shop',
-          namespace: 'shop',
-          workloads: [
-            {
-              kind: 'Deployment',
-              name: 'api',
-              serviceAccount: 'default',
-              status: 'migrated',
-              secrets: [
-                {
-                  source: 'eso/payments',
-                  secret: 'db-credentials',
-                  secretKeys: { password: 'db-pass' },
-                  vaultPath: 'secret/data/legacy/payments',
-                  fields: { password: 'DB_PASS' },
-                  files: { 'ca.crt': { path: '/etc/db/ca.crt', mountPath: '/etc/db' } },
-                },
-              ],
-            },
-          ],
-        },
-      ],
-    };
+    const plan = planFor('shop', [
+      {
+        kind: 'Deployment',
+        name: 'api',
+        serviceAccount: 'default',
+        status: 'migrated',
+        secrets: [
+          {
+            source: 'eso/payments',
+            secret: 'db-credentials',
+            secretKeys: { password: 'db-pass' },
+            vaultPath: 'secret/data/legacy/payments',
+            fields: { password: 'DB_PASS' },
+            files: { 'ca.crt': { path: '/etc/db/ca.crt', mountPath: '/etc/db' } },
+          },
+        ],
+      },
+    ]);
     const secrets = [
       { namespace: 'shop', name: 'db-credentials', keys: ['ca.crt', 'db-pass', 'other'] },
     ];
