@@ -20,7 +20,8 @@ import {
   writeAdminKubeconfig,
   writeApiServerFiles,
 } from './kube-control.js';
-import { freePort, startProc, startWatchdog, stopServers } from './sandbox.js';
+import { freePort } from './net.js';
+import { startProc, startWatchdog, stopServers } from './sandbox.js';
 
 export interface ControlPlane {
   dir: string;
@@ -59,9 +60,9 @@ export async function startControlPlane(
   };
   try {
     const used = new Set<number>();
-    const etcdPort = await freePort(used);
-    const etcdPeer = await freePort(used);
-    const apiPort = await freePort(used);
+    const etcdPort = await freePort(used, true);
+    const etcdPeer = await freePort(used, true);
+    const apiPort = await freePort(used, true);
     const adminToken = randomBytes(24).toString('hex');
     const files = await writeApiServerFiles(dir, adminToken);
     const etcd = start('etcd', binaries.etcd, etcdArgs(name, dir, etcdPort, etcdPeer));

@@ -12,7 +12,7 @@
 // unseal() (or start()'s default) gives it the keys.
 import { readFileSync } from 'node:fs';
 import { readFile, mkdir, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { freePort } from './net.js';
 import { dirname, join } from 'node:path';
 import { httpCall, waitFor, type HttpResponse } from './http.js';
 import {
@@ -52,26 +52,6 @@ export interface HaVault {
   /** Indexes of running, unsealed nodes that are not the active one. */
   standbys(): Promise<number[]>;
   stop(): Promise<void>;
-}
-
-async function freeLoopbackPort(avoid: Set<number>): Promise<number> {
-  for (;;) {
-    const port = await new Promise<number>((resolve, reject) => {
-      const srv = createServer();
-      srv.once('error', reject);
-      srv.listen(0, '127.0.0.1', () => {
-        const a = srv.address();
-        const p = typeof a === 'object' && a ? a.port : 0;
-        srv.close(() => {
-          resolve(p);
-        });
-      });
-    });
-    if (!avoid.has(port)) {
-      avoid.add(port);
-      return port;
-    }
-  }
 }
 
 interface NodeSpec {
@@ -131,7 +111,7 @@ export async function startHaVault(o: {
   const used = new Set<number>();
   const ports: { api: number; cluster: number }[] = [];
   for (let i = 0; i < HA_NODES; i++) {
-    ports.push({ api: await freeLoopbackPort(used), cluster: await freeLoopbackPort(used) });
+    ports.push({ api: await freePort(used), cluster: await freePort(used) });
   }
   const addrs = ports.map((p) => `https://127.0.0.1:${p.api}`);
   const nodes: NodeSpec[] = [];

@@ -7,10 +7,10 @@ import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { BuildError, type Log } from './build.js';
+import { freePort } from './net.js';
 import { withLock } from './lock.js';
 import { cacheRoot, projectRoot } from './paths.js';
 import type { SandboxInfo } from './sandbox.js';
@@ -124,20 +124,6 @@ export async function runHelm(
 
 /** The chart in this checkout. */
 export const CHART_DIR = join(projectRoot, 'charts', 'cloudtaser');
-
-/** A loopback port that was free a moment ago. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as AddressInfo).port;
-      s.close(() => {
-        resolve(p);
-      });
-    });
-  });
-}
 
 export interface SandboxChart {
   helm: string;

@@ -4,9 +4,9 @@
 // started on a free loopback port, stopped by its owner; a small watchdog
 // stops it too when the owner dies without doing so.
 import { spawn } from 'node:child_process';
-import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Log } from './build.js';
+import { freePort } from './net.js';
 import { httpCall, waitFor } from './http.js';
 import { ensureVenv } from './venv.js';
 
@@ -24,19 +24,6 @@ export interface Moto {
   /** Wipes every secret (moto's own reset API), so each test file starts empty. */
   reset(): Promise<void>;
   stop(): Promise<void>;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as AddressInfo).port;
-      s.close(() => {
-        resolve(p);
-      });
-    });
-  });
 }
 
 export async function startMoto(log: Log = () => undefined): Promise<Moto> {

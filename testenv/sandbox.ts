@@ -17,6 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import { freePort } from './net.js';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ensureBinaries, KUBE_VERSION, type Binaries, type Log } from './build.js';
@@ -152,27 +153,6 @@ export function downCommand(dir: string): string {
   return resolve(dir) === defaultSandboxDir
     ? 'npm run sandbox -- down'
     : `CLOUDTASER_SANDBOX_DIR=${dir} npm run sandbox -- down`;
-}
-
-export async function freePort(avoid: Set<number>): Promise<number> {
-  for (;;) {
-    const port = await new Promise<number>((resolve, reject) => {
-      const srv = createServer();
-      srv.once('error', reject);
-      srv.listen(0, '127.0.0.1', () => {
-        const addr = srv.address();
-        const p = typeof addr === 'object' && addr ? addr.port : 0;
-        srv.close(() => {
-          resolve(p);
-        });
-      });
-    });
-    // OpenBao's dev server also binds port+1 for cluster traffic.
-    if (!avoid.has(port) && !avoid.has(port + 1) && !avoid.has(port - 1)) {
-      avoid.add(port);
-      return port;
-    }
-  }
 }
 
 async function portIsFree(port: number): Promise<boolean> {
@@ -670,14 +650,14 @@ async function startIn(
 
   try {
     const used = new Set<number>();
-    const etcdPort = await freePort(used);
-    const etcdPeer = await freePort(used);
-    const apiPort = opts.ports?.apiServer ?? (await freePort(used));
-    let baoPort = await freePort(used);
-    while (!(await portIsFree(baoPort + 1))) baoPort = await freePort(used);
-    const baoTlsPort = await freePort(used);
-    const baoTlsClusterPort = await freePort(used);
-    const registryPort = await freePort(used);
+    const etcdPort = await freePort(used, true);
+    const etcdPeer = await freePort(used, true);
+    const apiPort = opts.ports?.apiServer ?? (await freePort(used, true));
+    let baoPort = await freePort(used, true);
+    while (!(await portIsFree(baoPort + 1))) baoPort = await freePort(used, true);
+    const baoTlsPort = await freePort(used, true);
+    const baoTlsClusterPort = await freePort(used, true);
+    const registryPort = await freePort(used, true);
 
     const adminToken = randomBytes(24).toString('hex');
     const baoToken = `root-${randomBytes(16).toString('hex')}`;
@@ -831,7 +811,7 @@ async function startIn(
         binaries: bins,
         clientPki: pki,
         registry,
-        freePort: () => freePort(used),
+        freePort: () => freePort(used, true),
         start,
         waitFor,
         httpGet: (path) => httpCall(`${apiServer}${path}`, { ca, headers: auth }),

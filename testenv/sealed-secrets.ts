@@ -5,10 +5,10 @@
 // its own key Secret).
 import { execFile } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ensureGoTools, type Log } from './build.js';
+import { freePort } from './net.js';
 import { registryClient, tarLayer, type Image } from './images.js';
 import type { SandboxInfo, SandboxNode } from './sandbox.js';
 
@@ -133,19 +133,6 @@ async function kubectl(
       },
     );
     if (stdin !== undefined) child.stdin?.end(stdin);
-  });
-}
-
-function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as AddressInfo).port;
-      s.close(() => {
-        resolve(p);
-      });
-    });
   });
 }
 
@@ -281,8 +268,8 @@ export async function deploySealedSecretsController(
     namespace,
     image,
     apiPort,
-    listenPort: await freeLoopbackPort(),
-    metricsPort: await freeLoopbackPort(),
+    listenPort: await freePort(),
+    metricsPort: await freePort(),
     toleration: node.toleration,
   });
   const stop = async (): Promise<void> => {

@@ -1,14 +1,2 @@
-import { createServer, type AddressInfo } from 'node:net';
-
-/** A loopback port that was free a moment ago. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as AddressInfo).port;
-      s.close(() => {
-        resolve(p);
-      });
-    });
-  });
-}
+// The test environment's free-port finder, for helpers that start servers of their own.
+export { freePort } from '../../testenv/net.js';
