@@ -4,7 +4,7 @@ import type { Context } from '../../core/context.js';
 import { UserError } from '../../core/errors.js';
 import { MISMATCH_FLAG, MISMATCH_HELP } from '../../cluster/mismatch.js';
 import { readPlan } from '../../plan/load.js';
-import type { MigrationPlan } from '../../plan/schema.js';
+import type { LoadedPlan } from '../../plan/read.js';
 import type { VaultReportOptions } from '../../report/reports.js';
 import { normalizeMount } from '../../contract/annotations.js';
 
@@ -46,8 +46,8 @@ const PLAN_CHECK_HELP =
   "refuse (exit 2) unless the current context's cluster is the one this plan was made from";
 
 /**
- * validate and audit need no plan; given one, they check they run against its
- * cluster, and audit reads its mapping too. Returns the plan.
+ * status, validate and audit need no plan; given one, they check they run
+ * against its cluster, and status and audit read it too. Returns the plan.
  */
 async function checkCluster(
   o: {
@@ -57,7 +57,7 @@ async function checkCluster(
     context?: string | undefined;
   },
   ctx: Context,
-): Promise<MigrationPlan | undefined> {
+): Promise<LoadedPlan | undefined> {
   if (o.plan === undefined) return undefined;
   const loaded = await readPlan(resolve(ctx.cwd, o.plan), o.plan);
   const { checkPlanCluster } = await import('../../cluster/check.js');
@@ -68,7 +68,7 @@ async function checkCluster(
     o.clusterMismatchOk,
     ctx,
   );
-  return loaded.plan;
+  return loaded;
 }
 
 export function registerTargetReports(target: Command, ctx: Context): void {
@@ -88,17 +88,7 @@ export function registerTargetReports(target: Command, ctx: Context): void {
         .default('table'),
     )
     .action(async (o) => {
-      const plan = o.plan ? await readPlan(resolve(ctx.cwd, o.plan), o.plan) : undefined;
-      if (plan && o.plan) {
-        const { checkPlanCluster } = await import('../../cluster/check.js');
-        await checkPlanCluster(
-          plan.plan,
-          o.plan,
-          { kubeconfig: o.kubeconfig, context: o.context },
-          o.clusterMismatchOk,
-          ctx,
-        );
-      }
+      const plan = await checkCluster(o, ctx);
       const { runStatus } = await import('../../report/reports.js');
       await runStatus(
         {
@@ -159,7 +149,7 @@ export function registerTargetReports(target: Command, ctx: Context): void {
     .option(MISMATCH_FLAG, MISMATCH_HELP, false)
     .action(async (o) => {
       if (o.outputFile === '') throw new UserError('--output-file needs a path');
-      const plan = await checkCluster(o, ctx);
+      const plan = (await checkCluster(o, ctx))?.plan;
       const { buildAudit } = await import('../../report/reports.js');
       const { renderHtml, renderMarkdown } = await import('../../report/audit-schema.js');
       const report = await buildAudit({ ...reportOptions(o), plan }, ctx);
