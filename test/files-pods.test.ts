@@ -22,9 +22,8 @@ import {
   acquirePodSandbox,
   containerId,
   containerProcesses,
-  describePod,
   hostEnviron,
-  isRunning,
+  onlyPod,
   createVaultCaConfigMap,
   startPodWebhook,
   type PodSandbox,
@@ -132,28 +131,6 @@ afterAll(async () => {
   await sb?.release();
 }, 180_000);
 
-/** The one running pod of the Deployment, once every pod is `injected` as wanted. */
-async function onlyPod(injected: boolean): Promise<V1Pod> {
-  let last = '';
-  try {
-    return await eventually(
-      `one running ${injected ? 'protected' : 'native'} pod of web`,
-      async () => {
-        const pods = (await core.listNamespacedPod({ namespace: NS, labelSelector: 'app=web' }))
-          .items;
-        last = pods.map(describePod).join('; ');
-        const [p, ...more] = pods;
-        if (!p || more.length > 0) return undefined;
-        const isInjected = p.metadata?.annotations?.['cloudtaser.io/injected-by'] !== undefined;
-        return isInjected === injected && isRunning(p, 'app') ? p : undefined;
-      },
-      180_000,
-    );
-  } catch (e) {
-    throw new Error(`${e instanceof Error ? e.message : String(e)}; last seen: ${last}`);
-  }
-}
-
 interface Seen {
   /** File name -> sha256, mode, uid, gid. */
   files: Record<string, { sha: string; mode: string; uid: number; gid: number }>;
@@ -202,7 +179,7 @@ describe('migrating a workload that reads files and envFrom from Secrets, on a r
       const d = await apps.readNamespacedDeployment({ name: 'web', namespace: NS });
       return d.metadata?.generation === created.metadata?.generation ? d : undefined;
     });
-    const native = await appView(await onlyPod(false));
+    const native = await appView(await onlyPod(core, NS, 'web', false));
     // The expected view, from the values themselves: the test reads what it means to.
     expect(native).toEqual({
       files: {
@@ -249,7 +226,7 @@ describe('migrating a workload that reads files and envFrom from Secrets, on a r
     );
     expect(p.stdout).not.toContain('kept native Secret references');
 
-    const protectedPod = await onlyPod(true);
+    const protectedPod = await onlyPod(core, NS, 'web', true);
     expect(JSON.stringify(protectedPod.spec)).not.toMatch(/secretName|secretRef|secretKeyRef/);
     expect(ALL_VALUES.some((v) => JSON.stringify(protectedPod).includes(v))).toBe(false);
     expect(protectedPod.metadata?.annotations).not.toHaveProperty(

@@ -33,9 +33,9 @@ import {
   containerId,
   containerProcesses,
   createVaultCaConfigMap,
-  describePod,
   hostEnviron,
   isRunning,
+  onlyPod,
   startPodWebhook,
   type PodSandbox,
   type PodWebhook,
@@ -124,27 +124,6 @@ async function vaultMatches(): Promise<Record<string, boolean>> {
   const data =
     (r.json as { data?: { data?: Record<string, string> } } | undefined)?.data?.data ?? {};
   return Object.fromEntries(Object.entries(PLANTED).map(([k, v]) => [k, data[k] === v]));
-}
-
-async function onlyPod(injected: boolean): Promise<V1Pod> {
-  let last = '';
-  try {
-    return await eventually(
-      `one running ${injected ? 'protected' : 'native'} pod of web`,
-      async () => {
-        const pods = (await core.listNamespacedPod({ namespace: NS, labelSelector: 'app=web' }))
-          .items;
-        last = pods.map(describePod).join('; ');
-        const [p, ...more] = pods;
-        if (!p || more.length > 0) return undefined;
-        const isInjected = p.metadata?.annotations?.['cloudtaser.io/injected-by'] !== undefined;
-        return isInjected === injected && isRunning(p, 'app') ? p : undefined;
-      },
-      180_000,
-    );
-  } catch (e) {
-    throw new Error(`${e instanceof Error ? e.message : String(e)}; last seen: ${last}`);
-  }
 }
 
 /** sha256 of DB_PASS/DB_USER as the app process has them, read from the host. */
@@ -312,7 +291,7 @@ afterAll(async () => {
 describe('migrating off Sealed Secrets, with the real controller on a real node', () => {
   it('discover → apply → import online and offline → verify → protect → cleanup; the Secret stays gone', async () => {
     const expected = { DB_PASS: sha(PLANTED.password), DB_USER: sha(PLANTED.username) };
-    expect(await appEnv(await onlyPod(false))).toEqual(expected);
+    expect(await appEnv(await onlyPod(core, NS, 'web', false))).toEqual(expected);
 
     // What cleanup must not trigger: deleting the Secret while its
     // SealedSecret exists makes the controller write it back.
@@ -421,7 +400,7 @@ describe('migrating off Sealed Secrets, with the real controller on a real node'
       ],
       'protect',
     );
-    const protectedPod = await onlyPod(true);
+    const protectedPod = await onlyPod(core, NS, 'web', true);
     expect(JSON.stringify(protectedPod.spec)).not.toMatch(/secretKeyRef|secretRef|secretName/);
     // The app has the same values, now from vault.
     expect(await appEnv(protectedPod)).toEqual(expected);

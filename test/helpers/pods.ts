@@ -62,6 +62,36 @@ export async function waitForPod(
   }
 }
 
+/**
+ * The one running pod labelled `app=<app>`, once it is the only one and is
+ * injected (or not) as wanted: after a rollout, the old pods are gone.
+ */
+export async function onlyPod(
+  core: CoreV1Api,
+  namespace: string,
+  app: string,
+  injected: boolean,
+): Promise<V1Pod> {
+  let last = '';
+  try {
+    return await eventually(
+      `one running ${injected ? 'protected' : 'native'} pod of ${app}`,
+      async () => {
+        const pods = (await core.listNamespacedPod({ namespace, labelSelector: `app=${app}` }))
+          .items;
+        last = pods.map(describePod).join('; ');
+        const [p, ...more] = pods;
+        if (!p || more.length > 0) return undefined;
+        const isInjected = p.metadata?.annotations?.['cloudtaser.io/injected-by'] !== undefined;
+        return isInjected === injected && isRunning(p, 'app') ? p : undefined;
+      },
+      180_000,
+    );
+  } catch (e) {
+    throw new Error(`${e instanceof Error ? e.message : String(e)}; last seen: ${last}`);
+  }
+}
+
 /** Phase and container states in one line, for failure messages (no env, no values). */
 export function describePod(p: V1Pod): string {
   const states = [
