@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { parse, stringify } from 'yaml';
 import { z } from 'zod';
 import { UserError } from '../core/errors.js';
+import { readFailureReason } from '../core/read-failure.js';
 import { certificates, fingerprintOf, FINGERPRINT_FORMAT } from './identity.js';
 
 export const FINGERPRINT_KIND = 'ClusterFingerprint';
@@ -61,10 +62,7 @@ export async function readFingerprintFile(path: string, display: string): Promis
   try {
     text = await readFile(path, 'utf8');
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError(
-      `cannot read ${display}: ${code === 'ENOENT' ? 'no such file' : (code ?? 'unreadable')}`,
-    );
+    throw new UserError(`cannot read ${display}: ${readFailureReason(e)}`);
   }
   let doc: unknown;
   try {

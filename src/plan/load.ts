@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { UserError } from '../core/errors.js';
 import { cachedPlan, storePlan, type PlanCache } from './cache.js';
 import { safeLine } from './display.js';
-import { readFailureReason } from './read-failure.js';
+import { readFailureReason } from '../core/read-failure.js';
 import { decodePlanBytes } from './text.js';
 import type { LoadedPlan } from './read.js';
 

@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Context } from '../core/context.js';
 import { UserError } from '../core/errors.js';
+import { readFailureReason } from '../core/read-failure.js';
 import { referencedSources, type SecretKeys, type WorkloadObject } from '../contract/workload.js';
 import type { KubeTarget } from '../kube/config.js';
 import { KubeApiError, kubeError, statusOf } from '../kube/errors.js';
@@ -192,10 +193,7 @@ export async function offlineUnsealer(
   try {
     text = await readFile(resolve(ctx.cwd, file), 'utf8');
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError(
-      `--sealing-key ${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : 'cannot be read'}`,
-    );
+    throw new UserError(`--sealing-key ${file}: ${readFailureReason(e)}`);
   }
   const keys = parseSealingKeys(text, `--sealing-key ${file}`);
   return async (namespace, name) => {

@@ -14,7 +14,7 @@ import { say, type Context } from '../../core/context.js';
 import { UserError } from '../../core/errors.js';
 import { writeFileAtomic } from '../../core/files.js';
 import { safeLine } from '../display.js';
-import { readFailureReason } from '../read-failure.js';
+import { readFailureReason } from '../../core/read-failure.js';
 import type { LoadedPlan } from '../read.js';
 import {
   AllowedSignersError,

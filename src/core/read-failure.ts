@@ -1,5 +1,6 @@
-// Why a file could not be read, in words: shared by the plan reader and the
-// signature commands, so a missing plan, key or signature reads the same.
+// Why a file could not be read, in words: shared by the plan reader, the
+// signature commands, the fingerprint file and --sealing-key, so a missing
+// plan, key, signature or fingerprint file reads the same.
 
 /** The reason part of "cannot read <what> <file>: <reason>". */
 export function readFailureReason(e: unknown): string {
